@@ -1,0 +1,176 @@
+"""The `hypernas` command line: thin wrappers over the public Python functions.
+
+Any `HypernasError` becomes one line on stderr and exit code 2, never a traceback.
+
+Usage:
+    hypernas spaces
+    hypernas sample --space nb201 -n 5 --seed 0
+    hypernas train --space nb201 --arch '|nor_conv_3x3~0|+...' --dataset mnist1d --channels 8 --cells 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Callable
+
+from hypernas.errors import HypernasError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Register `fn` as the subcommand named after it (`train_hypernet` -> `train-hypernet`)."""
+    COMMANDS[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+# ---- shared argument groups ------------------------------------------------------------------
+
+
+def _space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, help="built-in space name, or path/to/file.py:function")
+    p.add_argument("--channels", type=int, help="space option: width C (nb201)")
+    p.add_argument("--cells", type=int, help="space option: cells per stage N (nb201)")
+    p.add_argument("--space-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other space option; VALUE is read as JSON where it parses")
+
+
+def _data_args(p: argparse.ArgumentParser, default: str | None = "mnist1d") -> None:
+    p.add_argument("--dataset", default=default, help="mnist1d, digits, cifar10, or path/to/file.npz")
+    p.add_argument("--data-dir", help="directory holding the cifar10 python-pickle files")
+
+
+def space_options(args: argparse.Namespace) -> dict:
+    """The space options the user gave; the space rejects any it does not take."""
+    options = {k: v for k, v in (("channels", args.channels), ("cells", args.cells)) if v is not None}
+    for item in args.space_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise HypernasError(f"--space-option needs KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _load_data(args: argparse.Namespace):
+    from hypernas.data import load_dataset
+
+    return load_dataset(args.dataset, data_dir=args.data_dir)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+
+@command
+def spaces(args: argparse.Namespace) -> None:
+    """List the registered spaces with their size and a one-line description."""
+    from hypernas.spaces import list_spaces
+
+    for s in list_spaces():
+        size = f"{s.size:.3g}" if s.size and s.size > 10**6 else str(s.size or "?")
+        print(f"{s.name:10s} {size:>10s}  {s.description}")
+
+
+@command
+def sample(args: argparse.Namespace) -> None:
+    """Print `-n` architectures, one per line, drawn from the space with `--seed`."""
+    from hypernas.graph import to_json
+    from hypernas.spaces import get_space
+
+    space = get_space(args.space)
+    in_channels, num_classes = args.in_channels, args.num_classes
+    if args.dataset:
+        data = _load_data(args)
+        in_channels, num_classes = data.in_channels, data.num_classes
+    rng = random.Random(args.seed)
+    for _ in range(args.n):
+        G = space.sample(rng, in_channels, num_classes, **space_options(args))
+        print(to_json(G) if args.format == "json" else space.describe(G))
+
+
+@command
+def train(args: argparse.Namespace) -> None:
+    """Train one architecture normally and report its test accuracy."""
+    from hypernas.spaces import get_space
+    from hypernas.train import TrainConfig, train as train_arch
+
+    data = _load_data(args)
+    G = get_space(args.space).from_text(args.arch, data.in_channels, data.num_classes, **space_options(args))
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    r = train_arch(G, data, config, seed=args.seed, device=args.device, progress=not args.json)
+    out = {"test_accuracy": r.test_accuracy, "test_loss": r.test_loss, "params": r.params,
+           "seconds": round(r.seconds, 2), "epochs": args.epochs, "seed": args.seed, "dataset": args.dataset}
+    print(json.dumps(out) if args.json else
+          f"test accuracy {r.test_accuracy:.4f}  loss {r.test_loss:.4f}  params {r.params}  {r.seconds:.1f}s")
+
+
+@command
+def draw(args: argparse.Namespace) -> None:
+    """Draw an architecture to a PNG file."""
+    from hypernas.plots import draw_architecture
+    from hypernas.spaces import get_space
+
+    G = get_space(args.space).from_text(args.arch, args.in_channels, args.num_classes, check_data=False,
+                                       **space_options(args))
+    draw_architecture(G, args.out)
+    print(args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("spaces", help=spaces.__doc__)
+
+    p = sub.add_parser("sample", help=sample.__doc__)
+    _space_args(p)
+    _data_args(p, default=None)
+    p.add_argument("-n", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=["auto", "json"], default="auto")
+    p.add_argument("--in-channels", type=int, default=1, help="used when no --dataset is given")
+    p.add_argument("--num-classes", type=int, default=10, help="used when no --dataset is given")
+
+    p = sub.add_parser("train", help=train.__doc__)
+    _space_args(p)
+    _data_args(p)
+    p.add_argument("--arch", required=True, help="the space's string form, inline JSON, or a JSON file")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("draw", help=draw.__doc__)
+    _space_args(p)
+    p.add_argument("--arch", required=True)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--num-classes", type=int, default=10)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except HypernasError as err:
+        print(f"hypernas: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hypernas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The project's error types. Every error a user can cause derives from `HypernasError`.
+
+The command line turns any `HypernasError` into one line on stderr and exit code 2, so
+messages must name the offending thing (node, file, option) and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class HypernasError(Exception):
+    """Base of every error hypernas raises on bad input."""
+
+
+class GraphError(HypernasError):
+    """An architecture graph is invalid. `node` names the offending node where there is one."""
+
+    def __init__(self, message: str, node: object | None = None):
+        self.node = node
+        super().__init__(f"node {node!r}: {message}" if node is not None else message)
+
+
+class UnknownNameError(HypernasError, KeyError):
+    """A registry lookup (op, space, dataset) failed; the message suggests the nearest names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class SpaceError(HypernasError):
+    """A search space could not be loaded or did not return a valid graph."""
+
+
+class DatasetError(HypernasError):
+    """A dataset is missing, unreadable or malformed."""
+
+
+class CheckpointError(HypernasError):
+    """A checkpoint is missing, corrupt, or incompatible with the requested use."""
+
+
+def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
+    """Build an `UnknownNameError` that suggests the closest known names."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known))}.")

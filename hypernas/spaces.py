@@ -1,0 +1,162 @@
+"""Search spaces: turn an Optuna trial (define-by-run) into an architecture graph.
+
+A space is one function `suggest(trial, *, in_channels, num_classes, **options) -> DiGraph`
+that asks the trial for its choices (`trial.suggest_categorical`, `trial.suggest_int`).
+Built-in spaces live in `search_spaces/` and are registered by name below; a user's own
+space is a Python file with one such function, named as `path/to/file.py:function`.
+`RandomTrial` answers the same calls from a seeded generator, so every space can also be
+sampled without Optuna.
+
+Usage:
+    space = get_space("nb201")
+    G = space.sample(seed=0, in_channels=1, num_classes=10, channels=8, cells=1)
+    G = space.build(optuna_trial, in_channels=1, num_classes=10)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from hypernas.errors import GraphError, HypernasError, SpaceError, unknown_name
+from hypernas.graph import from_json, to_json, validate
+
+
+class RandomTrial:
+    """A stand-in for `optuna.Trial` that draws each choice uniformly from a seeded RNG."""
+
+    def __init__(self, seed: int | random.Random):
+        self.rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        self.params: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.params.setdefault(name, self.rng.choice(list(choices)))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self.params.setdefault(name, self.rng.randrange(low, high + 1, step))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float:
+        return self.params.setdefault(name, self.rng.uniform(low, high))
+
+
+@dataclass(frozen=True)
+class Space:
+    """A named search space. Optional hooks: `parse`/`format` for a compact string form
+    (NB201's `|op~0|+...`) and `enumerate` for spaces small enough to list."""
+
+    name: str
+    suggest: Callable[..., nx.DiGraph]
+    description: str = ""
+    size: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # option -> default
+    parse: Callable[..., nx.DiGraph] | None = None  # (text, in_channels, num_classes, **options)
+    format: Callable[[nx.DiGraph], str] | None = None
+    enumerate: Callable[..., Iterator[nx.DiGraph]] | None = None
+
+    def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in; an option the space does not take is an error, never ignored."""
+        unknown = set(options) - set(self.options)
+        if unknown:
+            takes = ", ".join(sorted(self.options)) or "no options"
+            raise SpaceError(f"space {self.name!r} does not take option(s) {sorted(unknown)}; it takes {takes}")
+        return {**self.options, **options}
+
+    def build(self, trial: Any, in_channels: int, num_classes: int, **options: Any) -> nx.DiGraph:
+        """Ask `trial` for one architecture; the result is validated before it is returned."""
+        options = self.resolve_options(options)
+        try:
+            G = self.suggest(trial, in_channels=in_channels, num_classes=num_classes, **options)
+        except HypernasError:
+            raise
+        except Exception as err:  # a user's space may raise anything; report it as the space's fault
+            if type(err).__module__.startswith("optuna"):
+                raise  # TrialPruned and friends are Optuna's control flow, not errors
+            raise SpaceError(f"space {self.name!r} raised {type(err).__name__}: {err}") from err
+        if not isinstance(G, nx.DiGraph):
+            raise SpaceError(f"space {self.name!r} returned {type(G).__name__}, not a networkx.DiGraph")
+        try:
+            validate(G)
+        except GraphError as err:
+            raise SpaceError(f"space {self.name!r} returned an invalid graph: {err}") from None
+        return G
+
+    def sample(self, seed: int | random.Random, in_channels: int, num_classes: int, **options: Any) -> nx.DiGraph:
+        """One architecture drawn uniformly at each choice, reproducible from `seed`."""
+        return self.build(RandomTrial(seed), in_channels, num_classes, **options)
+
+    def describe(self, G: nx.DiGraph) -> str:
+        """The architecture's shortest faithful text: the space's string form, else JSON."""
+        return self.format(G) if self.format else to_json(G)
+
+    def from_text(self, text: str, in_channels: int, num_classes: int, check_data: bool = True, **options: Any) -> nx.DiGraph:
+        """Read an architecture given as a JSON file path, inline JSON, or the space's string form.
+
+        JSON must fit the data (`in_channels`, `num_classes`) unless `check_data` is False."""
+        text = text.strip()
+        if text and not text.startswith(("{", "|")) and os.path.isfile(text):
+            with open(text, encoding="utf-8") as f:
+                text = f.read().strip()
+        if text.startswith("{"):
+            G = from_json(text)
+            info = validate(G)
+            got = (info.in_channels, info.num_classes)
+            if check_data and got != (in_channels, num_classes):
+                raise GraphError(f"the architecture takes {got[0]} input channels and predicts {got[1]} classes; the data has {in_channels} and {num_classes}")
+            return G
+        if self.parse is None:
+            raise SpaceError(f"space {self.name!r} reads architectures only as JSON, got {text[:60]!r}")
+        return self.parse(text, in_channels=in_channels, num_classes=num_classes, **self.resolve_options(options))
+
+
+# Built-in spaces, imported only when asked for (no import side effects).
+BUILTIN = {
+    "nb201": "search_spaces.nb201",
+    "macro": "search_spaces.macro",
+    "tiny_cnn": "search_spaces.example_user_space",
+}
+
+
+def list_spaces() -> list[Space]:
+    """Every built-in space."""
+    return [get_space(name) for name in BUILTIN]
+
+
+def get_space(name: str) -> Space:
+    """A built-in space by name, or a user's space as `path/to/file.py:function`."""
+    if name in BUILTIN:
+        return importlib.import_module(BUILTIN[name]).SPACE
+    if ":" in name:
+        return load_user_space(name)
+    raise unknown_name("space", name, list(BUILTIN) + ["path/to/file.py:function"])
+
+
+def load_user_space(spec: str) -> Space:
+    """Load `path/to/file.py:function` as a space. The function's keyword-only parameters
+    beyond `in_channels` and `num_classes`, with their defaults, become the space's options."""
+    path, _, func_name = spec.rpartition(":")
+    if not os.path.isfile(path):
+        raise SpaceError(f"space file {path!r} does not exist (expected path/to/file.py:function)")
+    try:
+        module_spec = importlib.util.spec_from_file_location(f"hypernas_user_space_{abs(hash(path))}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        raise SpaceError(f"space file {path!r} failed to import: {type(err).__name__}: {err}") from err
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        found = [n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")]
+        raise SpaceError(f"space file {path!r} has no function {func_name!r}; it defines {found}")
+    options = {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.name not in ("trial", "in_channels", "num_classes") and p.default is not inspect.Parameter.empty
+    }
+    return Space(name=spec, suggest=fn, description=(fn.__doc__ or "").strip().split("\n")[0], options=options)

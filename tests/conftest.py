@@ -1,0 +1,36 @@
+"""Shared fixtures: small graphs and a cached MNIST-1D."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from search_spaces import nb201
+
+GOOD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+DEAD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|none~0|none~1|none~2|"
+
+
+def small_nb201(text: str = GOOD_CELL, in_channels: int = 1, num_classes: int = 10) -> nx.DiGraph:
+    return nb201.from_string(text, in_channels, num_classes, channels=4, cells=1)
+
+
+def tiny_graph() -> nx.DiGraph:
+    """input -> conv -> bn -> relu -> pool -> linear -> output."""
+    G = nx.DiGraph()
+    G.add_node("in", op="input", channels=2)
+    G.add_node("c", op="conv", channels=4, kernel=3)
+    G.add_node("b", op="bn")
+    G.add_node("r", op="relu")
+    G.add_node("p", op="global_pool")
+    G.add_node("l", op="linear", channels=3)
+    G.add_node("out", op="output")
+    nx.add_path(G, ["in", "c", "b", "r", "p", "l", "out"])
+    return G
+
+
+@pytest.fixture(scope="session")
+def mnist1d():
+    from hypernas.data import load_dataset
+
+    return load_dataset("mnist1d")

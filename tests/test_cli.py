@@ -1,0 +1,73 @@
+"""The command line: each command works, and bad input gives one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GOOD_CELL
+from hypernas.cli import main
+from hypernas.graph import from_json
+
+
+def test_spaces_lists_sizes(capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "nb201" in out and "15625" in out and "macro" in out
+
+
+def test_sample_is_deterministic(capsys):
+    main(["sample", "--space", "nb201", "-n", "5", "--seed", "0"])
+    first = capsys.readouterr().out.splitlines()
+    main(["sample", "--space", "nb201", "-n", "5", "--seed", "0"])
+    assert capsys.readouterr().out.splitlines() == first
+    assert len(first) == 5 and all(line.startswith("|") for line in first)
+    main(["sample", "--space", "macro", "-n", "2", "--seed", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(from_json(line) for line in lines)
+    main(["sample", "--space", "nb201", "-n", "1", "--format", "json", "--channels", "8", "--cells", "1"])
+    assert json.loads(capsys.readouterr().out)["graph"]["arch"].startswith("|")
+
+
+def test_train_json_output(capsys, tmp_path, mnist1d):
+    assert main(["train", "--space", "nb201", "--arch", GOOD_CELL, "--channels", "4", "--cells", "1",
+                 "--epochs", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"test_accuracy", "params", "seconds"} <= set(out) and 0 <= out["test_accuracy"] <= 1
+    # the same architecture given as a JSON file
+    main(["sample", "--space", "tiny_cnn", "-n", "1", "--seed", "1"])
+    path = tmp_path / "arch.json"
+    path.write_text(capsys.readouterr().out)
+    assert main(["train", "--space", "tiny_cnn", "--arch", str(path), "--epochs", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] > 0
+
+
+def test_draw_writes_a_png(tmp_path):
+    out = tmp_path / "a.png"
+    assert main(["draw", "--space", "nb201", "--arch", GOOD_CELL, "--channels", "4", "--cells", "1", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--space", "nb2O1"], "unknown space 'nb2O1'. Did you mean 'nb201'"),
+    (["sample", "--space", "macro", "--channels", "8"], "does not take option"),
+    (["train", "--space", "nb201", "--arch", "|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "unknown NB201 op"),
+    (["train", "--space", "nb201", "--arch", GOOD_CELL, "--dataset", "missing.npz"], "does not exist"),
+    (["train", "--space", "nb201", "--arch", "{\"nodes\": [}"], "not a valid architecture JSON"),
+    (["sample", "--space", "nb201", "--space-option", "cells"], "KEY=VALUE"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_console_script_runs():
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.run([sys.executable, "-m", "hypernas.cli", "sample", "--space", "nb201", "-n", "1"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("|")

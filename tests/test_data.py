@@ -1,0 +1,104 @@
+"""Datasets: splits, standardisation, and clear errors for missing or malformed data."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from hypernas.data import load_dataset
+from hypernas.errors import DatasetError, UnknownNameError
+
+
+def test_mnist1d_splits_and_standardisation(mnist1d):
+    d = mnist1d
+    assert (len(d.x_train), len(d.x_val), len(d.x_test)) == (3600, 400, 1000)
+    assert d.x_train.shape[1:] == (1, 40) and d.ndim == 1 and d.num_classes == 10
+    x, _ = d.train_and_val()
+    assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
+    assert d.y_train.dtype == torch.int64
+
+
+def test_validation_slice_is_fixed_and_disjoint(mnist1d):
+    again = load_dataset("mnist1d")
+    assert torch.equal(again.x_val, mnist1d.x_val)
+    train_rows = {tuple(r.tolist()) for r in mnist1d.x_train[:, 0, :5]}
+    assert not any(tuple(r.tolist()) in train_rows for r in mnist1d.x_val[:, 0, :5])
+
+
+def test_digits_are_images():
+    d = load_dataset("digits")
+    assert d.x_train.shape[1:] == (1, 8, 8) and d.ndim == 2 and d.num_classes == 10
+    assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 1797
+
+
+def test_npz_with_and_without_test_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", x=rng.normal(size=(50, 3, 16)), y=rng.integers(0, 4, 50))
+    d = load_dataset(str(tmp_path / "a.npz"))
+    assert d.x_train.shape[1:] == (3, 16) and len(d.x_test) == 10 and d.num_classes <= 4
+    np.savez(tmp_path / "b.npz", x=rng.normal(size=(30, 20)), y=rng.integers(0, 3, 30),
+             x_test=rng.normal(size=(5, 20)), y_test=rng.integers(0, 3, 5))
+    d = load_dataset(str(tmp_path / "b.npz"))
+    assert d.x_train.shape[1:] == (1, 20) and len(d.x_test) == 5
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((4, 5))}, "needs arrays 'x' and 'y'"),
+    ({"x": np.zeros((4, 5)), "y": np.zeros(3, dtype=int)}, "different lengths"),
+    ({"x": np.zeros((4, 5)), "y": np.array([0.5, 1, 2, 3])}, "integers"),
+    ({"x": np.zeros((4,)), "y": np.zeros(4, dtype=int)}, "must be"),
+    ({"x": np.full((4, 5), np.nan), "y": np.zeros(4, dtype=int)}, "NaN"),
+])
+def test_malformed_npz(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(str(tmp_path / "bad.npz"))
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(str(tmp_path / "nope.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset(str(tmp_path / "junk.npz"))
+    with pytest.raises(UnknownNameError, match="mnist1d"):
+        load_dataset("mnist2d")
+
+
+def _write_cifar(folder, n=20):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+
+
+def test_cifar10_from_local_pickles(tmp_path):
+    with pytest.raises(DatasetError, match="--data-dir"):
+        load_dataset("cifar10")
+    with pytest.raises(DatasetError, match="no test_batch"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+    sub = tmp_path / "cifar-10-batches-py"
+    sub.mkdir()
+    _write_cifar(sub)
+    d = load_dataset("cifar10", data_dir=str(tmp_path))
+    assert d.x_train.shape[1:] == (3, 32, 32) and len(d.x_test) == 20 and len(d.x_train) + len(d.x_val) == 100
+
+
+def test_cifar10_refuses_pickles_that_run_code(tmp_path):
+    _write_cifar(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": [0]}, f)
+    with pytest.raises(DatasetError, match="refusing to load builtins.print"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+    (tmp_path / "test_batch").write_bytes(b"\x80\x04truncated")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
