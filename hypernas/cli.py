@@ -121,6 +121,63 @@ def draw(args: argparse.Namespace) -> None:
     print(args.out)
 
 
+@command
+def train_hypernet(args: argparse.Namespace) -> None:
+    """Train a graph hypernetwork on a dataset over architectures sampled from a space."""
+    import os
+
+    import torch
+
+    from hypernas.ghn.fit import FitConfig, fit_hypernet
+
+    if os.path.exists(args.out) and not args.resume:
+        raise HypernasError(f"{args.out} exists; pass --resume to continue it, or choose another --out")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = FitConfig(steps=args.steps, meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
+                       checkpoint_every=args.checkpoint_every, seed=args.seed)
+    state = fit_hypernet(args.space, space_options(args), _load_data(args), config, out=args.out,
+                         resume=args.resume, device=args.device)
+    print(f"{args.out}: {state['step']} steps, loss {state['loss_ema']:.4f}, {state['skipped']} skipped")
+
+
+@command
+def score(args: argparse.Namespace) -> None:
+    """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
+    from hypernas.data import load_dataset
+    from hypernas.ghn.checkpoint import load_checkpoint
+    from hypernas.score import Scorer
+    from hypernas.spaces import get_space
+
+    ckpt = load_checkpoint(args.hypernet)
+    data = load_dataset(args.dataset or ckpt["data"]["dataset"], data_dir=args.data_dir)
+    scorer = Scorer.from_checkpoint(args.hypernet, data, samples=args.samples, seed=args.seed, device=args.device)
+    space = get_space(ckpt["space"])
+    stream = sys.stdin if args.archs == "-" else _open_archs(args.archs)
+    graphs, texts = [], []
+    for number, line in enumerate(stream, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            graphs.append(space.from_text(line, data.in_channels, data.num_classes, **ckpt["space_options"]))
+        except HypernasError as err:
+            raise HypernasError(f"{args.archs} line {number}: {err}") from None
+        texts.append(line.strip())
+    for text, result in zip(texts, scorer.score(graphs)):
+        if args.json:
+            print(json.dumps({"arch": text, **result.to_dict()}))
+        else:
+            print(f"acc {result.accuracy:.4f} ± {result.accuracy_std:.4f}  loss {result.loss:.4f} ± "
+                  f"{result.loss_std:.4f}  params {result.params}  flops {result.flops}  {result.hash}  {text}")
+
+
+def _open_archs(path: str):
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as err:
+        raise HypernasError(f"cannot read architectures from {path!r}: {err.strerror}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +210,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--num-classes", type=int, default=10)
+
+    p = sub.add_parser("train-hypernet", help=train_hypernet.__doc__)
+    _space_args(p)
+    _data_args(p)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--meta-batch", type=int, default=8, help="architectures per data batch")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+    p = sub.add_parser("score", help=score.__doc__)
+    p.add_argument("--hypernet", required=True)
+    p.add_argument("--archs", required=True, help="file with one architecture per line, or - for stdin")
+    p.add_argument("--samples", type=int, default=3, help="draws of the hypernetwork's noise per architecture")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--device", default="cpu")
+    _data_args(p, default=None)
     return parser
 
 

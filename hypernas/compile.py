@@ -13,6 +13,7 @@ Usage:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import networkx as nx
 import torch
@@ -20,6 +21,45 @@ from torch import nn
 
 from hypernas.graph import GraphInfo, validate
 from hypernas.ops import RunContext
+
+
+class Program:
+    """The executable form of a validated graph: ops in order, each with its input indices.
+
+    `run(x, params)` takes parameters by their flat names (`<node>.<param>`). It is what a
+    `GraphModule` runs with its own weights, and what the hypernetwork runs with predicted
+    ones, without building a module.
+    """
+
+    def __init__(self, info: GraphInfo, ndim: int):
+        if ndim not in (1, 2):
+            raise ValueError(f"ndim must be 1 (sequences) or 2 (images), got {ndim}")
+        self.ndim = ndim
+        self.degenerate = info.degenerate
+        index = {n.name: i for i, n in enumerate(info.nodes)}
+        self.param_shapes: dict[str, tuple[int, ...]] = {}  # flat name -> shape, in node order
+        self.buffer_shapes: dict[str, tuple[int, ...]] = {}
+        self.steps = []  # (key, op, attrs, input indices, names of its tensors)
+        for n in info.nodes:
+            key = str(n.name)
+            params = n.op.param_shapes(n.attrs, list(n.in_shapes), ndim)
+            buffers = n.op.buffer_shapes(n.attrs, list(n.in_shapes))
+            self.param_shapes.update({f"{key}.{k}": v for k, v in params.items()})
+            self.buffer_shapes.update({f"{key}.{k}": v for k, v in buffers.items()})
+            self.steps.append((key, n.op, n.attrs, tuple(index[p] for p in n.inputs), tuple(params) + tuple(buffers)))
+
+    def run(self, x: torch.Tensor, params: Mapping[str, torch.Tensor], ctx: RunContext) -> torch.Tensor:
+        """(N, C, *spatial) -> (N, classes). Missing buffers mean BatchNorm uses batch statistics."""
+        if x.dim() != self.ndim + 2:
+            raise ValueError(f"expected input of shape (N, C, {'L' if self.ndim == 1 else 'H, W'}), got {tuple(x.shape)}")
+        values: list[torch.Tensor] = []
+        for key, op, attrs, inputs, names in self.steps:
+            if not inputs:  # the input node
+                values.append(x)
+                continue
+            p = {name: params[f"{key}.{name}"] for name in names if f"{key}.{name}" in params}
+            values.append(op.forward(attrs, [values[i] for i in inputs], p, ctx))
+        return values[-1]
 
 
 class _NodeParams(nn.Module):
@@ -31,38 +71,30 @@ class GraphModule(nn.Module):
 
     def __init__(self, G: nx.DiGraph, ndim: int, info: GraphInfo | None = None):
         super().__init__()
-        if ndim not in (1, 2):
-            raise ValueError(f"ndim must be 1 (sequences) or 2 (images), got {ndim}")
-        info = info or validate(G)
+        self.program = Program(info or validate(G), ndim)
         self.ndim = ndim
         self.batch_stats = False
-        self.degenerate = info.degenerate
+        self.degenerate = self.program.degenerate
         self.nodes = nn.ModuleDict()
-        self._steps = []  # (key, op, attrs, indices of inputs), in execution order
-        index = {}
-        for i, n in enumerate(info.nodes):
-            key = str(n.name)
-            index[n.name] = i
-            params = n.op.param_shapes(n.attrs, list(n.in_shapes), ndim)
-            buffers = n.op.buffer_shapes(n.attrs, list(n.in_shapes))
-            if params or buffers:
-                holder = _NodeParams()
-                for pname, shape in params.items():
-                    holder.register_parameter(pname, nn.Parameter(torch.empty(shape)))
-                for bname, shape in buffers.items():
-                    holder.register_buffer(bname, torch.ones(shape) if bname == "running_var" else torch.zeros(shape))
-                self.nodes[key] = holder
-            self._steps.append((key, n.op, n.attrs, tuple(index[p] for p in n.inputs)))
+        for flat, shape in self.program.param_shapes.items():
+            key, name = flat.rsplit(".", 1)
+            self._holder(key).register_parameter(name, nn.Parameter(torch.empty(shape)))
+        for flat, shape in self.program.buffer_shapes.items():
+            key, name = flat.rsplit(".", 1)
+            self._holder(key).register_buffer(name, torch.ones(shape) if name == "running_var" else torch.zeros(shape))
         self.reset_parameters()
+
+    def _holder(self, key: str) -> nn.Module:
+        if key not in self.nodes:
+            self.nodes[key] = _NodeParams()
+        return self.nodes[key]
 
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan-out, as torch's ResNets) for conv/linear weights; BN at 1 and 0."""
-        for key, op, _, _ in self._steps:
-            if key not in self.nodes:
-                continue
-            holder = self.nodes[key]
+        ops = {key: op.name for key, op, *_ in self.program.steps}
+        for key, holder in self.nodes.items():
             for name, p in holder.named_parameters():
-                if op.name == "bn":
+                if ops[key] == "bn":
                     nn.init.ones_(p) if name == "weight" else nn.init.zeros_(p)
                 elif name == "weight":
                     fan_out = p.shape[0] * math.prod(p.shape[2:])
@@ -72,19 +104,11 @@ class GraphModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> (N, classes) logits."""
-        if x.dim() != self.ndim + 2:
-            raise ValueError(f"expected input of shape (N, C, {'L' if self.ndim == 1 else 'H, W'}), got {tuple(x.shape)}")
+        # Read the live tensors each call: functional_call swaps them in and out.
+        tensors = {f"{key}.{name}": t for key, holder in self.nodes.items()
+                   for name, t in (*holder._parameters.items(), *holder._buffers.items())}
         ctx = RunContext(self.ndim, training=self.training, batch_stats=self.batch_stats)
-        values: list[torch.Tensor] = []
-        empty: dict[str, torch.Tensor] = {}
-        for key, op, attrs, inputs in self._steps:
-            if op.name == "input":
-                values.append(x)
-                continue
-            holder = self.nodes[key] if key in self.nodes else None
-            p = dict(holder.named_parameters(recurse=False)) | dict(holder.named_buffers(recurse=False)) if holder else empty
-            values.append(op.forward(attrs, [values[i] for i in inputs], p, ctx))
-        return values[-1]
+        return self.program.run(x, tensors, ctx)
 
 
 def compile_graph(G: nx.DiGraph, ndim: int) -> GraphModule:

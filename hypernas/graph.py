@@ -260,14 +260,18 @@ def canonical_hash(G: nx.DiGraph) -> str:
 # ---- costs without torch -------------------------------------------------------------------
 
 
-def param_count(G: nx.DiGraph, ndim: int) -> int:
+def _info(G: nx.DiGraph | GraphInfo) -> GraphInfo:
+    return G if isinstance(G, GraphInfo) else validate(G)
+
+
+def param_count(G: nx.DiGraph | GraphInfo, ndim: int) -> int:
     """Trainable parameters of the compiled model for `ndim`-D data (1 = sequences, 2 = images)."""
     return sum(
-        math.prod(shape) for n in validate(G).nodes for shape in n.op.param_shapes(n.attrs, list(n.in_shapes), ndim).values()
+        math.prod(shape) for n in _info(G).nodes for shape in n.op.param_shapes(n.attrs, list(n.in_shapes), ndim).values()
     )
 
 
-def flops(G: nx.DiGraph, input_size: tuple[int, ...]) -> int:
+def flops(G: nx.DiGraph | GraphInfo, input_size: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass for one sample of spatial size `input_size`.
 
     Counts conv and linear layers, the convention of NAS-Bench-201 and thop.
@@ -276,5 +280,5 @@ def flops(G: nx.DiGraph, input_size: tuple[int, ...]) -> int:
     ndim = len(input_size)
     return sum(
         n.op.macs(n.attrs, list(n.in_shapes), n.shape, spatial_numel(input_size, n.shape.stride), ndim)
-        for n in validate(G).nodes
+        for n in _info(G).nodes
     )

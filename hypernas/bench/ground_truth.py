@@ -7,6 +7,9 @@ CSV at once, so an interrupted run resumes where it stopped.
 
 Usage:
     python -m hypernas.bench.ground_truth --cells 300 --out hypernas/bench/data/nb201_mnist1d.csv
+    # a disjoint development table, for design decisions that must not see the reference table:
+    python -m hypernas.bench.ground_truth --cells 80 --draw-seed 1 \
+        --exclude hypernas/bench/data/nb201_mnist1d.csv --out hypernas/bench/data/nb201_mnist1d_dev.csv
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ FIELDS = ["arch", "hash", "params", "flops", "seed", "test_accuracy", "test_loss
 PROTOCOL = {"channels": 8, "cells": 1}
 
 
-def draw_cells(n: int, seed: int = 0) -> list[str]:
-    """`n` NB201 strings of distinct networks, drawn uniformly at random."""
-    rng, seen, out = random.Random(seed), set(), []
+def draw_cells(n: int, seed: int = 0, exclude: set[str] = frozenset()) -> list[str]:
+    """`n` NB201 strings of distinct networks, drawn uniformly at random, none hashing into `exclude`."""
+    rng, seen, out = random.Random(seed), set(exclude), []
     while len(out) < n:
         cell = tuple(rng.choice(nb201.OPS) for _ in nb201.EDGES)
         key = canonical_hash(nb201.build(cell, 1, 10, **PROTOCOL))
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--draw-seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default=DEFAULT_TABLE)
+    ap.add_argument("--exclude", help="another table whose networks must not be drawn again (a disjoint dev set)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_dataset("mnist1d")
@@ -55,7 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     if os.path.exists(args.out):
         with open(args.out, newline="") as f:
             done = {(r["arch"], int(r["seed"])) for r in csv.DictReader(f)}
-    todo = [(a, s) for a in draw_cells(args.cells, args.draw_seed) for s in args.seeds if (a, s) not in done]
+    exclude = set()
+    if args.exclude:
+        with open(args.exclude, newline="") as f:
+            exclude = {r["hash"] for r in csv.DictReader(f)}
+    cells = draw_cells(args.cells, args.draw_seed, exclude)
+    todo = [(a, s) for a in cells for s in args.seeds if (a, s) not in done]
     new_file = not os.path.exists(args.out)
     with open(args.out, "a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)

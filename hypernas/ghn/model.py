@@ -1,0 +1,140 @@
+"""The graph hypernetwork: message passing over a batch of graphs, then a weight decoder.
+
+Encoder: each node starts from its op embedding, its shape features and the graph's noise
+vector (SMASH: a draw of the noise is a draw of the weights). `rounds` synchronous rounds
+pass messages along edges forward and backward and along virtual (shortest-path) edges, all
+graphs and nodes at once.
+
+Decoder: a conv or linear weight of shape (out, in, *taps) is `P[:out] @ core(h) @ Q[:in].T`
+per tap: `core` is a (rank x rank) matrix per tap predicted from the node's embedding `h`,
+and `P`, `Q` are learned channel bases shared by all nodes. So one head serves every shape
+in the space, nothing is tiled (tiling makes duplicate channels), and the cost is small.
+Vectors (BatchNorm scale and shift, biases) are `P_vec[:C] @ v(h)`. Weights are scaled by
+sqrt(beta / fan_in), so activations start in range whatever the shape.
+
+Usage:
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1))
+    weights = ghn(encode(infos, ghn.config.ops, ndim=1))   # one {name: tensor} per graph
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from hypernas.ghn.encode import NUM_FEATURES, GraphBatch
+
+
+@dataclass(frozen=True)
+class HyperConfig:
+    ops: tuple[str, ...]  # op vocabulary, fixed at creation so checkpoints stay readable
+    ndim: int  # 1 = sequences, 2 = images: decides the number of kernel taps
+    hidden: int = 64
+    rounds: int = 4  # with virtual edges up to s_max hops, 4 rounds reach ~40 nodes away
+    rank: int = 16  # rank of each predicted weight core
+    max_channels: int = 1024  # length of the shared channel bases
+    max_kernel: int = 7
+    noise: int = 8
+    s_max: int = 10
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ops": list(self.ops)}
+
+
+def _scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of `values` rows grouped by `index` (weighted if given); empty groups give 0."""
+    w = torch.ones(len(index), device=values.device) if weight is None else weight
+    total = values.new_zeros(size, values.shape[1]).index_add_(0, index, values * w[:, None])
+    count = values.new_zeros(size).index_add_(0, index, w)
+    return total / count.clamp(min=1e-6)[:, None]
+
+
+class _Round(nn.Module):
+    """One round: h <- h + MLP([h, fwd, bwd, virtual fwd, virtual bwd])."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.messages = nn.Linear(d, 4 * d)
+        self.update = nn.Sequential(nn.LayerNorm(5 * d), nn.Linear(5 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
+        n = len(h)
+        mf, mb, mvf, mvb = self.messages(h).chunk(4, dim=1)  # (N, d) each
+        (s, t), (vs, vt) = b.edges, b.virtual
+        parts = [h, _scatter_mean(mf[s], t, n), _scatter_mean(mb[t], s, n),
+                 _scatter_mean(mvf[vs], vt, n, b.virtual_weight), _scatter_mean(mvb[vt], vs, n, b.virtual_weight)]
+        return h + self.update(torch.cat(parts, dim=1))
+
+
+class GraphHyperNetwork(nn.Module):
+    def __init__(self, config: HyperConfig):
+        super().__init__()
+        self.config = config
+        d, r, k = config.hidden, config.rank, config.max_kernel
+        self.taps = k**config.ndim
+        self.op_embed = nn.Embedding(len(config.ops), d)
+        self.shape_embed = nn.Linear(NUM_FEATURES, d)
+        self.noise_embed = nn.Linear(config.noise, d)
+        self.rounds = nn.ModuleList(_Round(d) for _ in range(config.rounds))
+        self.norm = nn.LayerNorm(d)
+        self.core = nn.Linear(d, r * r * self.taps)
+        self.vector = nn.Linear(d, 3 * r)  # BN scale, BN shift / bias, spare for linear bias
+        self.P = nn.Parameter(torch.randn(config.max_channels, r))
+        self.Q = nn.Parameter(torch.randn(config.max_channels, r))
+        self.P_vec = nn.Parameter(torch.randn(config.max_channels, r) / math.sqrt(r))
+        # Small-init heads (GHN-3): start near a He-initialised network with unit BN.
+        nn.init.normal_(self.core.weight, std=0.1 / (r * math.sqrt(d)))
+        nn.init.normal_(self.core.bias, std=1.0 / r)
+        nn.init.zeros_(self.vector.weight)
+        nn.init.zeros_(self.vector.bias)
+
+    def embed(self, b: GraphBatch, noise: torch.Tensor) -> torch.Tensor:
+        """(N, d) node embeddings; `noise` is (graphs, noise dims)."""
+        h = self.op_embed(b.op_ids) + self.shape_embed(b.features) + self.noise_embed(noise)[b.graph_index]
+        for layer in self.rounds:
+            h = layer(h, b)
+        return self.norm(h)
+
+    def forward(self, b: GraphBatch, noise: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        """Predict every parameter of every graph in the batch: one {flat name: tensor} per graph."""
+        if noise is None:
+            noise = torch.zeros(b.num_graphs, self.config.noise, device=b.op_ids.device)
+        h = self.embed(b, noise)
+        out: list[dict[str, torch.Tensor]] = [{} for _ in range(b.num_graphs)]
+        groups = defaultdict(list)  # same op and shapes -> decoded together
+        for p in b.param_nodes:
+            groups[p.op, tuple(sorted(p.shapes.items()))].append(p)
+        for (op, _), nodes in groups.items():
+            idx = torch.tensor([p.index for p in nodes], device=h.device)
+            decoded = self._decode(op, nodes[0], h[idx])
+            for name, tensor in decoded.items():
+                for i, p in enumerate(nodes):
+                    out[p.graph][f"{p.key}.{name}"] = tensor[i]
+        return out
+
+    def _decode(self, op: str, like, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Parameters for a group of nodes that share an op and shapes; h is (n, d)."""
+        r, k = self.config.rank, self.config.max_kernel
+        vec = self.vector(h).view(len(h), 3, r)  # (n, 3, r)
+        if op == "bn":
+            c = like.shapes["weight"][0]
+            scale, shift = vec[:, 0] @ self.P_vec[:c].T, vec[:, 1] @ self.P_vec[:c].T  # (n, C)
+            return {"weight": 1 + scale, "bias": shift}
+        out_c, in_c = like.out_channels, like.in_channels
+        kernel = like.kernel if op == "conv" else 1
+        core = self.core(h).view(len(h), r, r, *([k] * self.config.ndim))
+        lo = (k - kernel) // 2
+        core = core[(..., *[slice(lo, lo + kernel)] * self.config.ndim)]  # centre taps
+        weight = torch.einsum("oa,nab...,ib->noi...", self.P[:out_c], core, self.Q[:in_c])
+        fan_in = in_c * kernel**self.config.ndim
+        beta = 1.0 if op == "linear" else 2.0  # He gain before ReLUs, plain for the classifier
+        result = {"weight": weight * math.sqrt(beta / fan_in)}
+        if "bias" in like.shapes:
+            result["bias"] = vec[:, 2] @ self.P_vec[:out_c].T
+        if op == "linear":
+            result["weight"] = result["weight"].reshape(len(h), out_c, in_c)
+        return result

@@ -1,0 +1,201 @@
+"""The graph hypernetwork: encoding, decoder shapes, training, NaN recovery, resume, checkpoints."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+
+from conftest import small_nb201, tiny_graph
+from hypernas.compile import Program
+from hypernas.errors import CheckpointError, GraphError
+from hypernas.ghn import fit as fit_module
+from hypernas.ghn.checkpoint import load_hypernet, save_checkpoint
+from hypernas.ghn.encode import NUM_FEATURES, encode
+from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
+from hypernas.graph import validate
+from hypernas.ops import RunContext, list_ops
+from hypernas.spaces import get_space
+
+TINY = FitConfig(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2)
+NB201_TINY = {"channels": 2, "cells": 1}
+
+
+def every_parametric_op() -> nx.DiGraph:
+    """conv (plain, biased, grouped, dilated, strided), bn on maps and vectors, linear with and without bias."""
+    G = nx.DiGraph()
+    G.add_node("in", op="input", channels=3)
+    G.add_node("c1", op="conv", channels=6, kernel=5, bias=True)
+    G.add_node("c2", op="conv", channels=6, kernel=3, groups=3, dilation=2, stride=2)
+    G.add_node("b1", op="bn")
+    G.add_node("p", op="global_pool")
+    G.add_node("l1", op="linear", channels=7, bias=False)
+    G.add_node("b2", op="bn")
+    G.add_node("l2", op="linear", channels=4)
+    G.add_node("out", op="output")
+    nx.add_path(G, ["in", "c1", "c2", "b1", "p", "l1", "b2", "l2", "out"])
+    return G
+
+
+def test_encoding_of_varied_graphs():
+    graphs = [tiny_graph(), small_nb201(), get_space("macro").sample(0, 2, 3), every_parametric_op()]
+    infos = [validate(G) for G in graphs]
+    b = encode(infos, list_ops(), ndim=1)
+    sizes = [len(i.nodes) for i in infos]
+    assert b.op_ids.shape == (sum(sizes),) and b.features.shape == (sum(sizes), NUM_FEATURES)
+    assert b.graph_index.bincount().tolist() == sizes
+    assert b.edges.shape == (2, sum(G.number_of_edges() for G in graphs))
+    # every edge stays inside its graph, and virtual edges span 2+ hops with weight 1/hops
+    assert torch.equal(b.graph_index[b.edges[0]], b.graph_index[b.edges[1]])
+    assert torch.equal(b.graph_index[b.virtual[0]], b.graph_index[b.virtual[1]])
+    assert b.virtual.shape[1] > 0 and float(b.virtual_weight.max()) <= 0.5
+    assert len(b.param_nodes) == sum(1 for i in infos for n in i.nodes if n.op.name in ("conv", "bn", "linear"))
+
+
+def test_encoding_refuses_an_op_the_hypernetwork_does_not_know():
+    with pytest.raises(GraphError, match="unknown to this hypernetwork"):
+        encode([validate(tiny_graph())], ["input", "output", "conv"], ndim=1)
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_decoder_shapes_for_every_parametric_op(ndim):
+    graphs = [every_parametric_op(), small_nb201(in_channels=3, num_classes=4), get_space("macro").sample(5, 3, 4)]
+    infos = [validate(G) for G in graphs]
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=ndim, hidden=16, rank=4))
+    weights = ghn(encode(infos, list_ops(), ndim))
+    x = torch.randn(4, 3, *([9] * ndim))
+    for info, w in zip(infos, weights):
+        program = Program(info, ndim)
+        assert {k: tuple(v.shape) for k, v in w.items()} == program.param_shapes
+        out = program.run(x, w, RunContext(ndim, batch_stats=True))
+        assert out.shape == (4, 4) and torch.isfinite(out).all()
+
+
+def test_predicted_weights_are_fan_in_scaled():
+    G = every_parametric_op()
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1))
+    w = ghn(encode([validate(G)], list_ops(), 1))[0]
+    # std of a He-normal conv weight is sqrt(2 / fan_in); the prediction starts within 3x of it
+    for name, fan_in in [("c1.weight", 3 * 5), ("c2.weight", 2 * 3)]:
+        ratio = w[name].std().item() / (2 / fan_in) ** 0.5
+        assert 0.3 < ratio < 3, (name, ratio)
+
+
+def test_noise_changes_the_weights():
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1))
+    ghn.noise_embed.weight.data.normal_()
+    b = encode([validate(tiny_graph())], list_ops(), 1)
+    a = ghn(b, torch.zeros(1, 8))[0]["c.weight"]
+    z = ghn(b, torch.ones(1, 8))[0]["c.weight"]
+    assert not torch.allclose(a, z)
+
+
+def test_training_reduces_the_loss(mnist1d, tmp_path):
+    config = FitConfig(steps=60, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2)
+    before = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**config.__dict__, "steps": 0}),
+                          out=str(tmp_path / "0.pt"), progress=False)
+    state = fit_hypernet("nb201", NB201_TINY, mnist1d, config, out=str(tmp_path / "60.pt"), progress=False)
+    assert before["step"] == 0 and state["step"] == 60 and state["skipped"] == 0
+    space = get_space("nb201")
+    infos = [validate(space.sample(s, 1, 10, **NB201_TINY)) for s in range(4)]
+    x, y = mnist1d.x_train[:256], mnist1d.y_train[:256]
+
+    def loss(path):
+        ghn, _ = load_hypernet(path)
+        with torch.no_grad():
+            return fit_module.hypernet_loss(ghn, infos, x, y, torch.zeros(4, ghn.config.noise)).item()
+
+    assert loss(str(tmp_path / "60.pt")) < loss(str(tmp_path / "0.pt")) - 0.1
+
+
+def test_nan_loss_is_skipped_and_recovered(mnist1d, monkeypatch):
+    real = fit_module.hypernet_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] in (2, 4, 5, 6) else loss
+
+    monkeypatch.setattr(fit_module, "hypernet_loss", sometimes_nan)
+    state = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "steps": 8}), progress=False)
+    assert state["step"] == 8 and state["skipped"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(mnist1d, tmp_path, monkeypatch):
+    whole = fit_hypernet("nb201", NB201_TINY, mnist1d, TINY, out=str(tmp_path / "a.pt"), progress=False)
+    real = fit_module.hypernet_loss
+    calls = {"n": 0}
+
+    def crash_at_4(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(fit_module, "hypernet_loss", crash_at_4)
+    path = str(tmp_path / "b.pt")
+    with pytest.raises(KeyboardInterrupt):
+        fit_hypernet("nb201", NB201_TINY, mnist1d, TINY, out=path, progress=False)
+    assert torch.load(path, weights_only=True)["step"] == 3
+    monkeypatch.setattr(fit_module, "hypernet_loss", real)
+    resumed = fit_hypernet("nb201", NB201_TINY, mnist1d, TINY, out=path, resume=True, progress=False)
+    assert resumed["step"] == 6
+    for k, v in whole["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+
+
+def test_resume_refuses_a_different_configuration(mnist1d, tmp_path):
+    path = str(tmp_path / "c.pt")
+    fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "steps": 3}), out=path, progress=False)
+    with pytest.raises(CheckpointError, match="space_options"):
+        fit_hypernet("nb201", {"channels": 4, "cells": 1}, mnist1d, TINY, out=path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="fit"):
+        fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "seed": 9}), out=path,
+                     resume=True, progress=False)
+
+
+def test_checkpoints_refuse_corrupt_truncated_foreign_and_incompatible_files(mnist1d, tmp_path):
+    from hypernas.data import load_dataset
+
+    path = tmp_path / "h.pt"
+    fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "steps": 3}), out=str(path),
+                 progress=False)
+    ghn, ckpt = load_hypernet(str(path), data=mnist1d)
+    assert ckpt["space"] == "nb201" and ckpt["space_options"] == NB201_TINY and ckpt["step"] == 3
+    with pytest.raises(CheckpointError, match="trained for"):
+        load_hypernet(str(path), data=load_dataset("digits"))
+    with pytest.raises(CheckpointError, match="no hypernetwork checkpoint"):
+        load_hypernet(str(tmp_path / "missing.pt"))
+    blob = path.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_hypernet(str(tmp_path / "trunc.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_hypernet(str(tmp_path / "junk.pt"))
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a hypernas"):
+        load_hypernet(str(tmp_path / "foreign.pt"))
+    bad = dict(ckpt, hyper={**ckpt["hyper"], "rank": 99})
+    torch.save(bad, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_hypernet(str(tmp_path / "mismatch.pt"))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "h.pt"
+    save_checkpoint({"format": "x", "v": 1}, str(path))
+
+    def broken_save(obj, f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint({"format": "x", "v": 2}, str(path))
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["v"] == 1  # the old checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["h.pt"]  # no temporary file left behind
