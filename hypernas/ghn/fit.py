@@ -51,6 +51,7 @@ class FitConfig:
     hidden: int = 64
     rounds: int = 4
     rank: int = 16
+    s_max: int = 10  # virtual edges up to this many hops (1 = none)
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:
@@ -88,7 +89,7 @@ def fit_hypernet(
     options = space.resolve_options(space_options)
     record = {"space": space_name, "space_options": options, "data": data.signature(), "fit": asdict(config)}
     hyper = HyperConfig(ops=tuple(list_ops()), ndim=data.ndim, hidden=config.hidden, rounds=config.rounds,
-                        rank=config.rank)
+                        rank=config.rank, s_max=config.s_max)
     torch.manual_seed(config.seed)  # seeded initialisation
     ghn = GraphHyperNetwork(hyper).to(device)
     opt = torch.optim.AdamW(ghn.parameters(), lr=config.lr, weight_decay=config.weight_decay)
