@@ -9,10 +9,11 @@ Usage:
 from hypernas.compile import compile_graph
 from hypernas.data import load_dataset
 from hypernas.errors import HypernasError
+from hypernas.export import load
 from hypernas.graph import canonical_hash, flops, from_json, param_count, to_json, validate
 from hypernas.spaces import get_space, list_spaces
 from hypernas.train import TrainConfig, train
 
 __version__ = "0.1.0"
 __all__ = ["HypernasError", "TrainConfig", "canonical_hash", "compile_graph", "flops", "from_json", "get_space",
-           "list_spaces", "load_dataset", "param_count", "to_json", "train", "validate"]
+           "list_spaces", "load", "load_dataset", "param_count", "to_json", "train", "validate"]

@@ -30,8 +30,8 @@ def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Name
 # ---- shared argument groups ------------------------------------------------------------------
 
 
-def _space_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", required=True, help="built-in space name, or path/to/file.py:function")
+def _space_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--space", required=required, help="built-in space name, or path/to/file.py:function")
     p.add_argument("--channels", type=int, help="space option: width C (nb201)")
     p.add_argument("--cells", type=int, help="space option: cells per stage N (nb201)")
     p.add_argument("--space-option", action="append", default=[], metavar="KEY=VALUE",
@@ -41,6 +41,7 @@ def _space_args(p: argparse.ArgumentParser) -> None:
 def _data_args(p: argparse.ArgumentParser, default: str | None = "mnist1d") -> None:
     p.add_argument("--dataset", default=default, help="mnist1d, digits, cifar10, or path/to/file.npz")
     p.add_argument("--data-dir", help="directory holding the cifar10 python-pickle files")
+    p.add_argument("--val-fraction", type=float, help="share of the train split held out for scoring")
 
 
 def space_options(args: argparse.Namespace) -> dict:
@@ -58,9 +59,9 @@ def space_options(args: argparse.Namespace) -> dict:
 
 
 def _load_data(args: argparse.Namespace):
-    from hypernas.data import load_dataset
+    from hypernas.data import VAL_FRACTION, load_dataset
 
-    return load_dataset(args.dataset, data_dir=args.data_dir)
+    return load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction or VAL_FRACTION)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -144,13 +145,13 @@ def train_hypernet(args: argparse.Namespace) -> None:
 @command
 def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
-    from hypernas.data import load_dataset
+    from hypernas.data import load_dataset, load_dataset_like
     from hypernas.ghn.checkpoint import load_checkpoint
     from hypernas.score import Scorer
     from hypernas.spaces import get_space
 
     ckpt = load_checkpoint(args.hypernet)
-    data = load_dataset(args.dataset or ckpt["data"]["dataset"], data_dir=args.data_dir)
+    data = load_dataset(args.dataset, data_dir=args.data_dir) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     scorer = Scorer.from_checkpoint(args.hypernet, data, samples=args.samples, seed=args.seed, device=args.device)
     space = get_space(ckpt["space"])
     stream = sys.stdin if args.archs == "-" else _open_archs(args.archs)
@@ -169,6 +170,65 @@ def score(args: argparse.Namespace) -> None:
         else:
             print(f"acc {result.accuracy:.4f} ± {result.accuracy_std:.4f}  loss {result.loss:.4f} ± "
                   f"{result.loss_std:.4f}  params {result.params}  flops {result.flops}  {result.hash}  {text}")
+
+
+@command
+def search(args: argparse.Namespace) -> None:
+    """Search a space with Optuna over hypernetwork scores, then train the best normally."""
+    import torch
+
+    from hypernas.search import run_search, search_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_search(search_config(args.config, _search_overrides(args)))
+    t = result.timing
+    if t.get("total"):
+        print(f"search phase {t['total']:.1f}s: scoring {t['score']:.1f}s, sampler {t['ask']:.1f}s, "
+              f"bookkeeping {t['bookkeeping']:.1f}s, waiting for storage {t['storage_wait']:.1f}s "
+              f"(the background writer was busy {t['storage_busy']:.1f}s)")
+
+
+def _search_overrides(args: argparse.Namespace) -> dict:
+    """The options given on the command line; they override the config file."""
+    keys = ["space", "dataset", "data_dir", "val_fraction", "study", "runs", "storage", "trials", "sampler", "batch", "samples",
+            "hypernet", "top_k", "final_epochs", "seed", "device"]
+    out = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.objectives:
+        out["objectives"] = args.objectives.split(",")
+    fit = {k: v for k, v in (("steps", args.hypernet_steps), ("meta_batch", args.meta_batch)) if v is not None}
+    if fit:
+        out["hypernet_fit"] = fit
+    options = space_options(args)
+    if options:
+        out["space_options"] = options
+    return out
+
+
+def _storage_url(args: argparse.Namespace) -> str:
+    import os
+
+    return args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.runs, args.study, 'study.db'))}"
+
+
+@command
+def export(args: argparse.Namespace) -> None:
+    """Write a trial's graph and weights (trained if it was, else predicted) to a folder."""
+    from hypernas.export import export_trial
+
+    meta = export_trial(_storage_url(args), args.study, args.trial, args.out)
+    print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights"
+          + (", model.pt2" if meta["pt2"] else f" (no model.pt2: {meta.get('pt2_error')})"))
+
+
+@command
+def plot(args: argparse.Namespace) -> None:
+    """Draw a figure of a study: history, pareto, ranking or arch."""
+    from hypernas.plots import plot_study
+    from hypernas.study import load_study
+
+    plot_study(load_study(_storage_url(args), args.study), args.kind, args.out)
+    print(args.out)
 
 
 def _open_archs(path: str):
@@ -233,6 +293,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--device", default="cpu")
     _data_args(p, default=None)
+
+    p = sub.add_parser("search", help=search.__doc__)
+    p.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags override it")
+    _space_args(p, required=False)
+    _data_args(p, default=None)
+    p.add_argument("--study", help="study name (default hypernas); the run directory is RUNS/STUDY")
+    p.add_argument("--runs", help="folder for run directories (default runs)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run directory)")
+    p.add_argument("--trials", type=int, help="scored trials to reach in total")
+    p.add_argument("--sampler", help="tpe, nsga2, random or grid")
+    p.add_argument("--objectives", help="score, score,params or score,flops")
+    p.add_argument("--batch", type=int, help="trials asked and scored together")
+    p.add_argument("--samples", type=int, help="hypernetwork draws per score")
+    p.add_argument("--hypernet", help="a trained checkpoint; without it one is trained first")
+    p.add_argument("--hypernet-steps", type=int, help="hypernetwork training steps")
+    p.add_argument("--meta-batch", type=int, help="architectures per hypernetwork training step")
+    p.add_argument("--top-k", type=int, help="distinct best architectures to train normally at the end")
+    p.add_argument("--final-epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+    for name, helptext in (("export", export.__doc__), ("plot", plot.__doc__)):
+        p = sub.add_parser(name, help=helptext)
+        if name == "plot":
+            p.add_argument("kind", choices=["history", "pareto", "ranking", "arch"])
+        p.add_argument("--storage", help="Optuna storage URL (default: the run directory's SQLite file)")
+        p.add_argument("--study", default="hypernas")
+        p.add_argument("--runs", default="runs")
+        p.add_argument("--out", required=True, help="output folder (export) or PNG file (plot)")
+        if name == "export":
+            p.add_argument("--trial", default="best", help="'best' or a trial number")
     return parser
 
 

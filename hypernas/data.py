@@ -24,6 +24,7 @@ import torch
 from hypernas.errors import DatasetError, unknown_name
 
 DATASETS = ("mnist1d", "digits", "cifar10")
+VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    val_fraction: float
+    split_seed: int
 
     @property
     def in_channels(self) -> int:
@@ -57,10 +60,11 @@ class Dataset:
     def signature(self) -> dict:
         """What a checkpoint must agree with to be used on this data."""
         return {"dataset": self.name, "in_channels": self.in_channels, "input_size": list(self.input_size),
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "val_fraction": self.val_fraction, "split_seed": self.split_seed}
 
 
-def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0.1, split_seed: int = 0) -> Dataset:
+def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = VAL_FRACTION,
+                 split_seed: int = 0) -> Dataset:
     """Load `mnist1d`, `digits`, `cifar10` (needs `data_dir`) or a path to an `.npz` file.
 
     `val_fraction` of the train split becomes the validation slice (`split_seed` fixes which).
@@ -76,6 +80,12 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0
     else:
         raise unknown_name("dataset", name, list(DATASETS) + ["path/to/file.npz"])
     return _assemble(name, x, y, x_test, y_test, val_fraction, split_seed)
+
+
+def load_dataset_like(signature: dict, data_dir: str | None = None) -> Dataset:
+    """The dataset, split exactly as recorded in a checkpoint's data signature."""
+    return load_dataset(signature["dataset"], data_dir=data_dir, val_fraction=signature["val_fraction"],
+                        split_seed=signature["split_seed"])
 
 
 def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
@@ -100,7 +110,7 @@ def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
 
     return Dataset(name, t(x[train], torch.float32), t(y[train], torch.int64), t(x[val], torch.float32),
                    t(y[val], torch.int64), t(x_test, torch.float32), t(y_test, torch.int64),
-                   num_classes=int(max(y.max(), y_test.max())) + 1)
+                   num_classes=int(max(y.max(), y_test.max())) + 1, val_fraction=val_fraction, split_seed=split_seed)
 
 
 def _with_channels(x: np.ndarray, name: str) -> np.ndarray:

@@ -60,6 +60,7 @@ class Space:
     parse: Callable[..., nx.DiGraph] | None = None  # (text, in_channels, num_classes, **options)
     format: Callable[[nx.DiGraph], str] | None = None
     enumerate: Callable[..., Iterator[nx.DiGraph]] | None = None
+    grid: dict[str, list[Any]] | None = None  # every choice, for Optuna's GridSampler
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Defaults filled in; an option the space does not take is an error, never ignored."""

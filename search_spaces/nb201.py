@@ -185,4 +185,5 @@ SPACE = Space(
     parse=from_string,
     format=format_graph,
     enumerate=enumerate_graphs,
+    grid={f"edge_{i}_{j}": list(OPS) for i, j in EDGES},
 )

@@ -17,7 +17,7 @@ import statistics
 import torch
 
 from hypernas.bench.speed import distinct_archs
-from hypernas.data import load_dataset
+from hypernas.data import load_dataset_like
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.score import Scorer
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.hypernet)
-    data = load_dataset(ckpt["data"]["dataset"])
+    data = load_dataset_like(ckpt["data"])
     graphs = distinct_archs(ckpt["space"], ckpt["space_options"], data, args.archs, seed=args.seed)
     scores = Scorer.from_checkpoint(args.hypernet, data, samples=2).score(graphs)
     acc = [s.accuracy for s in scores]

@@ -25,7 +25,7 @@ import time
 import torch
 
 from hypernas.compile import compile_graph
-from hypernas.data import load_dataset
+from hypernas.data import load_dataset, load_dataset_like
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.graph import canonical_hash
@@ -47,7 +47,7 @@ def distinct_archs(space_name: str, options: dict, data, n: int, seed: int = 0) 
 
 def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
     ckpt = load_checkpoint(path)
-    data = load_dataset(ckpt["data"]["dataset"])
+    data = load_dataset_like(ckpt["data"])
     graphs = distinct_archs(ckpt["space"], ckpt["space_options"], data, n)
     models = [compile_graph(G, data.ndim).eval() for G in graphs]
     x = data.x_val

@@ -52,7 +52,9 @@ def load_checkpoint(path: str) -> dict:
 
 
 def load_hypernet(path: str, data=None, device: str = "cpu"):
-    """(GraphHyperNetwork in eval mode, checkpoint dict). With `data`, refuse a mismatch."""
+    """(GraphHyperNetwork in eval mode, checkpoint dict). With `data`, refuse a mismatch.
+
+    The weights are the early-stopping best (lowest validation loss) where recorded."""
     from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
 
     ckpt = load_checkpoint(path)
@@ -63,7 +65,7 @@ def load_hypernet(path: str, data=None, device: str = "cpu"):
     hyper["ops"] = tuple(hyper["ops"])
     try:
         ghn = GraphHyperNetwork(HyperConfig(**hyper))
-        ghn.load_state_dict(ckpt["model"])
+        ghn.load_state_dict(ckpt["best"]["model"] if "best" in ckpt else ckpt["model"])
     except (TypeError, RuntimeError, KeyError) as err:
         raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {err}") from None
     return ghn.to(device).eval(), ckpt

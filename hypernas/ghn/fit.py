@@ -52,6 +52,11 @@ class FitConfig:
     rounds: int = 4
     rank: int = 16
     s_max: int = 10  # virtual edges up to this many hops (1 = none)
+    # Early stopping: every `eval_every` steps, the mean validation loss of `eval_archs` fixed
+    # architectures; the checkpoint's `best` weights are those with the lowest. Trained too
+    # long, the hypernetwork memorises the train split and ranks worse (BENCHMARKS.md).
+    eval_every: int = 100
+    eval_archs: int = 16
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:
@@ -103,6 +108,9 @@ def fit_hypernet(
     arch_rng = random.Random(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     step, skipped, ema = 0, 0, None
+    best = {"loss": float("inf"), "step": 0, "model": copy.deepcopy(ghn.state_dict())}
+    # Fixed validation architectures, from their own seed so they never shift the training draw.
+    eval_infos = _sample_infos(space, random.Random(f"eval-{config.seed}"), config.eval_archs, data, options)
     if resume and out and os.path.exists(out):
         ckpt = load_checkpoint(out)
         _check_resumable(ckpt, record)
@@ -111,11 +119,11 @@ def fit_hypernet(
         sched.load_state_dict(ckpt["scheduler"])
         arch_rng.setstate(_to_tuple(ckpt["rng"]["python"]))
         gen.set_state(ckpt["rng"]["torch"])
-        step, skipped, ema = ckpt["step"], ckpt["skipped"], ckpt["loss_ema"]
+        step, skipped, ema, best = ckpt["step"], ckpt["skipped"], ckpt["loss_ema"], ckpt["best"]
 
     def state() -> dict:
         return {"format": "hypernas-hypernet", "version": 1, **record, "hyper": ghn.config.to_dict(),
-                "step": step, "skipped": skipped, "loss_ema": ema, "model": ghn.state_dict(),
+                "step": step, "skipped": skipped, "loss_ema": ema, "model": ghn.state_dict(), "best": best,
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": {"python": arch_rng.getstate(), "torch": gen.get_state()}}
 
@@ -147,6 +155,11 @@ def fit_hypernet(
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{ema if ema is not None else float('nan'):.3f}", skipped=skipped, refresh=False)
+            if step % config.eval_every == 0 or step == config.steps:
+                val = validation_loss(ghn, eval_infos, data, device)
+                if val < best["loss"]:
+                    best = {"loss": val, "step": step, "model": copy.deepcopy(ghn.state_dict())}
+                ghn.train()
             if step % config.checkpoint_every == 0:
                 good = copy.deepcopy(state())
                 if out:
@@ -155,6 +168,14 @@ def fit_hypernet(
     if out:
         save_checkpoint(final, out)
     return final
+
+
+@torch.no_grad()
+def validation_loss(ghn: GraphHyperNetwork, infos: list, data: Dataset, device: str = "cpu") -> float:
+    """Mean cross-entropy of `infos` with central predicted weights on the validation slice."""
+    ghn.eval()
+    noise = torch.zeros(len(infos), ghn.config.noise, device=device)
+    return hypernet_loss(ghn, infos, data.x_val.to(device), data.y_val.to(device), noise).item()
 
 
 def _to_tuple(value: Any) -> Any:

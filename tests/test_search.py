@@ -1,0 +1,199 @@
+"""`hypernas search`: batching, duplicates, resume, final training, the study's contents, export, plots."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+
+import hypernas
+from hypernas.cli import main
+from hypernas.errors import HypernasError
+from hypernas.export import export_trial
+from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.search import SearchConfig, run_search, search_config
+from hypernas.study import load_study
+
+OPTIONS = {"channels": 4, "cells": 1}
+TINY_FIT = FitConfig(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2, eval_archs=2)
+
+
+@pytest.fixture(scope="module")
+def hypernet(tmp_path_factory, mnist1d):
+    path = str(tmp_path_factory.mktemp("ghn") / "hypernet.pt")
+    fit_hypernet("nb201", OPTIONS, mnist1d, TINY_FIT, out=path, progress=False)
+    return path
+
+
+def config(tmp_path, hypernet, **kw) -> SearchConfig:
+    base = dict(space="nb201", space_options=OPTIONS, study="t", runs=str(tmp_path), trials=40, batch=16,
+                hypernet=hypernet, top_k=2, final_epochs=1, samples=2)
+    return SearchConfig(**{**base, **kw})
+
+
+def completed(study):
+    return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, hypernet):
+    tmp = tmp_path_factory.mktemp("search")
+    cfg = config(tmp, hypernet)
+    return cfg, run_search(cfg, progress=False)
+
+
+def test_search_completes_the_requested_trials_with_their_records(finished):
+    cfg, result = finished
+    study = load_study(cfg.storage_url, "t")
+    trials = completed(study)
+    assert len(trials) == 40 and [t.number for t in trials] == list(range(40))
+    assert study.metric_names == ["score"]
+    for key in ("space", "space_options", "dataset", "hypernet", "hypernet_sha256", "ndim", "num_classes"):
+        assert key in study.user_attrs
+    fresh = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    for t in fresh:
+        assert {"arch", "hash", "params", "flops", "score", "score_std", "loss", "loss_std"} <= set(t.user_attrs)
+        assert t.values[0] == t.user_attrs["score"]
+    assert result.timing["total"] > 0 and set(result.timing) >= {"score", "storage_wait", "bookkeeping"}
+
+
+def test_duplicates_get_the_cached_score_and_point_to_the_first(finished):
+    cfg, _ = finished
+    trials = completed(load_study(cfg.storage_url, "t"))
+    by_number = {t.number: t for t in trials}
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert duplicates, "40 TPE trials over NB201 should repeat an equivalent cell"
+    for t in duplicates:
+        first = by_number[t.user_attrs["duplicate_of"]]
+        assert first.number < t.number and first.user_attrs["hash"] == t.user_attrs["hash"]
+        assert t.values == first.values
+    fresh_hashes = [t.user_attrs["hash"] for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(fresh_hashes) == len(set(fresh_hashes))
+
+
+def test_final_training_writes_back_and_leaves_artifacts_and_a_note(finished):
+    cfg, result = finished
+    study = load_study(cfg.storage_url, "t")
+    trained = [t for t in completed(study) if "trained_accuracy" in t.user_attrs]
+    assert len(trained) == 2 == len(result.final)
+    best_two = sorted((t for t in completed(study) if "duplicate_of" not in t.user_attrs),
+                      key=lambda t: (-t.values[0], t.number))[:2]
+    assert {t.number for t in trained} == {t.number for t in best_two}
+    for t in trained:
+        metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+        assert len(metas) == 1 and metas[0].mimetype == "image/png"
+        assert 0 <= t.user_attrs["trained_accuracy"] <= 1
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    assert "true accuracy" in note and "Kendall tau" in note
+
+
+def test_resume_keeps_every_trial_and_redoes_nothing(tmp_path, hypernet, monkeypatch):
+    import hypernas.search as search_module
+
+    cfg = config(tmp_path, hypernet, trials=48)
+    real_score = search_module.Scorer.score
+    calls = {"n": 0}
+
+    def interrupted(self, graphs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_score(self, graphs)
+
+    monkeypatch.setattr(search_module.Scorer, "score", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, progress=False)
+    first = completed(load_study(cfg.storage_url, "t"))
+    assert len(first) == 32  # two batches written, the third lost with the interruption
+    monkeypatch.setattr(search_module.Scorer, "score", real_score)
+    scored = []
+    monkeypatch.setattr(search_module.Scorer, "score", lambda self, gs: scored.extend(gs) or real_score(self, gs))
+    run_search(cfg, progress=False)
+    after = completed(load_study(cfg.storage_url, "t"))
+    assert len(after) == 48 and [t.number for t in after] == list(range(48))
+    def record(t):  # final training adds trained_* attributes; everything else is unchanged
+        return t.number, t.values, {k: v for k, v in t.user_attrs.items() if not k.startswith("trained_")}
+
+    assert [record(t) for t in after[:32]] == [record(t) for t in first]
+    assert len(scored) <= 16  # only the missing batch was scored
+    trained_once = {t.number: t.user_attrs["trained_accuracy"] for t in after if "trained_accuracy" in t.user_attrs}
+    run_search(cfg, progress=False)  # nothing left to do: no trial, no training repeated
+    again = completed(load_study(cfg.storage_url, "t"))
+    assert len(again) == 48
+    assert {t.number: t.user_attrs["trained_accuracy"] for t in again if "trained_accuracy" in t.user_attrs} == trained_once
+
+
+def test_multi_objective_search_keeps_a_pareto_front_and_plots_it(tmp_path, hypernet):
+    cfg = config(tmp_path, hypernet, objectives=("score", "params"), sampler="nsga2", study="mo")
+    result = run_search(cfg, progress=False)
+    study = load_study(cfg.storage_url, "mo")
+    assert study.metric_names == ["score", "params"] and len(study.best_trials) >= 1
+    front = {t.number for t in study.best_trials}
+    assert all(r["trial"] in front for r in result.final)
+    out = tmp_path / "pareto.png"
+    assert main(["plot", "pareto", "--storage", cfg.storage_url, "--study", "mo", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("kind", ["history", "ranking", "arch"])
+def test_each_plot_writes_a_png(finished, tmp_path, kind):
+    cfg, _ = finished
+    out = tmp_path / f"{kind}.png"
+    assert main(["plot", kind, "--storage", cfg.storage_url, "--study", "t", "--out", str(out)]) == 0
+    assert out.stat().st_size > 5000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_and_load_round_trip(finished, tmp_path, mnist1d):
+    cfg, result = finished
+    x = mnist1d.x_val[:16]
+    trained_trial = result.final[0]["trial"]
+    meta = export_trial(cfg.storage_url, "t", trained_trial, str(tmp_path / "a"))
+    assert meta["weights"] == "trained" and meta["trial"] == trained_trial
+    model = hypernas.load(str(tmp_path / "a"))
+    study = load_study(cfg.storage_url, "t")
+    t = next(t for t in completed(study) if t.number == trained_trial)
+    from hypernas.export import trial_graph
+
+    reference = hypernas.compile_graph(trial_graph(study, t), 1)
+    reference.load_state_dict(torch.load(t.user_attrs["trained_weights"], weights_only=True))
+    assert torch.allclose(model(x), reference.eval()(x), atol=1e-6)
+    if meta["pt2"]:
+        program = torch.export.load(str(tmp_path / "a" / "model.pt2"))
+        assert torch.allclose(program.module()(x), model(x), atol=1e-5)
+    untrained = next(t.number for t in completed(study) if "trained_accuracy" not in t.user_attrs
+                     and "duplicate_of" not in t.user_attrs)
+    meta = export_trial(cfg.storage_url, "t", untrained, str(tmp_path / "b"))
+    assert meta["weights"] == "predicted" and meta["batch_stats"] is True
+    assert hypernas.load(str(tmp_path / "b"))(x).shape == (16, 10)
+
+
+def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
+    with pytest.raises(HypernasError, match="objectives"):
+        config(tmp_path, hypernet, objectives=("params",))
+    with pytest.raises(HypernasError, match="unknown sampler"):
+        config(tmp_path, hypernet, sampler="cmaes")
+    with pytest.raises(HypernasError, match="grid sampler"):
+        config(tmp_path, hypernet, sampler="grid", objectives=("score", "params"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('space = "nb201"\ntrails = 10\n')
+    with pytest.raises(HypernasError, match="trails"):
+        search_config(str(bad), {})
+    assert main(["search", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read study config" in capsys.readouterr().err
+    assert main(["export", "--runs", str(tmp_path), "--study", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err
+    # a study reused with another space is refused, not silently mixed
+    run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix"), progress=False)
+    with pytest.raises(HypernasError, match="was created with space_options"):
+        run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix", space_options={"channels": 2, "cells": 1}),
+                   progress=False)
+
+
+def test_shipped_study_configs_parse():
+    for name in ("nb201_mnist1d", "macro_mnist1d"):
+        cfg = search_config(f"studies/{name}.toml", {})
+        assert cfg.trials >= 500 and cfg.fit.steps > 0
