@@ -136,7 +136,7 @@ def train_hypernet(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = FitConfig(steps=args.steps, meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
-                       checkpoint_every=args.checkpoint_every, seed=args.seed)
+                       checkpoint_every=args.checkpoint_every, seed=args.seed, s_max=args.s_max)
     state = fit_hypernet(args.space, space_options(args), _load_data(args), config, out=args.out,
                          resume=args.resume, device=args.device)
     print(f"{args.out}: {state['step']} steps, loss {state['loss_ema']:.4f}, {state['skipped']} skipped")
@@ -279,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--s-max", type=int, default=10, help="virtual edges up to this many hops (1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")

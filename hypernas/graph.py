@@ -127,6 +127,10 @@ def _constant_nodes(infos: tuple[NodeInfo, ...] | list[NodeInfo]) -> set:
     return constant
 
 
+def _info(G: nx.DiGraph | GraphInfo) -> GraphInfo:
+    return G if isinstance(G, GraphInfo) else validate(G)
+
+
 def is_degenerate(G: nx.DiGraph) -> bool:
     """True when the output is cut off from the input, so the network predicts a constant."""
     return validate(G).degenerate
@@ -162,10 +166,10 @@ def from_json(text: str | dict) -> nx.DiGraph:
 
 
 def _label(info: NodeInfo) -> str:
-    return info.op.name + json.dumps(info.attrs, sort_keys=True)
+    return info.op.name + "".join(f";{k}={v}" for k, v in sorted(info.attrs.items()))
 
 
-def simplify(G: nx.DiGraph) -> nx.DiGraph:
+def simplify(G: nx.DiGraph | GraphInfo) -> nx.DiGraph:
     """The graph the canonical hash sees: same function family, redundancy removed.
 
     - Zeros propagate: a node fed only by constants is constant (see `is_degenerate`), and
@@ -175,8 +179,9 @@ def simplify(G: nx.DiGraph) -> nx.DiGraph:
     - `identity` nodes and single-input sums are bypassed, and a sum that only feeds
       another sum is merged into it. Edges into sums count multiplicity (x + x != x).
     A degenerate graph simplifies to just its input and output, so all of them coincide.
+    Pass a `GraphInfo` (from `validate`) instead of the graph to skip validating it again.
     """
-    info = validate(G)
+    info = _info(G)
     constant = _constant_nodes(info.nodes)
     S = nx.DiGraph()
     for n in info.nodes:
@@ -230,7 +235,7 @@ def _digest(*parts: str) -> str:
     return hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
 
 
-def canonical_hash(G: nx.DiGraph) -> str:
+def canonical_hash(G: nx.DiGraph | GraphInfo) -> str:
     """A hash equal for isomorphic architectures (after `simplify`), 16 hex characters.
 
     Weisfeiler-Lehman refinement specialised to DAGs: one pass in execution order hashes
@@ -258,10 +263,6 @@ def canonical_hash(G: nx.DiGraph) -> str:
 
 
 # ---- costs without torch -------------------------------------------------------------------
-
-
-def _info(G: nx.DiGraph | GraphInfo) -> GraphInfo:
-    return G if isinstance(G, GraphInfo) else validate(G)
 
 
 def param_count(G: nx.DiGraph | GraphInfo, ndim: int) -> int:

@@ -31,7 +31,7 @@ from hypernas.errors import GraphError
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork
-from hypernas.graph import canonical_hash, flops, param_count, validate
+from hypernas.graph import GraphInfo, canonical_hash, flops, param_count, validate
 from hypernas.ops import RunContext
 
 
@@ -82,21 +82,22 @@ class Scorer:
     @torch.no_grad()
     def score(self, graphs: list[nx.DiGraph]) -> list[Score]:
         """Scores in input order; duplicates (by canonical hash) are computed once."""
-        keys = [canonical_hash(G) for G in graphs]
-        todo: dict[str, nx.DiGraph] = {}
-        for key, G in zip(keys, graphs):
+        infos = [validate(G) for G in graphs]
+        keys = [canonical_hash(info) for info in infos]
+        todo: dict[str, GraphInfo] = {}
+        for key, info in zip(keys, infos):
             if key in self.cache or key in todo:
                 self.hits += 1
             else:
-                todo[key] = G
+                todo[key] = info
         items = list(todo.items())
         for i in range(0, len(items), self.batch):
             self._score_batch(items[i : i + self.batch])
         return [self.cache[k] for k in keys]
 
-    def _score_batch(self, items: list[tuple[str, nx.DiGraph]]) -> None:
+    def _score_batch(self, items: list[tuple[str, GraphInfo]]) -> None:
         ndim = self.ghn.config.ndim
-        infos = [validate(G) for _, G in items]
+        infos = [info for _, info in items]
         batch = encode(infos, self.ghn.config.ops, ndim, self.ghn.config.s_max).to(self.device)
         programs = [Program(info, ndim) for info in infos]
         ctx = RunContext(ndim, batch_stats=True)
@@ -108,7 +109,7 @@ class Scorer:
                 logits = programs[j].run(self.x, weights, ctx)
                 losses[j].append(F.cross_entropy(logits, self.y).item())
                 accs[j].append((logits.argmax(1) == self.y).float().mean().item())
-        for j, ((key, G), info) in enumerate(zip(items, infos)):
+        for j, (key, info) in enumerate(items):
             self.cache[key] = Score(
                 hash=key, accuracy=statistics.fmean(accs[j]), accuracy_std=_std(accs[j]),
                 loss=statistics.fmean(losses[j]), loss_std=_std(losses[j]), params=param_count(info, ndim),

@@ -92,11 +92,11 @@ def test_noise_changes_the_weights():
 
 
 def test_training_reduces_the_loss(mnist1d, tmp_path):
-    config = FitConfig(steps=60, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2)
+    config = FitConfig(steps=120, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2)
     before = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**config.__dict__, "steps": 0}),
                           out=str(tmp_path / "0.pt"), progress=False)
-    state = fit_hypernet("nb201", NB201_TINY, mnist1d, config, out=str(tmp_path / "60.pt"), progress=False)
-    assert before["step"] == 0 and state["step"] == 60 and state["skipped"] == 0
+    state = fit_hypernet("nb201", NB201_TINY, mnist1d, config, out=str(tmp_path / "120.pt"), progress=False)
+    assert before["step"] == 0 and state["step"] == 120 and state["skipped"] == 0
     space = get_space("nb201")
     infos = [validate(space.sample(s, 1, 10, **NB201_TINY)) for s in range(4)]
     x, y = mnist1d.x_train[:256], mnist1d.y_train[:256]
@@ -106,7 +106,7 @@ def test_training_reduces_the_loss(mnist1d, tmp_path):
         with torch.no_grad():
             return fit_module.hypernet_loss(ghn, infos, x, y, torch.zeros(4, ghn.config.noise)).item()
 
-    assert loss(str(tmp_path / "60.pt")) < loss(str(tmp_path / "0.pt")) - 0.1
+    assert loss(str(tmp_path / "120.pt")) < loss(str(tmp_path / "0.pt")) - 0.1
 
 
 def test_nan_loss_is_skipped_and_recovered(mnist1d, monkeypatch):

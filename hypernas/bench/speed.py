@@ -85,7 +85,7 @@ def _peak_mib() -> float:
 def _phase(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     if args.phase == "score":
-        result = time_scoring(args.hypernet, args.archs, args.repeats, args.samples)
+        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples)
     else:
         result = time_training(args.space, json.loads(args.space_options), args.steps)
     return {**result, "peak_rss_mib": _peak_mib(), "threads": args.threads}
@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     jobs += [base + ["--phase", "train", "--space", s, "--space-options", json.dumps(o), "--steps", str(args.train_steps)]
              for s, o in (("nb201", {"channels": 8, "cells": 1}), ("macro", {}))] if args.train_steps else []
     for job in jobs:
-        out = subprocess.run(job, check=True, capture_output=True, text=True).stdout
-        print(out.strip().splitlines()[-1], flush=True)
+        proc = subprocess.run(job, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"benchmark phase failed: {' '.join(job[3:])}\n{proc.stderr[-2000:]}")
+        print(proc.stdout.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":

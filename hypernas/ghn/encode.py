@@ -13,7 +13,8 @@ Usage:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,11 +51,27 @@ class GraphBatch:
     virtual_weight: torch.Tensor  # (V,) 1 / hops
     param_nodes: list[ParamNode]
     num_graphs: int
+    # Message passing as sparse (N, N) matrices, each row a weighted mean over a node's
+    # neighbours: along edges forward, backward, and along virtual edges both ways. A sparse
+    # product is ~20x faster on CPU than gathering messages and index_add-ing them.
+    operators: list[torch.Tensor] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> "GraphBatch":
         for name in ("op_ids", "features", "graph_index", "edges", "virtual", "virtual_weight"):
             setattr(self, name, getattr(self, name).to(device))
+        self.operators = [op.to(device) for op in self.operators]
         return self
+
+
+def _mean_operator(targets: np.ndarray, sources: np.ndarray, weight: np.ndarray, n: int) -> torch.Tensor:
+    """Sparse CSR (n, n): row t averages the sources s of pairs (t, s), weighted."""
+    totals = np.bincount(targets, weights=weight, minlength=n)
+    values = weight / np.maximum(totals[targets], 1e-12)
+    m = csr_matrix((values.astype(np.float32), (targets, sources)), shape=(n, n))
+    with warnings.catch_warnings():  # CSR is "beta" in torch; its product is what makes this fast
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                       torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data), (n, n))
 
 
 def _features(info: GraphInfo) -> list[list[float]]:
@@ -101,18 +118,28 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
             adj = csr_matrix((np.ones(len(e_src)), (e_src, e_dst)), shape=(size, size))
             hops = shortest_path(adj, directed=True, unweighted=True)
             u, v = np.nonzero((hops >= 2) & (hops <= s_max))
-            vsrc.extend((u + offset).tolist())
-            vdst.extend((v + offset).tolist())
-            vw.extend((1.0 / hops[u, v]).tolist())
+            vsrc.append(u + offset)
+            vdst.append(v + offset)
+            vw.append(1.0 / hops[u, v])
         graph_index.extend([g] * size)
         offset += size
+    e_src, e_dst = np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
+    v_src, v_dst, v_w = (np.concatenate(a) if a else np.zeros(0, dtype=dt)
+                         for a, dt in ((vsrc, np.int64), (vdst, np.int64), (vw, np.float64)))
+    ones = np.ones(len(e_src))
+    operators = [_mean_operator(e_dst, e_src, ones, offset), _mean_operator(e_src, e_dst, ones, offset),
+                 _mean_operator(v_dst, v_src, v_w, offset), _mean_operator(v_src, v_dst, v_w, offset)]
+    edges = torch.from_numpy(np.stack([e_src, e_dst]))
+    virtual = torch.from_numpy(np.stack([v_src, v_dst]))
+    virtual_weight = torch.from_numpy(v_w.astype(np.float32))
     return GraphBatch(
         op_ids=torch.tensor(op_ids, dtype=torch.long),
         features=torch.tensor(feats, dtype=torch.float32),
         graph_index=torch.tensor(graph_index, dtype=torch.long),
-        edges=torch.tensor([src, dst], dtype=torch.long).reshape(2, -1),
-        virtual=torch.tensor([vsrc, vdst], dtype=torch.long).reshape(2, -1),
-        virtual_weight=torch.tensor(vw, dtype=torch.float32),
+        edges=edges,
+        virtual=virtual,
+        virtual_weight=virtual_weight,
         param_nodes=params,
         num_graphs=len(infos),
+        operators=operators,
     )

@@ -45,14 +45,6 @@ class HyperConfig:
         return {**asdict(self), "ops": list(self.ops)}
 
 
-def _scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of `values` rows grouped by `index` (weighted if given); empty groups give 0."""
-    w = torch.ones(len(index), device=values.device) if weight is None else weight
-    total = values.new_zeros(size, values.shape[1]).index_add_(0, index, values * w[:, None])
-    count = values.new_zeros(size).index_add_(0, index, w)
-    return total / count.clamp(min=1e-6)[:, None]
-
-
 class _Round(nn.Module):
     """One round: h <- h + MLP([h, fwd, bwd, virtual fwd, virtual bwd])."""
 
@@ -62,11 +54,8 @@ class _Round(nn.Module):
         self.update = nn.Sequential(nn.LayerNorm(5 * d), nn.Linear(5 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 
     def forward(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
-        n = len(h)
-        mf, mb, mvf, mvb = self.messages(h).chunk(4, dim=1)  # (N, d) each
-        (s, t), (vs, vt) = b.edges, b.virtual
-        parts = [h, _scatter_mean(mf[s], t, n), _scatter_mean(mb[t], s, n),
-                 _scatter_mean(mvf[vs], vt, n, b.virtual_weight), _scatter_mean(mvb[vt], vs, n, b.virtual_weight)]
+        messages = self.messages(h).chunk(4, dim=1)  # forward, backward, virtual fwd, virtual bwd: (N, d) each
+        parts = [h] + [op @ m for op, m in zip(b.operators, messages)]  # neighbour means, (N, d) each
         return h + self.update(torch.cat(parts, dim=1))
 
 
