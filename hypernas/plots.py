@@ -91,6 +91,9 @@ def plot_study(study, kind: str, path: str) -> None:
         ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
         ax.set(xlabel=names[1], ylabel=names[0], title=f"{study.study_name}: Pareto front ({len(front)} trials)")
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis overlap
         ax.legend()
     elif kind == "ranking":
         trained = [t for t in trials if "trained_accuracy" in t.user_attrs]

@@ -289,7 +289,7 @@ def _batches(cfg, steer, writer, space, options, data, scorer, cache, next_numbe
                     trial.set_user_attr("error", error)
                     steer.tell(trial, state=optuna.trial.TrialState.FAIL)
                     continue
-                if key in fresh:
+                if key not in cache:  # the first trial with this network, in this batch or ever
                     s = fresh[key]
                     values = [s.accuracy] + [s.params if o == "params" else s.flops for o in cfg.objectives[1:]]
                     cache[key] = (values, number)
