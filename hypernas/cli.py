@@ -168,7 +168,8 @@ def score(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps({"arch": text, **result.to_dict()}))
         else:
-            print(f"acc {result.accuracy:.4f} ± {result.accuracy_std:.4f}  loss {result.loss:.4f} ± "
+            print(f"score {result.score:.4f} ± {result.score_std:.4f}  acc {result.accuracy:.4f} ± "
+                  f"{result.accuracy_std:.4f}  loss {result.loss:.4f} ± "
                   f"{result.loss_std:.4f}  params {result.params}  flops {result.flops}  {result.hash}  {text}")
 
 
@@ -329,9 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device(device: str | None) -> None:
+    """A clear error for a device this machine does not have, before any work starts."""
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HypernasError(f"--device {device}: no CUDA device is available here; use --device cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_device(getattr(args, "device", None))
         COMMANDS[args.command](args)
     except HypernasError as err:
         print(f"hypernas: error: {err}", file=sys.stderr)

@@ -169,42 +169,12 @@ class _Elementwise(Op):
         return type(self).fn(xs[0])
 
 
-@register_op
-class Identity(_Elementwise):
-    name = "identity"
-    fn = staticmethod(lambda x: x)
-
-
-@register_op
-class Zero(_Elementwise):
-    """Outputs zeros: NB201's `none`. Its output carries no information about the input."""
-
-    name = "zero"
-    fn = staticmethod(torch.zeros_like)
-
-
-@register_op
-class ReLU(_Elementwise):
-    name = "relu"
-    fn = staticmethod(F.relu)
-
-
-@register_op
-class ReLU6(_Elementwise):
-    name = "relu6"
-    fn = staticmethod(F.relu6)
-
-
-@register_op
-class GELU(_Elementwise):
-    name = "gelu"
-    fn = staticmethod(F.gelu)
-
-
-@register_op
-class SiLU(_Elementwise):
-    name = "silu"
-    fn = staticmethod(F.silu)
+# One line each: the op's name and the function applied to its single input. `zero` is
+# NB201's `none`: its output carries no information about the input (see graph.simplify).
+ELEMENTWISE = {"identity": lambda x: x, "zero": torch.zeros_like, "relu": F.relu, "relu6": F.relu6,
+               "gelu": F.gelu, "silu": F.silu}
+for _name, _fn in ELEMENTWISE.items():
+    register_op(type(_name.title(), (_Elementwise,), {"name": _name, "fn": staticmethod(_fn)}))
 
 
 # ---- merges --------------------------------------------------------------------------------

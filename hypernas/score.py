@@ -1,8 +1,8 @@
 """Score architectures with hypernetwork-predicted weights on the validation slice.
 
 For each architecture: predict all its weights in one batched hypernetwork pass, run it
-on the validation slice of the train split (never the test set), and report accuracy and
-loss as mean +- std over `samples` draws. A draw is one noise input to the hypernetwork
+on the validation slice of the train split (never the test set), and report the score
+(exp(-loss)), accuracy and loss as mean +- std over `samples` draws. A draw is one noise input to the hypernetwork
 (SMASH): draw 0 is the central prediction (zero noise), later draws are seeded by the
 seed and the architecture's hash, so a score never depends on what it was batched with.
 BatchNorm uses the statistics of the whole validation slice: predicted weights come with
@@ -18,6 +18,7 @@ Usage:
 from __future__ import annotations
 
 import hashlib
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -37,7 +38,13 @@ from hypernas.ops import RunContext
 
 @dataclass(frozen=True)
 class Score:
+    """The ranking value is `score`: the geometric mean of the probability the network gives
+    the true class, exp(-cross-entropy). It orders like the loss, reads like an accuracy, and
+    ranked more consistently than accuracy across hypernetwork runs (BENCHMARKS.md)."""
+
     hash: str
+    score: float  # mean over draws of exp(-validation loss)
+    score_std: float
     accuracy: float  # mean validation accuracy over draws
     accuracy_std: float
     loss: float  # mean validation cross-entropy over draws
@@ -80,10 +87,12 @@ class Scorer:
         return torch.randn(self.ghn.config.noise, generator=g)
 
     @torch.no_grad()
-    def score(self, graphs: list[nx.DiGraph]) -> list[Score]:
-        """Scores in input order; duplicates (by canonical hash) are computed once."""
-        infos = [validate(G) for G in graphs]
-        keys = [canonical_hash(info) for info in infos]
+    def score(self, graphs: list[nx.DiGraph | GraphInfo], keys: list[str] | None = None) -> list[Score]:
+        """Scores in input order; duplicates (by canonical hash) are computed once.
+
+        Graphs may come already validated (`GraphInfo`), and with their hashes in `keys`."""
+        infos = [G if isinstance(G, GraphInfo) else validate(G) for G in graphs]
+        keys = keys if keys is not None else [canonical_hash(info) for info in infos]
         todo: dict[str, GraphInfo] = {}
         for key, info in zip(keys, infos):
             if key in self.cache or key in todo:
@@ -101,8 +110,8 @@ class Scorer:
         batch = encode(infos, self.ghn.config.ops, ndim, self.ghn.config.s_max).to(self.device)
         programs = [Program(info, ndim) for info in infos]
         ctx = RunContext(ndim, batch_stats=True)
-        accs = [[] for _ in items]
-        losses = [[] for _ in items]
+        accs: list[list[float]] = [[] for _ in items]
+        losses: list[list[float]] = [[] for _ in items]
         for draw in range(self.samples):
             noise = torch.stack([self._noise(k, draw) for k, _ in items]).to(self.device)
             for j, weights in enumerate(self.ghn(batch, noise)):
@@ -110,8 +119,9 @@ class Scorer:
                 losses[j].append(F.cross_entropy(logits, self.y).item())
                 accs[j].append((logits.argmax(1) == self.y).float().mean().item())
         for j, (key, info) in enumerate(items):
+            likelihoods = [math.exp(-loss) for loss in losses[j]]
             self.cache[key] = Score(
-                hash=key, accuracy=statistics.fmean(accs[j]), accuracy_std=_std(accs[j]),
+                hash=key, score=statistics.fmean(likelihoods), score_std=_std(likelihoods), accuracy=statistics.fmean(accs[j]), accuracy_std=_std(accs[j]),
                 loss=statistics.fmean(losses[j]), loss_std=_std(losses[j]), params=param_count(info, ndim),
                 flops=flops(info, self.data.input_size), degenerate=info.degenerate, samples=self.samples)
 

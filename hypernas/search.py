@@ -33,7 +33,7 @@ from hypernas.data import VAL_FRACTION, Dataset, load_dataset
 from hypernas.errors import HypernasError, SpaceError
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
-from hypernas.graph import canonical_hash
+from hypernas.graph import canonical_hash, validate
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
 from hypernas.study import StorageError, annotate_trial, attach_artifact, open_storage, redact
@@ -278,10 +278,11 @@ def _batches(cfg, steer, writer, space, options, data, scorer, cache, next_numbe
             if all(e is not None for e in errors):
                 raise SpaceError(f"every architecture of a batch failed to build; the first error: {errors[0]}")
             t1 = time.perf_counter()
-            keys = [canonical_hash(G) if G is not None else None for G in graphs]
-            new = {k: G for k, G in zip(keys, graphs) if k is not None and k not in cache}
+            infos = [validate(G) if G is not None else None for G in graphs]
+            keys = [canonical_hash(info) if info is not None else None for info in infos]
+            new = {k: info for k, info in zip(keys, infos) if k is not None and k not in cache}
             t2 = time.perf_counter()
-            fresh = dict(zip(new, scorer.score(list(new.values()))))
+            fresh = dict(zip(new, scorer.score(list(new.values()), keys=list(new))))
             t3 = time.perf_counter()
             for trial, G, key, error in zip(asked, graphs, keys, errors):
                 number, next_number = next_number, next_number + 1
@@ -291,10 +292,11 @@ def _batches(cfg, steer, writer, space, options, data, scorer, cache, next_numbe
                     continue
                 if key not in cache:  # the first trial with this network, in this batch or ever
                     s = fresh[key]
-                    values = [s.accuracy] + [s.params if o == "params" else s.flops for o in cfg.objectives[1:]]
+                    values = [s.score] + [s.params if o == "params" else s.flops for o in cfg.objectives[1:]]
                     cache[key] = (values, number)
                     for name, value in (("arch", space.describe(G)), ("hash", key), ("params", s.params),
-                                        ("flops", s.flops), ("score", s.accuracy), ("score_std", s.accuracy_std),
+                                        ("flops", s.flops), ("score", s.score), ("score_std", s.score_std),
+                                        ("accuracy", s.accuracy), ("accuracy_std", s.accuracy_std),
                                         ("loss", s.loss), ("loss_std", s.loss_std)):
                         trial.set_user_attr(name, value)
                 else:

@@ -66,6 +66,12 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_missing_cuda_is_one_clear_line(capsys):
+    assert main(["train", "--space", "nb201", "--arch", GOOD_CELL, "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
 def test_console_script_runs():
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     proc = subprocess.run([sys.executable, "-m", "hypernas.cli", "sample", "--space", "nb201", "-n", "1"],

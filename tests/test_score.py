@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -30,6 +31,7 @@ def test_scores_have_uncertainty_costs_and_hash(checkpoint, mnist1d):
     scorer = Scorer.from_checkpoint(checkpoint, mnist1d, samples=3)
     (s,) = scorer.score([small_nb201(GOOD_CELL)])
     assert 0 <= s.accuracy <= 1 and s.accuracy_std >= 0 and s.loss > 0 and s.loss_std > 0
+    assert 0 < s.score <= 1 and s.score_std > 0
     assert s.samples == 3 and s.params > 0 and s.flops > 0 and len(s.hash) == 16
 
 
@@ -53,7 +55,12 @@ def test_scores_do_not_depend_on_batching_or_order(checkpoint, mnist1d):
 
 def test_degenerate_architecture_scores_at_chance(checkpoint, mnist1d):
     (s,) = Scorer.from_checkpoint(checkpoint, mnist1d).score([small_nb201(DEAD_CELL)])
-    assert s.degenerate and s.accuracy < 0.2
+    assert s.degenerate and s.accuracy < 0.2 and s.score < 0.2
+
+
+def test_one_draw_score_is_the_likelihood_of_the_loss(checkpoint, mnist1d):
+    (s,) = Scorer.from_checkpoint(checkpoint, mnist1d, samples=1).score([small_nb201(GOOD_CELL)])
+    assert s.score == pytest.approx(math.exp(-s.loss)) and s.score_std == 0
 
 
 def test_score_command(checkpoint, tmp_path, capsys):
@@ -63,7 +70,7 @@ def test_score_command(checkpoint, tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["arch"] for r in rows] == [GOOD_CELL, SAME_A, SAME_B]
     assert rows[1]["hash"] == rows[2]["hash"] and rows[1]["accuracy"] == rows[2]["accuracy"]
-    assert {"accuracy", "accuracy_std", "loss", "loss_std", "params", "flops", "hash"} <= set(rows[0])
+    assert {"score", "score_std", "accuracy", "accuracy_std", "loss", "loss_std", "params", "flops", "hash"} <= set(rows[0])
     assert main(["score", "--hypernet", checkpoint, "--archs", str(archs)]) == 0
     assert "±" in capsys.readouterr().out
 

@@ -51,12 +51,12 @@ def read_table(path: str = DEFAULT_TABLE) -> Table:
     return Table(archs, {s: [rows[a][s] for a in archs] for s in seeds})
 
 
-def hypernet_scorer(path: str, data: Dataset, samples: int = 1, key: str = "accuracy") -> Callable:
-    """Score = the hypernetwork's mean validation accuracy (or negative loss with key='loss')."""
+def hypernet_scorer(path: str, data: Dataset, samples: int = 1, key: str = "score") -> Callable:
+    """The hypernetwork's score (exp(-validation loss)), or with key='accuracy' its validation accuracy."""
 
     def score(graphs: list[nx.DiGraph]) -> list[float]:
         results = Scorer.from_checkpoint(path, data, samples=samples).score(graphs)
-        return [r.accuracy if key == "accuracy" else -r.loss for r in results]
+        return [getattr(r, key) for r in results]
 
     return score
 
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     data = load_dataset("mnist1d")
     table = read_table(args.table)
     scorers = {
-        "hypernetwork (val accuracy)": hypernet_scorer(args.hypernet, data, args.samples, "accuracy"),
-        "hypernetwork (val loss)": hypernet_scorer(args.hypernet, data, args.samples, "loss"),
+        "hypernetwork score": hypernet_scorer(args.hypernet, data, args.samples, "score"),
+        "hypernetwork validation accuracy": hypernet_scorer(args.hypernet, data, args.samples, "accuracy"),
         "parameter count": lambda gs: [param_count(G, 1) for G in gs],
         "FLOPs": lambda gs: [flops(G, data.input_size) for G in gs],
     }
