@@ -98,11 +98,11 @@ def test_resume_keeps_every_trial_and_redoes_nothing(tmp_path, hypernet, monkeyp
     real_score = search_module.Scorer.score
     calls = {"n": 0}
 
-    def interrupted(self, graphs):
+    def interrupted(self, graphs, keys=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_score(self, graphs)
+        return real_score(self, graphs, keys)
 
     monkeypatch.setattr(search_module.Scorer, "score", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -111,7 +111,8 @@ def test_resume_keeps_every_trial_and_redoes_nothing(tmp_path, hypernet, monkeyp
     assert len(first) == 32  # two batches written, the third lost with the interruption
     monkeypatch.setattr(search_module.Scorer, "score", real_score)
     scored = []
-    monkeypatch.setattr(search_module.Scorer, "score", lambda self, gs: scored.extend(gs) or real_score(self, gs))
+    monkeypatch.setattr(search_module.Scorer, "score",
+                        lambda self, gs, keys=None: scored.extend(gs) or real_score(self, gs, keys))
     run_search(cfg, progress=False)
     after = completed(load_study(cfg.storage_url, "t"))
     assert len(after) == 48 and [t.number for t in after] == list(range(48))
