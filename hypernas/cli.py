@@ -145,14 +145,15 @@ def train_hypernet(args: argparse.Namespace) -> None:
 @command
 def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
-    from hypernas.data import load_dataset, load_dataset_like
-    from hypernas.ghn.checkpoint import load_checkpoint
+    from hypernas.data import load_dataset_like
+    from hypernas.ghn.checkpoint import check_data, load_hypernet
     from hypernas.score import Scorer
     from hypernas.spaces import get_space
 
-    ckpt = load_checkpoint(args.hypernet)
-    data = load_dataset(args.dataset, data_dir=args.data_dir) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
-    scorer = Scorer.from_checkpoint(args.hypernet, data, samples=args.samples, seed=args.seed, device=args.device)
+    ghn, ckpt = load_hypernet(args.hypernet, device=args.device)
+    data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
+    check_data(ckpt, data, args.hypernet)
+    scorer = Scorer(ghn, data, samples=args.samples, seed=args.seed, device=args.device)
     space = get_space(ckpt["space"])
     stream = sys.stdin if args.archs == "-" else _open_archs(args.archs)
     graphs, texts = [], []

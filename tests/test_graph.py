@@ -6,7 +6,6 @@ import json
 
 import networkx as nx
 import pytest
-import torch
 
 from conftest import DEAD_CELL, GOOD_CELL, small_nb201, tiny_graph
 from hypernas.compile import compile_graph

@@ -51,6 +51,13 @@ def load_checkpoint(path: str) -> dict:
     return ckpt
 
 
+def check_data(ckpt: dict, data, path: str) -> None:
+    """Refuse to use a checkpoint on data (or a split) other than the one it was trained on."""
+    if ckpt["data"] != data.signature():
+        raise CheckpointError(f"checkpoint {path!r} was trained for {ckpt['data']}, not for {data.signature()}; "
+                              "train a hypernetwork for this data with `hypernas train-hypernet`")
+
+
 def load_hypernet(path: str, data=None, device: str = "cpu"):
     """(GraphHyperNetwork in eval mode, checkpoint dict). With `data`, refuse a mismatch.
 
@@ -58,9 +65,8 @@ def load_hypernet(path: str, data=None, device: str = "cpu"):
     from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
 
     ckpt = load_checkpoint(path)
-    if data is not None and ckpt["data"] != data.signature():
-        raise CheckpointError(f"checkpoint {path!r} was trained for {ckpt['data']}, not for {data.signature()}; "
-                              "train a hypernetwork for this data with `hypernas train-hypernet`")
+    if data is not None:
+        check_data(ckpt, data, path)
     hyper = dict(ckpt["hyper"])
     hyper["ops"] = tuple(hyper["ops"])
     try:
