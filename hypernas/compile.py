@@ -102,6 +102,13 @@ class GraphModule(nn.Module):
                 else:
                     nn.init.zeros_(p)
 
+    @torch.no_grad()
+    def load_flat(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Copy in weights named `<node>.<param>` (as the hypernetwork predicts them)."""
+        for flat, tensor in weights.items():
+            key, name = flat.rsplit(".", 1)
+            getattr(self.nodes[key], name).copy_(tensor)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> (N, classes) logits."""
         # Read the live tensors each call: functional_call swaps them in and out.

@@ -71,11 +71,7 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str) 
         ghn, _ = load_hypernet(study.user_attrs["hypernet"])
         with torch.no_grad():
             predicted = ghn(encode([validate(G)], ghn.config.ops, ndim, ghn.config.s_max))[0]
-        state = model.state_dict()
-        for name, tensor in predicted.items():
-            key, param = name.rsplit(".", 1)
-            state[f"nodes.{key}.{param}"] = tensor
-        model.load_state_dict(state)
+        model.load_flat(predicted)
         model.batch_stats = True
         kind = "predicted"
     os.makedirs(out_dir, exist_ok=True)

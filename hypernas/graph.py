@@ -127,7 +127,8 @@ def _constant_nodes(infos: tuple[NodeInfo, ...] | list[NodeInfo]) -> set:
     return constant
 
 
-def _info(G: nx.DiGraph | GraphInfo) -> GraphInfo:
+def as_info(G: nx.DiGraph | GraphInfo) -> GraphInfo:
+    """`validate(G)`, or `G` itself when it was validated already."""
     return G if isinstance(G, GraphInfo) else validate(G)
 
 
@@ -181,7 +182,7 @@ def simplify(G: nx.DiGraph | GraphInfo) -> nx.DiGraph:
     A degenerate graph simplifies to just its input and output, so all of them coincide.
     Pass a `GraphInfo` (from `validate`) instead of the graph to skip validating it again.
     """
-    info = _info(G)
+    info = as_info(G)
     constant = _constant_nodes(info.nodes)
     S = nx.DiGraph()
     for n in info.nodes:
@@ -268,7 +269,7 @@ def canonical_hash(G: nx.DiGraph | GraphInfo) -> str:
 def param_count(G: nx.DiGraph | GraphInfo, ndim: int) -> int:
     """Trainable parameters of the compiled model for `ndim`-D data (1 = sequences, 2 = images)."""
     return sum(
-        math.prod(shape) for n in _info(G).nodes for shape in n.op.param_shapes(n.attrs, list(n.in_shapes), ndim).values()
+        math.prod(shape) for n in as_info(G).nodes for shape in n.op.param_shapes(n.attrs, list(n.in_shapes), ndim).values()
     )
 
 
@@ -281,5 +282,5 @@ def flops(G: nx.DiGraph | GraphInfo, input_size: tuple[int, ...]) -> int:
     ndim = len(input_size)
     return sum(
         n.op.macs(n.attrs, list(n.in_shapes), n.shape, spatial_numel(input_size, n.shape.stride), ndim)
-        for n in _info(G).nodes
+        for n in as_info(G).nodes
     )

@@ -32,7 +32,7 @@ from hypernas.errors import GraphError
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork
-from hypernas.graph import GraphInfo, canonical_hash, flops, param_count, validate
+from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.ops import RunContext
 
 
@@ -91,7 +91,7 @@ class Scorer:
         """Scores in input order; duplicates (by canonical hash) are computed once.
 
         Graphs may come already validated (`GraphInfo`), and with their hashes in `keys`."""
-        infos = [G if isinstance(G, GraphInfo) else validate(G) for G in graphs]
+        infos = [as_info(G) for G in graphs]
         keys = keys if keys is not None else [canonical_hash(info) for info in infos]
         todo: dict[str, GraphInfo] = {}
         for key, info in zip(keys, infos):
