@@ -20,14 +20,14 @@ import importlib.util
 import inspect
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
 from hypernas.errors import GraphError, HypernasError, SpaceError, unknown_name
-from hypernas.graph import from_json, to_json, validate
+from hypernas.graph import canonical_hash, from_json, to_json, validate
 
 
 class RandomTrial:
@@ -92,6 +92,19 @@ class Space:
     def sample(self, seed: int | random.Random, in_channels: int, num_classes: int, **options: Any) -> nx.DiGraph:
         """One architecture drawn uniformly at each choice, reproducible from `seed`."""
         return self.build(RandomTrial(seed), in_channels, num_classes, **options)
+
+    def sample_distinct(self, n: int, seed: int, in_channels: int, num_classes: int, exclude: Iterable[str] = (),
+                        **options: Any) -> list[nx.DiGraph]:
+        """`n` architectures drawn in turn from one seeded RNG, keeping only networks whose
+        canonical hash is new and not in `exclude`."""
+        rng, seen, out = random.Random(seed), set(exclude), []
+        while len(out) < n:
+            G = self.sample(rng, in_channels, num_classes, **options)
+            key = canonical_hash(G)
+            if key not in seen:
+                seen.add(key)
+                out.append(G)
+        return out
 
     def describe(self, G: nx.DiGraph) -> str:
         """The architecture's shortest faithful text: the space's string form, else JSON."""

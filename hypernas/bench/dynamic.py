@@ -16,10 +16,10 @@ import statistics
 
 import torch
 
-from hypernas.bench.speed import distinct_archs
 from hypernas.data import load_dataset_like
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.score import Scorer
+from hypernas.spaces import get_space
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.hypernet)
     data = load_dataset_like(ckpt["data"])
-    graphs = distinct_archs(ckpt["space"], ckpt["space_options"], data, args.archs, seed=args.seed)
+    graphs = get_space(ckpt["space"]).sample_distinct(args.archs, args.seed, data.in_channels, data.num_classes,
+                                                      **ckpt["space_options"])
     scores = Scorer.from_checkpoint(args.hypernet, data, samples=2).score(graphs)
     acc = [s.accuracy for s in scores]
     print(json.dumps({

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import random
 
 import torch
 from tqdm.auto import tqdm
@@ -34,14 +33,8 @@ PROTOCOL = {"channels": 8, "cells": 1}
 
 def draw_cells(n: int, seed: int = 0, exclude: set[str] = frozenset()) -> list[str]:
     """`n` NB201 strings of distinct networks, drawn uniformly at random, none hashing into `exclude`."""
-    rng, seen, out = random.Random(seed), set(exclude), []
-    while len(out) < n:
-        cell = tuple(rng.choice(nb201.OPS) for _ in nb201.EDGES)
-        key = canonical_hash(nb201.build(cell, 1, 10, **PROTOCOL))
-        if key not in seen:
-            seen.add(key)
-            out.append(nb201.to_string(cell))
-    return out
+    graphs = nb201.SPACE.sample_distinct(n, seed, 1, 10, exclude=exclude, **PROTOCOL)
+    return [nb201.format_graph(G) for G in graphs]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         with open(args.out, newline="") as f:
             done = {(r["arch"], int(r["seed"])) for r in csv.DictReader(f)}
     exclude = set()
-    if args.exclude:
+    if args.exclude:  # hashed afresh: a stored hash goes stale if the hash convention changes
         with open(args.exclude, newline="") as f:
-            exclude = {r["hash"] for r in csv.DictReader(f)}
+            exclude = {canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) for r in csv.DictReader(f)}
     cells = draw_cells(args.cells, args.draw_seed, exclude)
     todo = [(a, s) for a in cells for s in args.seeds if (a, s) not in done]
     new_file = not os.path.exists(args.out)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import resource
 import statistics
 import subprocess
@@ -28,27 +27,14 @@ from hypernas.compile import compile_graph
 from hypernas.data import load_dataset, load_dataset_like
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.ghn.fit import FitConfig, fit_hypernet
-from hypernas.graph import canonical_hash
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
-
-
-def distinct_archs(space_name: str, options: dict, data, n: int, seed: int = 0) -> list:
-    """`n` architectures with distinct canonical hashes, so no score comes from the cache."""
-    space, rng, seen, out = get_space(space_name), random.Random(seed), set(), []
-    while len(out) < n:
-        G = space.sample(rng, data.in_channels, data.num_classes, **options)
-        key = canonical_hash(G)
-        if key not in seen:
-            seen.add(key)
-            out.append(G)
-    return out
 
 
 def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
     ckpt = load_checkpoint(path)
     data = load_dataset_like(ckpt["data"])
-    graphs = distinct_archs(ckpt["space"], ckpt["space_options"], data, n)
+    graphs = get_space(ckpt["space"]).sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
     models = [compile_graph(G, data.ndim).eval() for G in graphs]
     x = data.x_val
     score_s, forward_s = [], []
