@@ -61,7 +61,8 @@ def space_options(args: argparse.Namespace) -> dict:
 def _load_data(args: argparse.Namespace):
     from hypernas.data import VAL_FRACTION, load_dataset
 
-    return load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction or VAL_FRACTION)
+    val_fraction = VAL_FRACTION if args.val_fraction is None else args.val_fraction  # 0 is an error, not the default
+    return load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=val_fraction)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -127,25 +128,24 @@ def train_hypernet(args: argparse.Namespace) -> None:
     """Train a graph hypernetwork on a dataset over architectures sampled from a space."""
     import os
 
-    import torch
-
     from hypernas.ghn.fit import FitConfig, fit_hypernet
 
     if os.path.exists(args.out) and not args.resume:
         raise HypernasError(f"{args.out} exists; pass --resume to continue it, or choose another --out")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     config = FitConfig(steps=args.steps, meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
                        checkpoint_every=args.checkpoint_every, seed=args.seed, s_max=args.s_max)
     state = fit_hypernet(args.space, space_options(args), _load_data(args), config, out=args.out,
                          resume=args.resume, device=args.device)
-    print(f"{args.out}: {state['step']} steps, loss {state['loss_ema']:.4f}, {state['skipped']} skipped")
+    loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
+    print(f"{args.out}: {state['step']} steps, loss {loss}, {state['skipped']} skipped")
 
 
 @command
 def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
     from hypernas.data import load_dataset_like
+    from hypernas.errors import CheckpointError
     from hypernas.ghn.checkpoint import check_data, load_hypernet
     from hypernas.score import Scorer
     from hypernas.spaces import get_space
@@ -154,7 +154,11 @@ def score(args: argparse.Namespace) -> None:
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     check_data(ckpt, data, args.hypernet)
     scorer = Scorer(ghn, data, samples=args.samples, seed=args.seed, device=args.device)
-    space = get_space(ckpt["space"])
+    try:
+        space = get_space(ckpt["space"])
+    except HypernasError as err:
+        raise CheckpointError(f"checkpoint {args.hypernet!r} was trained on space {ckpt['space']!r}, which cannot be "
+                              f"loaded: {err}") from None
     stream = sys.stdin if args.archs == "-" else _open_archs(args.archs)
     graphs, texts = [], []
     for number, line in enumerate(stream, start=1):
@@ -177,12 +181,9 @@ def score(args: argparse.Namespace) -> None:
 @command
 def search(args: argparse.Namespace) -> None:
     """Search a space with Optuna over hypernetwork scores, then train the best normally."""
-    import torch
-
     from hypernas.search import run_search, search_config
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     result = run_search(search_config(args.config, _search_overrides(args)))
     t = result.timing
     if t.get("total"):
@@ -194,8 +195,11 @@ def search(args: argparse.Namespace) -> None:
 def _search_overrides(args: argparse.Namespace) -> dict:
     """The options given on the command line; they override the config file."""
     keys = ["space", "dataset", "data_dir", "val_fraction", "study", "runs", "storage", "trials", "sampler", "batch", "samples",
+            "warm_start",
             "hypernet", "top_k", "final_epochs", "seed", "device"]
     out = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.distinct:
+        out["distinct"] = True
     if args.objectives:
         out["objectives"] = args.objectives.split(",")
     fit = {k: v for k, v in (("steps", args.hypernet_steps), ("meta_batch", args.meta_batch)) if v is not None}
@@ -231,6 +235,20 @@ def plot(args: argparse.Namespace) -> None:
 
     plot_study(load_study(_storage_url(args), args.study), args.kind, args.out)
     print(args.out)
+
+
+BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steering on NB201's CIFAR-10 table",
+           "speed": "scoring and training speed", "workers": "search throughput with several workers",
+           "protocol": "the reference training protocol's sanity check", "dynamic": "scoring macro architectures",
+           "ground_truth": "train the ground-truth table (resumable)", "search_report": "a finished search against the table"}
+
+
+@command
+def bench(args: argparse.Namespace) -> None:
+    """Run a benchmark (hypernas bench NAME --help for its options); results go to BENCHMARKS.md."""
+    import importlib
+
+    importlib.import_module(f"hypernas.bench.{args.name}").main(args.rest)
 
 
 def _open_archs(path: str):
@@ -305,8 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="folder for run directories (default runs)")
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run directory)")
     p.add_argument("--trials", type=int, help="scored trials to reach in total")
-    p.add_argument("--sampler", help="tpe, nsga2, random or grid")
+    p.add_argument("--sampler", help="tpe, nsga2, random, grid or evolution (options: [sampler_options] in --config)")
+    p.add_argument("--distinct", action="store_true", default=None,
+                   help="--trials counts distinct architectures; isomorphic duplicates are free")
     p.add_argument("--objectives", help="score, score,params or score,flops")
+    p.add_argument("--warm-start", type=int, help="try first the K best of warm_pool random architectures by synflow")
     p.add_argument("--batch", type=int, help="trials asked and scored together")
     p.add_argument("--samples", type=int, help="hypernetwork draws per score")
     p.add_argument("--hypernet", help="a trained checkpoint; without it one is trained first")
@@ -317,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+
+    p = sub.add_parser("bench", help=bench.__doc__,
+                       description="\n".join(f"{k}: {v}" for k, v in BENCHES.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(BENCHES))
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
     for name, helptext in (("export", export.__doc__), ("plot", plot.__doc__)):
         p = sub.add_parser(name, help=helptext)
@@ -333,11 +360,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_device(device: str | None) -> None:
     """A clear error for a device this machine does not have, before any work starts."""
-    if device and device.startswith("cuda"):
-        import torch
+    if not device:
+        return
+    import torch
 
-        if not torch.cuda.is_available():
-            raise HypernasError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise HypernasError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HypernasError(f"--device {device}: no CUDA device is available here; use --device cpu")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise HypernasError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_device(getattr(args, "device", None))
         COMMANDS[args.command](args)
     except HypernasError as err:
-        print(f"hypernas: error: {err}", file=sys.stderr)
+        # One line, whatever the message: some carry a library's multi-line text.
+        print(f"hypernas: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hypernas: interrupted", file=sys.stderr)

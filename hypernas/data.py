@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,10 +93,17 @@ def load_dataset_like(signature: dict, data_dir: str | None = None) -> Dataset:
 def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
     x, x_test = _with_channels(x, name), _with_channels(x_test, name)
     y, y_test = np.asarray(y), np.asarray(y_test)
-    if len(x) != len(y) or len(x_test) != len(y_test):
-        raise DatasetError(f"{name}: x and y have different lengths")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise DatasetError(f"{name}: labels must be integers 0..K-1, got dtype {y.dtype}, min {y.min()}")
+    if x_test.shape[1:] != x.shape[1:]:
+        raise DatasetError(f"{name}: test samples have shape {x_test.shape[1:]}, train samples {x.shape[1:]}")
+    if y.ndim != 1 or y_test.ndim != 1 or len(x) != len(y) or len(x_test) != len(y_test):
+        raise DatasetError(f"{name}: y must be one label per sample of x; got x {x.shape}, y {y.shape}, "
+                           f"x_test {x_test.shape}, y_test {y_test.shape}")
+    if len(x) < 2 or len(x_test) < 1:
+        raise DatasetError(f"{name}: too few samples ({len(x)} to train, {len(x_test)} to test)")
+    for labels in (y, y_test):
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+            low = labels.min() if np.issubdtype(labels.dtype, np.number) else "n/a"
+            raise DatasetError(f"{name}: labels must be integers 0..K-1, got dtype {labels.dtype}, min {low}")
     if not 0 < val_fraction < 1:
         raise DatasetError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     # Per-channel statistics of the whole train split (train + validation slice), never test.
@@ -114,11 +123,14 @@ def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
 
 
 def _with_channels(x: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{name}: x must hold numbers: {err}") from None
     if x.ndim == 2:  # (N, L): one channel
         x = x[:, None, :]
-    if x.ndim not in (3, 4):
-        raise DatasetError(f"{name}: x must be (N, L), (N, C, L) or (N, C, H, W), got shape {x.shape}")
+    if x.ndim not in (3, 4) or 0 in x.shape[1:]:
+        raise DatasetError(f"{name}: x must be (N, L), (N, C, L) or (N, C, H, W) with no empty axis, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise DatasetError(f"{name}: x contains NaN or inf")
     return x
@@ -126,6 +138,8 @@ def _with_channels(x: np.ndarray, name: str) -> np.ndarray:
 
 def _test_split(x, y, seed: int, fraction: float = 0.2):
     """Carve a test split where the source has none."""
+    if np.ndim(x) < 1 or np.ndim(y) < 1:
+        raise DatasetError(f"x and y must be arrays with one row per sample, got shapes {np.shape(x)} and {np.shape(y)}")
     if len(x) != len(y):
         raise DatasetError(f"x has {len(x)} rows but y has {len(y)}: different lengths")
     perm = np.random.default_rng(seed + 1).permutation(len(x))
@@ -191,10 +205,13 @@ def _npz(path: str):
     if not os.path.isfile(path):
         raise DatasetError(f"dataset file {path!r} does not exist")
     try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # else numpy takes it for a pickle and says so, misleadingly
+                raise DatasetError(f"cannot read {path!r} as .npz: it is not a zip of arrays, as numpy.savez writes")
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise DatasetError(f"cannot read {path!r} as .npz: {err}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated or not a zip
+        raise DatasetError(f"cannot read {path!r} as .npz (corrupt or truncated?): {type(err).__name__}: {err}") from None
     if "x" not in arrays or "y" not in arrays:
         raise DatasetError(f"{path!r} needs arrays 'x' and 'y', has {sorted(arrays)}")
     if "x_test" in arrays and "y_test" in arrays:

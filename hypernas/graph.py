@@ -18,13 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+import reprlib
+from dataclasses import dataclass, field
 from typing import Any, Hashable
 
 import networkx as nx
+import torch
 
 from hypernas.errors import GraphError, HypernasError
 from hypernas.ops import Op, Shape, get_op, spatial_numel
+
+_TORCH_NAMES = frozenset(dir(torch.nn.ModuleDict()))  # `training`, `forward`, `keys`, ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class GraphInfo:
 
     nodes: tuple[NodeInfo, ...]
     degenerate: bool  # the output does not depend on the input (e.g. every path zeroed)
+    # The graph's free-form labels (`G.graph`, e.g. an NB201 `arch` string): a scorer that
+    # looks architectures up by name, like the benchmark table oracle, needs them.
+    labels: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -65,8 +72,10 @@ def validate(G: Any) -> GraphInfo:
     """Check everything about an architecture graph; return its nodes with shapes.
 
     Raises `GraphError` (naming the node) for: not a DiGraph, a cycle, no or several
-    input/output nodes, an unknown op or attribute, a wrong number of inputs, or shapes
-    that disagree along an edge. A graph whose output is cut off from its input is valid
+    input/output nodes, an unknown op or attribute, a wrong number of inputs, shapes
+    that disagree along an edge, a port that is not an integer, or a node name that
+    cannot name its weights (empty, dotted, a torch module attribute such as `training`,
+    or the same text as another's). A graph whose output is cut off from its input is valid
     and comes back with `degenerate=True`.
 
     Usage: `validate(G).nodes[-1].shape  # Shape(channels=10, stride=None)`
@@ -78,6 +87,7 @@ def validate(G: Any) -> GraphInfo:
     if not nx.is_directed_acyclic_graph(G):
         cycle = nx.find_cycle(G)
         raise GraphError(f"the graph has a cycle: {' -> '.join(str(u) for u, _ in cycle)} -> {cycle[0][0]}", cycle[0][0])
+    as_text: dict[str, Hashable] = {}
     for node, data in G.nodes(data=True):
         if "op" not in data:
             raise GraphError("has no 'op' attribute", node)
@@ -85,6 +95,19 @@ def validate(G: Any) -> GraphInfo:
             get_op(data["op"])
         except HypernasError as err:
             raise GraphError(str(err), node) from None
+        # Weights are named `<node>.<param>` and held by a torch module `nodes.<node>`: a name
+        # must read as one distinct, dot-free word that torch modules do not already use.
+        if not str(node) or "." in str(node):
+            raise GraphError("a node name must be non-empty and contain no '.' (weights are named <node>.<param>)", node)
+        if str(node) in _TORCH_NAMES:
+            raise GraphError("this name is taken by torch module attributes (the weights live in nodes.<name>); "
+                             "rename the node", node)
+        if as_text.setdefault(str(node), node) is not node:
+            raise GraphError(f"another node, {as_text[str(node)]!r}, has the same name as text; rename one", node)
+    for u, v, data in G.edges(data=True):
+        port = data.get("port", 0)
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise GraphError(f"the edge from {u!r} has port {reprlib.repr(port)}; a port must be an integer", v)
     for role in ("input", "output"):
         found = [n for n, op in G.nodes(data="op") if op == role]
         if len(found) != 1:
@@ -115,7 +138,7 @@ def validate(G: Any) -> GraphInfo:
             raise GraphError(str(err), node) from None
         infos.append(NodeInfo(node, op, attrs, inputs, in_shapes, shapes[node]))
     constant = _constant_nodes(infos)
-    return GraphInfo(tuple(infos), degenerate=infos[-1].name in constant)
+    return GraphInfo(tuple(infos), degenerate=infos[-1].name in constant, labels=dict(G.graph))
 
 
 def _constant_nodes(infos: tuple[NodeInfo, ...] | list[NodeInfo]) -> set:
@@ -157,8 +180,11 @@ def from_json(text: str | dict) -> nx.DiGraph:
         if not data.get("directed", True) or data.get("multigraph", False):
             raise ValueError("expected a directed graph without parallel edges")
         G = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
-    except (ValueError, TypeError, KeyError, nx.NetworkXError) as err:
-        raise GraphError(f"not a valid architecture JSON: {err}") from None
+    except RecursionError:
+        raise GraphError("not a valid architecture JSON: nested too deeply") from None
+    except Exception as err:  # node_link_graph raises whatever a malformed document provokes
+        why = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+        raise GraphError(f"not a valid architecture JSON: {why}") from None
     validate(G)
     return G
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from hypernas.errors import GraphError, unknown_name
 
 REQUIRED = object()  # marks an attribute without a default
+MAX_ATTR = 2**20  # no network has a million channels, or a kernel, stride or dilation that large
 
 
 class Shape(NamedTuple):
@@ -36,11 +39,17 @@ class Shape(NamedTuple):
 
 @dataclass(frozen=True)
 class RunContext:
-    """How a compiled graph runs: `ndim` spatial dims, BatchNorm in batch-stat mode or not."""
+    """How a compiled graph runs: `ndim` spatial dims, BatchNorm in batch-stat mode or not.
+
+    `observe`, when set, is called as `observe(op_name, output)` by every element-wise op
+    (relu, gelu, ...). Graphs have no activation modules to hook, and zero-cost proxies
+    such as NASWOT need each activation's output; this is the one place they all pass.
+    """
 
     ndim: int
     training: bool = False
     batch_stats: bool = False
+    observe: Callable[[str, torch.Tensor], None] | None = None
 
 
 class Op:
@@ -59,7 +68,7 @@ class Op:
         """Fill defaults and reject unknown or missing attributes."""
         unknown = set(given) - set(self.attrs)
         if unknown:
-            raise GraphError(f"op {self.name!r} has no attribute(s) {sorted(unknown)}; allowed: {sorted(self.attrs)}")
+            raise GraphError(f"op {self.name!r} has no attribute(s) {sorted(unknown, key=repr)}; allowed: {sorted(self.attrs)}")
         out = {}
         for key, default in self.attrs.items():
             if key in given:
@@ -68,7 +77,9 @@ class Op:
                 want_bool = isinstance(default, bool)
                 if isinstance(value, bool) != want_bool or not isinstance(value, int):
                     kind = "true or false" if want_bool else "an integer"
-                    raise GraphError(f"op {self.name!r} attribute {key!r} must be {kind}, got {value!r}")
+                    raise GraphError(f"op {self.name!r} attribute {key!r} must be {kind}, got {reprlib.repr(value)}")
+                if abs(value) > MAX_ATTR:  # a typo, and torch would overflow or exhaust memory on it
+                    raise GraphError(f"op {self.name!r} attribute {key!r} is beyond +-{MAX_ATTR:,}")
                 out[key] = value
             elif default is REQUIRED:
                 raise GraphError(f"op {self.name!r} needs attribute {key!r}")
@@ -166,7 +177,10 @@ class _Elementwise(Op):
     fn: ClassVar[Any]
 
     def forward(self, a, xs, p, ctx):
-        return type(self).fn(xs[0])
+        out = type(self).fn(xs[0])
+        if ctx.observe is not None:
+            ctx.observe(self.name, out)
+        return out
 
 
 # One line each: the op's name and the function applied to its single input. `zero` is
@@ -317,8 +331,9 @@ class _Pool(Op):
     def forward(self, a, xs, p, ctx):
         k = a["kernel"]
         fn = type(self).fns[ctx.ndim - 1]
-        # Odd kernels pad to 'same'; an even kernel equals its stride and ceil_mode keeps ceil(L/s).
-        return fn(xs[0], k, a["stride"], (k - 1) // 2, ceil_mode=(k % 2 == 0), **self.extra)
+        # Odd kernels pad to 'same'; an even kernel equals its stride, takes no padding, and
+        # ceil_mode keeps ceil(L/s) (padding (k-1)//2 would add a window, e.g. k=4, L=4 -> 2).
+        return fn(xs[0], k, a["stride"], (k - 1) // 2 if k % 2 else 0, ceil_mode=(k % 2 == 0), **self.extra)
 
 
 @register_op

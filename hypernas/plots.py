@@ -7,8 +7,11 @@ Usage:
 
 from __future__ import annotations
 
+import os
+
 import networkx as nx
 
+from hypernas.errors import HypernasError
 from hypernas.graph import validate
 
 # One colour per op family, so a drawing reads at a glance.
@@ -23,6 +26,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: str) -> None:
+    """Write the figure as PNG, making its folder; an unwritable path is the user's error."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename and err.filename != path else ""
+        raise HypernasError(f"cannot write {path!r}: {err.strerror or err}{where}") from None
+    finally:
+        plt.close(fig)
 
 
 def draw_architecture(G: nx.DiGraph, path: str, title: str | None = None) -> None:
@@ -48,8 +63,7 @@ def draw_architecture(G: nx.DiGraph, path: str, title: str | None = None) -> Non
                  fontsize=9)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 PLOTS = ("history", "pareto", "ranking", "arch")
@@ -61,8 +75,6 @@ def plot_study(study, kind: str, path: str) -> None:
     trained accuracy, Kendall tau in the title) or `arch` (the best architecture)."""
     import optuna
     from scipy import stats
-
-    from hypernas.errors import HypernasError
 
     trials = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
     if not trials:
@@ -110,5 +122,4 @@ def plot_study(study, kind: str, path: str) -> None:
     else:
         raise HypernasError(f"unknown plot {kind!r}; choose from {', '.join(PLOTS)}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -17,6 +17,7 @@ Usage:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import time
@@ -31,16 +32,17 @@ from tqdm.auto import tqdm
 
 from hypernas.data import VAL_FRACTION, Dataset, load_dataset
 from hypernas.errors import HypernasError, SpaceError
-from hypernas.ghn.checkpoint import load_hypernet
+from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.graph import canonical_hash, validate
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
-from hypernas.study import StorageError, annotate_trial, attach_artifact, open_storage, redact
+from hypernas.study import StorageError, annotate_trial, attach_artifact, open_storage, redact, study_lock
 from hypernas.train import TrainConfig, train
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}
-SAMPLERS = ("tpe", "nsga2", "random", "grid")
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "evolution")
+STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
 
 @dataclass
@@ -55,6 +57,10 @@ class SearchConfig:
     storage: str | None = None  # default: SQLite in the run directory
     trials: int = 1000
     sampler: str = "tpe"
+    sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Optuna sampler
+    distinct: bool = False  # `trials` counts distinct architectures; duplicates are free (cache hits)
+    warm_start: int = 0  # first trials: the best of `warm_pool` random architectures by synflow (data-free)
+    warm_pool: int = 500
     objectives: tuple[str, ...] = ("score",)
     batch: int = 64
     samples: int = 2  # hypernetwork draws per score: the std is their spread
@@ -72,10 +78,12 @@ class SearchConfig:
             raise HypernasError(f"--objectives must start with 'score' and may add params or flops, got {','.join(self.objectives)}")
         if self.sampler not in SAMPLERS:
             raise HypernasError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        if self.sampler == "grid" and len(self.objectives) > 1:
-            raise HypernasError("the grid sampler enumerates one objective's space; use tpe or nsga2 for several objectives")
+        if self.sampler in ("grid", "evolution") and len(self.objectives) > 1:
+            raise HypernasError(f"the {self.sampler} sampler serves one objective; use tpe or nsga2 for several objectives")
         if self.trials < 1 or self.batch < 1 or self.top_k < 0 or self.samples < 1:
             raise HypernasError("--trials, --batch and --samples must be >= 1 and --top-k >= 0")
+        if self.warm_start < 0 or (self.warm_start and self.warm_pool < self.warm_start):
+            raise HypernasError("--warm-start must be >= 0 and at most the pool it is drawn from (warm_pool)")
 
     @property
     def run_dir(self) -> str:
@@ -127,17 +135,30 @@ def search_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
     return SearchConfig(**merged, fit=FitConfig(**fit))
 
 
-def make_sampler(name: str, seed: int, space) -> optuna.samplers.BaseSampler:
-    """Optuna's samplers, seeded. `grid` needs a space that lists its grid."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if space.grid is None:
-        raise HypernasError(f"space {space.name!r} has no finite grid; use tpe, nsga2 or random")
-    return optuna.samplers.GridSampler(space.grid, seed=seed)
+def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
+    """A seeded sampler: Optuna's TPE, NSGA-II, random or grid, or regularized evolution.
+    `options` are the sampler's own keyword arguments (e.g. {"multivariate": True} for TPE).
+    `grid` needs a space that lists its grid.
+
+    Usage: make_sampler("tpe", 0, get_space("nb201"), {"n_startup_trials": 5})
+    """
+    classes = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+               "random": optuna.samplers.RandomSampler}
+    args = dict(options or {})
+    if name == "evolution":
+        from hypernas.samplers import RegularizedEvolutionSampler as cls
+    elif name == "grid":
+        if space.grid is None:
+            raise HypernasError(f"space {space.name!r} has no finite grid; use tpe, nsga2 or random")
+        cls, args = optuna.samplers.GridSampler, {"search_space": space.grid, **args}
+    elif name in classes:
+        cls = classes[name]
+    else:
+        raise HypernasError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    try:
+        return cls(seed=seed, **args)
+    except TypeError as err:  # a misspelt or foreign option: name it, do not ignore it
+        raise HypernasError(f"sampler {name!r} does not take these options {sorted(args)}: {err}") from None
 
 
 def _file_digest(path: str) -> str:
@@ -149,13 +170,15 @@ def _prepare_hypernet(cfg: SearchConfig, data: Dataset) -> str:
     if cfg.hypernet:
         load_hypernet(cfg.hypernet, data=data)  # refuse a checkpoint made for other data early
         return cfg.hypernet
-    print(f"training the hypernetwork: {cfg.hypernet_path}")
+    if os.path.exists(cfg.hypernet_path) and load_checkpoint(cfg.hypernet_path).get("step", 0) >= cfg.fit.steps:
+        print(f"hypernetwork ready: {cfg.hypernet_path}")  # trained by an earlier run or another worker
+    else:
+        print(f"training the hypernetwork: {cfg.hypernet_path}")
     fit_hypernet(cfg.space, cfg.space_options, data, cfg.fit, out=cfg.hypernet_path, resume=True, device=cfg.device)
     return cfg.hypernet_path
 
 
-def _open_study(cfg: SearchConfig, hypernet: str, data: Dataset) -> optuna.Study:
-    storage = open_storage(cfg.storage_url)
+def _open_study(cfg: SearchConfig, storage, hypernet: str, data: Dataset) -> optuna.Study:
     directions = [OBJECTIVES[o] for o in cfg.objectives]
     try:
         study = optuna.create_study(study_name=cfg.study, storage=storage, directions=directions, load_if_exists=True)
@@ -184,15 +207,36 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     """Search, then train the top candidates. Rerun with the same config to resume."""
     space = get_space(cfg.space)
     options = space.resolve_options(cfg.space_options)
+    make_sampler(cfg.sampler, cfg.seed, space, cfg.sampler_options)  # a bad sampler option fails now, not after training
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction)
     torch.manual_seed(cfg.seed)
-    hypernet = _prepare_hypernet(cfg, data)
-    study = _open_study(cfg, hypernet, data)
+    storage = open_storage(cfg.storage_url)
+    with study_lock(storage, cfg.study, "hypernet"):  # workers started together train it once
+        hypernet = _prepare_hypernet(cfg, data)
+    study = _open_study(cfg, storage, hypernet, data)
     scorer = Scorer.from_checkpoint(hypernet, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device)
-    timing = _search_loop(cfg, study, space, options, data, scorer, progress)
+    initial = None
+    if cfg.warm_start and not study.get_trials(deepcopy=False):  # a resumed study has its start already
+        from hypernas.initial_design import synflow_design
+
+        initial = synflow_design(space, options, data.in_channels, data.num_classes, data.input_size, cfg.warm_start,
+                                 cfg.warm_pool, cfg.seed, progress=progress)
+    timing = search_loop(cfg, study, space, options, data.in_channels, data.num_classes, scorer, progress, initial)
     study.set_user_attr("search_timing", {k: round(v, 3) for k, v in timing.items()})  # the last run's
     final, tau = finalize(cfg, study, data)
     return SearchResult(study, final, tau, timing)
+
+
+def _counts(t: optuna.trial.FrozenTrial, distinct: bool) -> bool:
+    """Whether a finished trial counts toward `trials`: every completed one, or only the
+    first of each architecture with `distinct`."""
+    return t.state == optuna.trial.TrialState.COMPLETE and not (distinct and "duplicate_of" in t.user_attrs)
+
+
+def _count_done(study: optuna.Study, distinct: bool) -> int:
+    if not distinct:
+        return study._storage.get_n_trials(study._study_id, state=optuna.trial.TrialState.COMPLETE)
+    return sum(_counts(t, True) for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
 
 
 class _Writer:
@@ -200,14 +244,22 @@ class _Writer:
 
     SQLite through SQLAlchemy costs ~10 ms per trial (a query per parameter and attribute);
     done in line it would rival scoring. Writing runs while the next batch is scored, in
-    order, by one thread, so trial numbers stay sequential. `close` waits for the queue.
+    order, by one thread. `close` waits for the queue.
+
+    Several workers may share one study. Each batch is written under the study's lock, and
+    only as many counted trials as the requested total still has room for, so the total is
+    exact; the rest of a batch is dropped and `full` is set. The storage numbers the trials
+    (`first`, `first + 1`, ... while the lock is held); `duplicate_of` is kept in the
+    mirror's numbering until then and mapped here.
     """
 
-    def __init__(self, study: optuna.Study):
+    def __init__(self, study: optuna.Study, total: int, distinct: bool):
         import queue
         import threading
 
-        self.study, self.queue, self.error = study, queue.Queue(maxsize=4), None
+        self.study, self.total, self.distinct = study, total, distinct
+        self.queue, self.error, self.full = queue.Queue(maxsize=4), None, False
+        self.numbers: dict[int, int] = {}  # mirror trial number -> storage trial number
         self.busy = 0.0  # seconds spent writing
         self.thread = threading.Thread(target=self._run, name="hypernas-storage-writer", daemon=True)
         self.thread.start()
@@ -217,10 +269,33 @@ class _Writer:
             start = time.perf_counter()
             try:
                 if self.error is None:
-                    self.study.add_trials(batch)
+                    self._write(batch)
             except Exception as err:  # reported by the main thread at its next put or at close
                 self.error = err
             self.busy += time.perf_counter() - start
+
+    def _write(self, batch: list[optuna.trial.FrozenTrial]) -> None:
+        with study_lock(self.study._storage, self.study.study_name):
+            room = self.total - _count_done(self.study, self.distinct)
+            keep = []
+            for t in batch:  # in order; failed trials ride along with the counted ones
+                if _counts(t, self.distinct):
+                    if room <= 0:
+                        break
+                    room -= 1
+                keep.append(t)
+            first = self.study._storage.get_n_trials(self.study._study_id)
+            for i, t in enumerate(keep):
+                self.numbers[t.number] = first + i
+            self.study.add_trials([self._resolved(t) for t in keep])
+            self.full = room <= 0
+
+    def _resolved(self, t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+        if "duplicate_of" not in t.user_attrs:
+            return t
+        t = copy.copy(t)
+        t.user_attrs = {**t.user_attrs, "duplicate_of": self.numbers[t.user_attrs["duplicate_of"]]}
+        return t
 
     def put(self, batch: list) -> None:
         self._raise()
@@ -236,22 +311,77 @@ class _Writer:
             raise StorageError(f"writing trials to the storage failed: {self.error}") from self.error
 
 
-def _search_loop(cfg, study, space, options, data, scorer, progress) -> dict[str, float]:
-    steer = optuna.create_study(directions=[d for d in study.directions], sampler=make_sampler(cfg.sampler, cfg.seed, space))
-    existing = study.get_trials(deepcopy=False)
-    finished = [t for t in existing if t.state.is_finished()]
-    steer.add_trials(finished)
-    cache: dict[str, tuple[list[float], int]] = {}  # hash -> (values, trial number that was scored)
-    for t in existing:
-        if t.state == optuna.trial.TrialState.COMPLETE and "duplicate_of" not in t.user_attrs:
-            cache[t.user_attrs["hash"]] = (t.values, t.number)
-    next_number = len(existing)
-    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in existing)
+class _Mirror:
+    """The in-memory study the sampler works on, kept in step with the storage.
+
+    Before each batch it takes in the trials other workers finished since the last look (one
+    count query when there are none), so the sampler and the duplicate cache see the whole
+    study. Trials this process wrote carry its token and are not taken in twice.
+    """
+
+    def __init__(self, study: optuna.Study, steer: optuna.Study, writer: _Writer):
+        import uuid
+
+        self.study, self.steer, self.writer = study, steer, writer
+        self.token = uuid.uuid4().hex
+        self.cache: dict[str, tuple[list[float], int]] = {}  # hash -> (values, mirror number of the scored trial)
+        self.seen: set[int] = set()  # storage trial ids already in the mirror
+        self.known = 0  # storage trials at the last look
+
+    def sync(self) -> int:
+        """Take in new finished trials from other workers; returns how many count toward the total."""
+        storage = self.study._storage
+        if storage.get_n_trials(self.study._study_id) == self.known:
+            return 0
+        trials = self.study.get_trials(deepcopy=False)
+        self.known = len(trials)
+        new = [t for t in trials if t.state.is_finished() and t._trial_id not in self.seen
+               and t.system_attrs.get("hypernas:worker") != self.token]
+        self.seen.update(t._trial_id for t in new)
+        self.steer.add_trials(new)
+        mirrored = self.steer.get_trials(deepcopy=False)[-len(new):] if new else []
+        for t, m in zip(new, mirrored):
+            self.writer.numbers[m.number] = t.number
+            if t.state == optuna.trial.TrialState.COMPLETE and "duplicate_of" not in t.user_attrs:
+                self.cache.setdefault(t.user_attrs["hash"], (t.values, m.number))
+        return sum(_counts(t, self.writer.distinct) for t in new)
+
+
+def _join(study: optuna.Study) -> int:
+    """This worker's index among all that have run on the study (0 for the first). Workers of
+    one study seed their samplers apart by it, or the same command would propose the same
+    trials in every worker; a single fresh run keeps the seed it was given."""
+    storage, key = study._storage, "hypernas:workers"
+    with study_lock(storage, study.study_name):
+        index = storage.get_study_system_attrs(study._study_id).get(key, 0)
+        storage.set_study_system_attr(study._study_id, key, index + 1)
+    return index
+
+
+def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str, Any], in_channels: int,
+                num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None) -> dict[str, float]:
+    """Ask, build, deduplicate, score and tell until `study` holds `cfg.trials` completed trials
+    (distinct architectures with `cfg.distinct`); returns seconds per phase. Several processes
+    may run it on one study at once: together they reach the total exactly.
+
+    `scorer` is anything with `score(infos, keys) -> list[Score]`: the hypernetwork's `Scorer`,
+    or the benchmark's table oracle, which is how the oracle benchmark runs this very loop.
+    `initial` holds parameters to try first (`hypernas.initial_design`), when the study is new.
+
+    Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
+    """
+    sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * _join(study), space, cfg.sampler_options)
+    steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()
-    writer = _Writer(study)
+    writer = _Writer(study, cfg.trials, cfg.distinct)
+    mirror = _Mirror(study, steer, writer)
     try:
-        _batches(cfg, steer, writer, space, options, data, scorer, cache, next_number, done, timing, progress)
+        done = mirror.sync()
+        if mirror.known == 0:
+            for params in initial or []:
+                steer.enqueue_trial(params)
+        _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress)
     finally:
         start = time.perf_counter()
         writer.close()  # flush what was scored, also on Ctrl-C
@@ -261,20 +391,30 @@ def _search_loop(cfg, study, space, options, data, scorer, progress) -> dict[str
     return timing
 
 
-def _batches(cfg, steer, writer, space, options, data, scorer, cache, next_number, done, timing, progress) -> None:
-    with tqdm(total=cfg.trials, initial=min(done, cfg.trials), desc="search", unit="trial", disable=not progress) as bar:
-        while done < cfg.trials:
+def _batches(cfg, mirror: _Mirror, done: int, space, options, io, scorer, timing, progress) -> None:
+    steer, writer, cache = mirror.steer, mirror.writer, mirror.cache
+    stale = 0  # trials in a row that found no new architecture
+    unit = "arch" if cfg.distinct else "trial"
+    with tqdm(total=cfg.trials, initial=min(done, cfg.trials), desc="search", unit=unit, disable=not progress) as bar:
+        while done < cfg.trials and not writer.full:
+            if stale >= STALE_TRIALS:
+                warnings.warn(f"stopping at {done} distinct architectures: the last {stale} trials found nothing new, "
+                              f"so the space (or the sampler's reach) looks exhausted")
+                break
             t0 = time.perf_counter()
+            done += mirror.sync()
             asked, graphs, errors = [], [], []
-            for _ in range(min(cfg.batch, cfg.trials - done)):
+            for _ in range(max(0, min(cfg.batch, cfg.trials - done))):
                 trial = steer.ask()
                 asked.append(trial)
                 try:
-                    graphs.append(space.build(trial, data.in_channels, data.num_classes, **options))
+                    graphs.append(space.build(trial, *io, **options))
                     errors.append(None)
                 except HypernasError as err:
                     graphs.append(None)
                     errors.append(str(err))
+            if not asked:
+                break
             if all(e is not None for e in errors):
                 raise SpaceError(f"every architecture of a batch failed to build; the first error: {errors[0]}")
             t1 = time.perf_counter()
@@ -285,15 +425,17 @@ def _batches(cfg, steer, writer, space, options, data, scorer, cache, next_numbe
             fresh = dict(zip(new, scorer.score(list(new.values()), keys=list(new))))
             t3 = time.perf_counter()
             for trial, G, key, error in zip(asked, graphs, keys, errors):
-                number, next_number = next_number, next_number + 1
+                steer._storage.set_trial_system_attr(trial._trial_id, "hypernas:worker", mirror.token)  # hidden from users
                 if error is not None:
                     trial.set_user_attr("error", error)
                     steer.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    stale += 1
                     continue
                 if key not in cache:  # the first trial with this network, in this batch or ever
+                    done, stale = done + cfg.distinct, 0
                     s = fresh[key]
                     values = [s.score] + [s.params if o == "params" else s.flops for o in cfg.objectives[1:]]
-                    cache[key] = (values, number)
+                    cache[key] = (values, trial.number)
                     for name, value in (("arch", space.describe(G)), ("hash", key), ("params", s.params),
                                         ("flops", s.flops), ("score", s.score), ("score_std", s.score_std),
                                         ("accuracy", s.accuracy), ("accuracy_std", s.accuracy_std),
@@ -304,9 +446,11 @@ def _batches(cfg, steer, writer, space, options, data, scorer, cache, next_numbe
                     trial.set_user_attr("arch", space.describe(G))
                     trial.set_user_attr("hash", key)
                     trial.set_user_attr("duplicate_of", first)
+                    stale += 1
                 steer.tell(trial, values)
-                done += 1
-            batch = steer.get_trials(deepcopy=False)[-len(asked):]
+                done += not cfg.distinct
+            numbers = {t.number for t in asked}  # not simply the last trials: enqueued ones may wait behind
+            batch = [t for t in steer.get_trials(deepcopy=False) if t.number in numbers]
             t4 = time.perf_counter()
             writer.put(batch)
             t5 = time.perf_counter()
@@ -324,18 +468,27 @@ def _candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
                 if "duplicate_of" not in t.user_attrs]
     pool = study.best_trials if len(study.directions) > 1 else complete
     pool = [t for t in pool if "duplicate_of" not in t.user_attrs]
-    return sorted(pool, key=lambda t: (-t.values[0], t.number))[:k]
+    # Two workers can score one architecture at the same moment: keep its first trial only.
+    first = {}
+    for t in sorted(pool, key=lambda t: t.number):
+        first.setdefault(t.user_attrs["hash"], t)
+    return sorted(first.values(), key=lambda t: (-t.values[0], t.number))[:k]
 
 
 def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset) -> tuple[list[dict], float | None]:
     """Train the top candidates normally, write `trained_accuracy` onto their trials, and leave
     a drawing artifact and a dashboard note with the final table. Finished trainings are kept."""
+    storage = study._storage._backend if hasattr(study._storage, "_backend") else study._storage
+    with study_lock(storage, study.study_name, "final"):  # one worker trains; the others then find the results
+        return _finalize(cfg, study, data, storage)
+
+
+def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, storage) -> tuple[list[dict], float | None]:
     from optuna.artifacts import FileSystemArtifactStore
 
     from hypernas.export import trial_graph
     from hypernas.plots import draw_architecture
 
-    storage = study._storage._backend if hasattr(study._storage, "_backend") else study._storage
     store_dir = os.path.join(cfg.run_dir, "artifacts")
     os.makedirs(store_dir, exist_ok=True)
     store = FileSystemArtifactStore(store_dir)

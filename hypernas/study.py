@@ -2,13 +2,18 @@
 
 Usage:
     storage = open_storage("sqlite:///runs/demo/study.db")
+    with study_lock(storage, "demo"): ...
     annotate_trial(storage, trial, user_attrs={"trained_accuracy": 0.96})
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -39,7 +44,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         folder = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
         os.makedirs(folder, exist_ok=True)
     try:
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        storage = _rdb_storage(url)
     except Exception as err:
         raise StorageError(f"cannot open storage {redact(url)}: {type(err).__name__}: "
                            f"{str(err).splitlines()[0] if str(err) else ''}".replace(url, redact(url))) from None
@@ -54,6 +59,64 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
         storage.engine.dispose()
     return storage
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    import sqlalchemy
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers started together race to create Optuna's tables; the loser finds them made.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterator[None]:
+    """Hold a lock that every hypernas worker of `study_name` honours, across processes and
+    (with PostgreSQL) machines: a session advisory lock on PostgreSQL, an advisory file lock
+    beside a SQLite file, a plain thread lock for an in-memory study. The server or the
+    kernel releases it when its holder dies, so a killed worker never blocks the others.
+
+    Usage: with study_lock(storage, "demo", "hypernet"): train_once()
+    """
+    import hashlib
+
+    backend = getattr(storage, "_backend", storage)  # optuna may wrap an RDB storage in a cache
+    engine = getattr(backend, "engine", None)
+    key = f"hypernas:{study_name}:{purpose}"
+    if engine is not None and engine.name == "postgresql":
+        import sqlalchemy
+
+        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                conn.commit()
+    elif engine is not None and engine.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        import fcntl
+
+        digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+        with open(f"{os.path.abspath(engine.url.database)}.{digest}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    else:  # one process owns an in-memory study; other RDBs: one writer per study (documented)
+        with _local_locks.setdefault(key, threading.Lock()):
+            yield
+
+
+_local_locks: dict[str, threading.Lock] = {}
 
 
 def annotate_trial(storage: optuna.storages.RDBStorage, trial_id: int, user_attrs: dict[str, Any] | None = None,

@@ -176,6 +176,8 @@ def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
         config(tmp_path, hypernet, objectives=("params",))
     with pytest.raises(HypernasError, match="unknown sampler"):
         config(tmp_path, hypernet, sampler="cmaes")
+    with pytest.raises(HypernasError, match="sampler 'tpe' does not take"):
+        run_search(config(tmp_path, hypernet, sampler_options={"multivariat": True}), progress=False)
     with pytest.raises(HypernasError, match="grid sampler"):
         config(tmp_path, hypernet, sampler="grid", objectives=("score", "params"))
     bad = tmp_path / "bad.toml"
@@ -197,3 +199,35 @@ def test_shipped_study_configs_parse():
     for name in ("nb201_mnist1d", "macro_mnist1d"):
         cfg = search_config(f"studies/{name}.toml", {})
         assert cfg.trials >= 500 and cfg.fit.steps > 0
+
+
+def test_distinct_counts_architectures_and_warm_start_goes_first(tmp_path, hypernet):
+    cfg = config(tmp_path, hypernet, trials=20, batch=8, top_k=0, distinct=True, warm_start=3, warm_pool=6,
+                 sampler="evolution")
+    run_search(cfg, progress=False)
+    trials = completed(load_study(cfg.storage_url, "t"))
+    assert sum("duplicate_of" not in t.user_attrs for t in trials) == 20
+    from hypernas.initial_design import synflow_design
+    from hypernas.spaces import get_space
+
+    design = synflow_design(get_space("nb201"), OPTIONS, 1, 10, (40,), 3, 6, cfg.seed, progress=False)
+    assert [t.params for t in sorted(trials, key=lambda t: t.number)[:3]] == design
+
+
+def test_two_sqlite_workers_share_one_study_exactly(tmp_path, hypernet):
+    """Workers on one machine share a SQLite study: the total is exact, numbers unique."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "hypernas.cli", "search", "--space", "nb201", "--channels", "4", "--cells", "1",
+           "--runs", str(tmp_path), "--study", "shared", "--trials", "50", "--batch", "8", "--samples", "1",
+           "--hypernet", hypernet, "--top-k", "1", "--final-epochs", "1", "--threads", "1"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    study = load_study(f"sqlite:///{tmp_path}/shared/study.db", "shared")
+    trials = study.get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert len(completed(study)) == 50
+    assert sum("trained_accuracy" in t.user_attrs for t in trials) == 1
+    assert study._storage.get_study_system_attrs(study._study_id)["hypernas:workers"] == 2

@@ -4,10 +4,25 @@ Scoring time covers everything `Scorer.score` does for distinct architectures: h
 validation, encoding, the hypernetwork pass and the forward pass on the validation slice.
 The baseline runs the same architectures, already compiled with ordinary stored weights,
 forward on the same validation slice. The two alternate `--repeats` times in one run, and
-the medians are reported. Peak memory is the process's maximum resident set size after
-each phase, each phase run in a fresh subprocess so earlier phases do not hide it.
+the medians are reported, so the ratio is measured side by side on the same machine load.
+Hypernetwork training speed is steps per second of `fit_hypernet` with the default
+`FitConfig` (meta-batch 8, batch 128), after a 2-step warm-up run.
+
+Each phase runs in a fresh subprocess, so the peak memory (the high-water mark of the
+resident set size, VmHWM) is that phase's own; the start-up share (Python, torch and hypernas imported) is given beside
+it. The scoring phase's peak is read before the baseline's compiled models exist; the peak
+with them is in the JSON line as `peak_rss_mib_with_baseline`.
+
+Without `--hypernet`, one hypernetwork per space in `--spaces` (nb201 with channels=8,
+cells=1; macro with its default options) is trained first, into a temporary directory,
+with the default `FitConfig` architecture but only `--fit-steps` steps: scoring speed does
+not depend on how well the hypernetwork is trained, only on its architecture and the space.
+
+Output: one JSON line per phase on stdout as it finishes, then a Markdown table (also
+written to `--out-md`). Progress lines go to stderr.
 
 Usage:
+    hypernas bench speed --threads 2 --archs 1000 --out-md runs/speed.md
     python -m hypernas.bench.speed --hypernet runs/ref/hypernet.pt --archs 1000
 """
 
@@ -15,76 +30,146 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
 from hypernas.compile import compile_graph
 from hypernas.data import load_dataset, load_dataset_like
+from hypernas.errors import HypernasError
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
+
+SPACE_OPTIONS = {"nb201": {"channels": 8, "cells": 1}, "macro": {}}  # options for the spaces benchmarked
 
 
 def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
     ckpt = load_checkpoint(path)
     data = load_dataset_like(ckpt["data"])
     graphs = get_space(ckpt["space"]).sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
-    models = [compile_graph(G, data.ndim).eval() for G in graphs]
     x = data.x_val
+    models, score_peak = None, None
     score_s, forward_s = [], []
     for _ in range(repeats):
         scorer = Scorer.from_checkpoint(path, data, samples=samples)  # a fresh, empty cache
         start = time.perf_counter()
         scorer.score(graphs)
         score_s.append(time.perf_counter() - start)
+        del scorer
+        if models is None:  # the baseline's models are built only now, so scoring's peak leaves them out
+            score_peak = _peak_mib()
+            models = [compile_graph(G, data.ndim).eval() for G in graphs]
         start = time.perf_counter()
         with torch.no_grad():
             for m in models:
                 m(x)
         forward_s.append(time.perf_counter() - start)
     score, forward = statistics.median(score_s), statistics.median(forward_s)
-    return {"space": ckpt["space"], "archs": n, "samples": samples, "val_samples": len(x),
-            "score_seconds": score, "forward_seconds": forward, "archs_per_second": n / score,
-            "ratio": score / forward, "ratios": [s / f for s, f in zip(score_s, forward_s)]}
+    return {"phase": "score", "space": ckpt["space"], "space_options": ckpt["space_options"], "archs": n,
+            "samples": samples, "val_samples": len(x), "repeats": repeats, "score_seconds": score,
+            "forward_seconds": forward, "archs_per_second": n / score, "ratio": score / forward,
+            "ratios": [s / f for s, f in zip(score_s, forward_s)], "peak_rss_mib": score_peak}
 
 
 def time_training(space_name: str, options: dict, steps: int) -> dict:
     data = load_dataset("mnist1d")
-    config = FitConfig(steps=steps, warmup=1)
-    fit_hypernet(space_name, options, data, FitConfig(steps=2, warmup=1), progress=False)  # warm-up
+    # The default architecture and batch sizes; one validation architecture, so the
+    # validation pass at the last step costs a fraction of a step.
+    config = FitConfig(steps=steps, warmup=1, eval_archs=1)
+    fit_hypernet(space_name, options, data, FitConfig(steps=2, warmup=1, eval_archs=1), progress=False)  # warm-up
     start = time.perf_counter()
     fit_hypernet(space_name, options, data, config, progress=False)
     seconds = time.perf_counter() - start
-    return {"space": space_name, "steps": steps, "meta_batch": config.meta_batch, "steps_per_second": steps / seconds}
+    return {"phase": "train", "space": space_name, "space_options": get_space(space_name).resolve_options(options),
+            "steps": steps, "meta_batch": config.meta_batch, "batch_size": config.batch_size, "seconds": seconds,
+            "steps_per_second": steps / seconds}
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak resident set size in MiB.
+
+    On Linux, VmHWM, the high-water mark of the process's own memory map: `ru_maxrss` is no
+    good in a subprocess, since it starts from the parent's resident size at the fork (the
+    kernel carries it over the exec), so every phase would report at least the parent's."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _phase(args: argparse.Namespace) -> dict:
+    start_peak = _peak_mib()  # the interpreter with torch and hypernas imported
     torch.set_num_threads(args.threads)
     if args.phase == "score":
         result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples)
+        result["peak_rss_mib_with_baseline"] = _peak_mib()
     else:
-        result = time_training(args.space, json.loads(args.space_options), args.steps)
-    return {**result, "peak_rss_mib": _peak_mib(), "threads": args.threads}
+        result = {**time_training(args.space, json.loads(args.space_options), args.steps), "peak_rss_mib": _peak_mib()}
+    return {**result, "startup_rss_mib": start_peak, "threads": args.threads}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hypernet", action="append", default=[], help="checkpoint(s) to time scoring with")
-    ap.add_argument("--archs", type=int, default=1000)
-    ap.add_argument("--samples", type=int, default=1)
+def _describe(space: str, options: dict) -> str:
+    return space + (" (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else "")
+
+
+def markdown(rows: list[dict], notes: tuple[str, ...] = ()) -> str:
+    """One row per phase: scoring (with its ratio to the bare forward pass) and training, per space."""
+    lines = [*notes, "",
+             "| space | phase | work | median s | rate | scoring / bare forward | peak RSS MiB (start-up) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        peak = f"{r['peak_rss_mib']:.0f} ({r['startup_rss_mib']:.0f})"
+        if r["phase"] == "score":
+            ratios = ", ".join(f"{v:.2f}" for v in r["ratios"])
+            lines.append(f"| {_describe(r['space'], r['space_options'])} | scoring | {r['archs']} archs, {r['repeats']} repeats | "
+                         f"{r['score_seconds']:.2f} | {r['archs_per_second']:.1f} archs/s | **{r['ratio']:.2f}** "
+                         f"(forward {r['forward_seconds']:.2f} s; runs {ratios}) | {peak} |")
+        else:
+            lines.append(f"| {_describe(r['space'], r['space_options'])} | training | {r['steps']} steps x {r['meta_batch']} archs | "
+                         f"{r['seconds']:.2f} | {r['steps_per_second']:.2f} steps/s | - | {peak} |")
+    return "\n".join(lines)
+
+
+def _run_phase(job: list[str]) -> dict:
+    proc = subprocess.run(job, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"benchmark phase failed: {' '.join(job[3:])}\n{proc.stderr[-2000:]}")
+    line = proc.stdout.strip().splitlines()[-1]
+    print(line, flush=True)
+    return json.loads(line)
+
+
+def _progress(message: str) -> None:
+    print(f"[speed] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run every phase; print a JSON line per phase and the Markdown table, and return the rows."""
+    ap = argparse.ArgumentParser(prog="hypernas bench speed", description=__doc__.split("\n")[0])
+    ap.add_argument("--hypernet", action="append", default=[],
+                    help="checkpoint(s) to time scoring with (repeatable); otherwise one per --spaces is trained")
+    ap.add_argument("--spaces", default=",".join(SPACE_OPTIONS),
+                    help="comma list of spaces to train hypernetworks for and time training on")
+    ap.add_argument("--fit-steps", type=int, default=20, help="steps of the hypernetworks trained for scoring")
+    ap.add_argument("--archs", type=int, default=1000, help="distinct architectures scored per repeat")
+    ap.add_argument("--samples", type=int, default=1, help="hypernetwork draws per score")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--train-steps", type=int, default=30)
+    ap.add_argument("--train-steps", type=int, default=30, help="timed hypernetwork training steps (0: skip)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--out-md")
     ap.add_argument("--phase", choices=["score", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--space", help=argparse.SUPPRESS)
     ap.add_argument("--space-options", default="{}", help=argparse.SUPPRESS)
@@ -92,17 +177,61 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.phase:  # a child process: one measurement, printed as JSON
         print(json.dumps(_phase(args)))
-        return
+        return []
+    spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    for s in spaces:
+        try:
+            get_space(s)
+        except HypernasError as err:
+            ap.error(str(err))
+    for name in ("archs", "repeats", "fit_steps", "threads", "samples"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.train_steps < 0:
+        ap.error("--train-steps must be >= 0")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     base = [sys.executable, "-m", "hypernas.bench.speed", "--threads", str(args.threads)]
-    jobs = [base + ["--phase", "score", "--hypernet", p, "--archs", str(args.archs), "--repeats", str(args.repeats),
-                    "--samples", str(args.samples)] for p in args.hypernet]
-    jobs += [base + ["--phase", "train", "--space", s, "--space-options", json.dumps(o), "--steps", str(args.train_steps)]
-             for s, o in (("nb201", {"channels": 8, "cells": 1}), ("macro", {}))] if args.train_steps else []
-    for job in jobs:
-        proc = subprocess.run(job, capture_output=True, text=True)
-        if proc.returncode:
-            sys.exit(f"benchmark phase failed: {' '.join(job[3:])}\n{proc.stderr[-2000:]}")
-        print(proc.stdout.strip().splitlines()[-1], flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hypernas-speed-") as tmp:
+        hypernets = list(args.hypernet)
+        if not hypernets:
+            data = load_dataset("mnist1d")
+            for s in spaces:
+                path = os.path.join(tmp, f"{s}.pt")
+                _progress(f"training a {_describe(s, SPACE_OPTIONS.get(s, {}))} hypernetwork for scoring, "
+                          f"{args.fit_steps} steps (not timed)")
+                fit_hypernet(s, SPACE_OPTIONS.get(s, {}), data, FitConfig(steps=args.fit_steps), out=path,
+                             progress=False)
+                hypernets.append(path)
+        for path in hypernets:
+            ckpt = load_checkpoint(path)
+            _progress(f"scoring {_describe(ckpt['space'], ckpt['space_options'])}: {args.archs} archs x "
+                      f"{args.repeats} repeats, against a bare forward pass")
+            rows.append(_run_phase(base + ["--phase", "score", "--hypernet", path, "--archs", str(args.archs),
+                                           "--repeats", str(args.repeats), "--samples", str(args.samples)]))
+        for s in spaces if args.train_steps else []:
+            options = SPACE_OPTIONS.get(s, {})
+            _progress(f"training a {_describe(s, options)} hypernetwork: {args.train_steps} timed steps")
+            rows.append(_run_phase(base + ["--phase", "train", "--space", s, "--space-options", json.dumps(options),
+                                           "--steps", str(args.train_steps)]))
+    wall = time.perf_counter() - start
+    sources = ("given checkpoints " + ", ".join(f"`{p}`" for p in args.hypernet) if args.hypernet else
+               f"hypernetworks with the default FitConfig architecture trained for {args.fit_steps} steps "
+               "(scoring speed does not depend on how well they are trained)")
+    notes = (f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores; MNIST-1D; scoring uses {sources}, "
+             f"{args.samples} draw(s), the {rows[0]['val_samples'] if rows and rows[0]['phase'] == 'score' else '?'}"
+             f"-sample validation slice; medians over {args.repeats} repeat(s), scoring and bare forward alternating "
+             f"in one process. Training: meta-batch {FitConfig().meta_batch}, batch {FitConfig().batch_size}. "
+             f"Each phase in its own process; wall time {wall:.0f} s.",)
+    text = markdown(rows, notes)
+    print(text, flush=True)
+    if args.out_md:
+        if os.path.dirname(args.out_md):
+            os.makedirs(os.path.dirname(args.out_md), exist_ok=True)
+        with open(args.out_md, "w") as f:
+            f.write(text + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -18,23 +18,62 @@ import torch
 from hypernas.errors import CheckpointError
 
 FORMAT = "hypernas-hypernet"
+# What every reader relies on: key -> type. `fit` and `optimizer` matter only to resume.
+REQUIRED = {"space": str, "space_options": dict, "data": dict, "hyper": dict, "model": dict}
+DATA_KEYS = ("dataset", "val_fraction", "split_seed")  # enough to load the data again
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
+
+    A process killed mid-write leaves at most a `.hypernet-*.tmp` file beside `path`, which
+    nothing reads as a checkpoint; the checkpoint at `path` is the previous one, whole."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".hypernet-", suffix=".tmp", dir=folder)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
+            # The rename below is atomic, but without fsync a power cut can commit the rename
+            # before the data, leaving an empty or partial file under the checkpoint's name.
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(folder)  # and make the rename itself durable
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _temp_file(path: str) -> tuple[int, str]:
+    """A new hidden temporary file beside `path` (its folder made if need be)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return tempfile.mkstemp(prefix=".hypernet-", suffix=".tmp", dir=folder)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise CheckpointError(f"cannot write checkpoint {path!r}: {err.strerror or err}{where}") from None
+
+
+def check_writable(path: str) -> None:
+    """Fail now, not after hours of training, when a checkpoint cannot be written at `path`."""
+    fd, tmp = _temp_file(path)
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some systems cannot open a folder; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str) -> dict:
@@ -48,6 +87,11 @@ def load_checkpoint(path: str) -> dict:
                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a hypernas hypernetwork checkpoint")
+    wrong = [key for key, kind in REQUIRED.items() if not isinstance(ckpt.get(key), kind)]
+    wrong += [f"data.{key}" for key in DATA_KEYS if isinstance(ckpt.get("data"), dict) and key not in ckpt["data"]]
+    if wrong:
+        raise CheckpointError(f"checkpoint {path!r} is damaged or from another version of hypernas: "
+                              f"missing or malformed {', '.join(wrong)}")
     return ckpt
 
 
@@ -56,6 +100,16 @@ def check_data(ckpt: dict, data, path: str) -> None:
     if ckpt["data"] != data.signature():
         raise CheckpointError(f"checkpoint {path!r} was trained for {ckpt['data']}, not for {data.signature()}; "
                               "train a hypernetwork for this data with `hypernas train-hypernet`")
+
+
+def check_space(ckpt: dict, space: str, options: dict, path: str) -> None:
+    """Refuse to score a space, or space options, other than those the hypernetwork learned.
+
+    `options` are the space's resolved options (`Space.resolve_options`), as recorded."""
+    if (ckpt["space"], ckpt["space_options"]) != (space, options):
+        raise CheckpointError(f"checkpoint {path!r} was trained on space {ckpt['space']!r} with options "
+                              f"{ckpt['space_options']}, not on {space!r} with {options}; use a hypernetwork "
+                              "trained for this space, or leave out --hypernet to train one")
 
 
 def load_hypernet(path: str, data=None, device: str = "cpu"):
@@ -67,11 +121,12 @@ def load_hypernet(path: str, data=None, device: str = "cpu"):
     ckpt = load_checkpoint(path)
     if data is not None:
         check_data(ckpt, data, path)
-    hyper = dict(ckpt["hyper"])
-    hyper["ops"] = tuple(hyper["ops"])
     try:
+        hyper = dict(ckpt["hyper"])
+        hyper["ops"] = tuple(hyper["ops"])
         ghn = GraphHyperNetwork(HyperConfig(**hyper))
         ghn.load_state_dict(ckpt["best"]["model"] if "best" in ckpt else ckpt["model"])
-    except (TypeError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {err}") from None
+    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # torch's are multi-line
+        raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {detail[:300]}") from None
     return ghn.to(device).eval(), ckpt

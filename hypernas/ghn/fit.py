@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from hypernas.compile import Program
 from hypernas.data import Dataset
-from hypernas.errors import CheckpointError
-from hypernas.ghn.checkpoint import load_checkpoint, save_checkpoint
+from hypernas.errors import CheckpointError, HypernasError
+from hypernas.ghn.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
 from hypernas.graph import validate
@@ -57,6 +57,23 @@ class FitConfig:
     # long, the hypernetwork memorises the train split and ranks worse (BENCHMARKS.md).
     eval_every: int = 100
     eval_archs: int = 16
+
+    def __post_init__(self):
+        # A TOML file or the command line can hand in anything: say which option is wrong,
+        # before a bad value turns into a division by zero or an empty batch mid-training.
+        for name, low in (("steps", 0), ("meta_batch", 1), ("batch_size", 1), ("warmup", 0), ("checkpoint_every", 1),
+                          ("seed", None), ("hidden", 1), ("rounds", 1), ("rank", 1), ("s_max", 0), ("eval_every", 1),
+                          ("eval_archs", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+                raise HypernasError(f"hypernetwork option {name} must be an integer"
+                                    + (f" >= {low}" if low is not None else "") + f", got {value!r}")
+        for name, zero_ok in (("lr", False), ("weight_decay", True), ("grad_clip", False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf \
+                    or (value == 0 and not zero_ok):
+                raise HypernasError(f"hypernetwork option {name} must be a finite number "
+                                    f"{'>= 0' if zero_ok else '> 0'}, got {value!r}")
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:
@@ -92,6 +109,8 @@ def fit_hypernet(
     """Train (or with `resume`, continue) a hypernetwork; returns the final checkpoint dict."""
     space = get_space(space_name)
     options = space.resolve_options(space_options)
+    if out:
+        check_writable(out)
     record = {"space": space_name, "space_options": options, "data": data.signature(), "fit": asdict(config)}
     hyper = HyperConfig(ops=tuple(list_ops()), ndim=data.ndim, hidden=config.hidden, rounds=config.rounds,
                         rank=config.rank, s_max=config.s_max)

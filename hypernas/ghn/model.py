@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from hypernas.errors import GraphError
 from hypernas.ghn.encode import NUM_FEATURES, GraphBatch
 
 
@@ -90,6 +91,7 @@ class GraphHyperNetwork(nn.Module):
 
     def forward(self, b: GraphBatch, noise: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
         """Predict every parameter of every graph in the batch: one {flat name: tensor} per graph."""
+        self.check_fits(b)
         if noise is None:
             noise = torch.zeros(b.num_graphs, self.config.noise, device=b.op_ids.device)
         h = self.embed(b, noise)
@@ -104,6 +106,15 @@ class GraphHyperNetwork(nn.Module):
                 for i, p in enumerate(nodes):
                     out[p.graph][f"{p.key}.{name}"] = tensor[i]
         return out
+
+    def check_fits(self, b: GraphBatch) -> None:
+        """Refuse a node wider than the channel bases or with a kernel beyond `max_kernel`: its
+        weights cannot be predicted (they would come out of the wrong shape, or too few taps)."""
+        c, k = self.config.max_channels, self.config.max_kernel
+        for p in b.param_nodes:
+            if max(p.in_channels, p.out_channels) > c or p.kernel > k:
+                raise GraphError(f"{p.op} with {p.in_channels} -> {p.out_channels} channels and kernel {p.kernel} is "
+                                 f"beyond this hypernetwork (at most {c} channels and kernel {k})", p.key)
 
     def _decode(self, op: str, like, h: torch.Tensor) -> dict[str, torch.Tensor]:
         """Parameters for a group of nodes that share an op and shapes; h is (n, d)."""

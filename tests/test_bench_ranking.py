@@ -1,0 +1,61 @@
+"""`python -m hypernas.bench.ranking` end to end on a tiny table, every scorer plus a planted perfect one."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hypernas.bench import ranking
+from hypernas.bench.ground_truth import PROTOCOL
+from hypernas.ghn.fit import FitConfig, fit_hypernet
+from search_spaces import nb201
+
+TINY = FitConfig(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2,
+                 eval_every=3, eval_archs=2)
+
+
+def test_every_scorer_ranks_a_tiny_table(tmp_path, mnist1d, monkeypatch):
+    hypernet = str(tmp_path / "hypernet.pt")
+    fit_hypernet("nb201", PROTOCOL, mnist1d, TINY, out=hypernet, progress=False)
+    table = ranking.read_table().head(12)
+    truth = dict(zip(table.archs, table.mean))
+    # A planted perfect scorer: the ground truth itself.
+    monkeypatch.setitem(ranking.SCORERS, "truth",
+                        ("truth", lambda setup: lambda graphs: [truth[nb201.format_graph(G)] for G in graphs]))
+    md, png = tmp_path / "out" / "ranking.md", tmp_path / "out" / "ranking.png"
+    rows = ranking.main(["--hypernet", hypernet, "--limit", "12", "--threads", "1", "--out-md", str(md),
+                         "--out-png", str(png), "--scorers", ",".join(ranking.SCORERS)])
+
+    labels = [label for label, _ in ranking.SCORERS.values()]
+    assert len(labels) == 11 and [r["scorer"] for r in rows] == labels
+    for r in rows:
+        assert -1 <= r["kendall_tau"] <= 1 and -1 <= r["spearman_rho"] <= 1, r["scorer"]
+        assert 0 <= r["precision_at_top"] <= 1 and r["top1_true"] in table.mean
+        assert r["seconds_per_arch"] > 0 and len(r["scores"]) == 12 and all(map(math.isfinite, r["scores"]))
+    planted = rows[-1]
+    # 1 up to round-off: with tied accuracies scipy's tau-b divides by a square root (0.9999999999999998).
+    assert planted["kendall_tau"] == pytest.approx(1.0, abs=1e-12)
+    assert planted["spearman_rho"] == pytest.approx(1.0, abs=1e-12)
+    assert planted["precision_at_top"] == 1.0 and planted["top1_true"] == max(table.mean)
+    # Sanity of the real scorers: the seconds of one-epoch training dwarf the parameter count's.
+    by_label = {r["scorer"]: r for r in rows}
+    assert by_label["one-epoch training"]["seconds_per_arch"] > 10 * by_label["parameter count"]["seconds_per_arch"]
+
+    lines = md.read_text().splitlines()
+    body = [line for line in lines if line.startswith("| ") and not line.startswith("| scorer")]
+    assert [line.split(" | ")[0].removeprefix("| ") for line in body] == labels
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_without_a_checkpoint_it_trains_one_in_the_runs_dir_and_reuses_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ranking, "FitConfig", lambda: TINY)  # the default FitConfig takes minutes
+    argv = ["--runs-dir", str(tmp_path), "--limit", "4", "--scorers", "hypernet_score", "--threads", "1"]
+    first = ranking.main(argv)
+    assert (tmp_path / "hypernet.pt").exists() and "training the hypernetwork" in capsys.readouterr().out
+    assert ranking.main(argv)[0]["scores"] == first[0]["scores"]  # the finished checkpoint is reused
+
+
+def test_unknown_scorer_is_refused():
+    with pytest.raises(SystemExit):
+        ranking.main(["--scorers", "synflow,telepathy", "--limit", "4"])

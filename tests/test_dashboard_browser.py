@@ -1,0 +1,183 @@
+"""optuna-dashboard in a real browser, on a study written by `hypernas search`.
+
+A tiny search (the `tiny_cnn` space, a hypernetwork trained for 4 steps, 10 trials, one
+finalist trained for one epoch) writes `study.db` and the finalist's drawing artifact.
+optuna-dashboard serves them from a thread on a free loopback port, the way
+`optuna-dashboard sqlite:///... --artifact-dir ...` (README) does, and headless Chromium,
+driven by Playwright, checks what a user sees: the study, its trials with their `arch` and
+`hash` attributes, and the finalist's drawing loaded as an image. Screenshots go to
+`$HYPERNAS_ARTIFACTS` (else the test's tmp dir), and one more is taken if a check fails.
+
+Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python package (its
+bundled driver only; no `playwright install`). Without them the test skips, unless
+HYPERNAS_REQUIRE_BROWSER=1 (set in CI), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socketserver
+import struct
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_MS = 20_000  # every browser wait; the whole test takes ~15-40 s
+STUDY = "browser"
+TRIALS = 10
+
+
+def _require_browser() -> None:
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright package (pip install playwright; no browser download needed)")
+    if missing:
+        reason = "the dashboard browser test needs " + " and ".join(missing)
+        if os.environ.get("HYPERNAS_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + "; HYPERNAS_REQUIRE_BROWSER=1 forbids skipping it", pytrace=False)
+        pytest.skip(reason)
+
+
+def _tiny_search(runs: Path):
+    """A real `hypernas search` run, small: about 10 s of CPU on 2 cores."""
+    from hypernas.ghn.fit import FitConfig
+    from hypernas.search import SearchConfig, run_search
+
+    fit = FitConfig(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2,
+                    eval_every=2, eval_archs=2, checkpoint_every=4)
+    cfg = SearchConfig(space="tiny_cnn", space_options={"base": 4}, study=STUDY, runs=str(runs), trials=TRIALS,
+                       batch=TRIALS, samples=1, fit=fit, top_k=1, final_epochs=1)
+    result = run_search(cfg, progress=False)
+    return cfg, result
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args) -> None:  # one line per request would bury the test's output
+        pass
+
+
+@contextlib.contextmanager
+def _dashboard(storage_url: str, artifact_dir: str):
+    """optuna-dashboard on 127.0.0.1 (a free port) in a thread; yields its base URL, stops it after."""
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    app = optuna_dashboard.wsgi(storage_url, artifact_store=FileSystemArtifactStore(artifact_dir))
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="optuna-dashboard",
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the dashboard server thread did not stop"
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.filterwarnings("ignore:Some regimes for parameter:UserWarning")  # dashboard's importance, 10 trials
+def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path):
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    start = time.perf_counter()
+    cfg, result = _tiny_search(tmp_path / "runs")
+    searched = time.perf_counter() - start
+    study = optuna.load_study(study_name=STUDY, storage=cfg.storage_url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == TRIALS and len(result.final) == 1
+    finalist = next(t for t in trials if t.number == result.final[0]["trial"])
+    metas = optuna.artifacts.get_all_artifact_meta(finalist, storage=study._storage)
+    assert len(metas) == 1 and metas[0].mimetype == "image/png", metas
+    artifact_dir = os.path.join(cfg.run_dir, "artifacts")
+    drawing = Path(artifact_dir, metas[0].artifact_id).read_bytes()
+    width, height = _png_size(drawing)
+    src = f"/artifacts/{study._study_id}/{finalist._trial_id}/{metas[0].artifact_id}"  # the dashboard's URL
+    other = next(t for t in trials if t.number != finalist.number and "duplicate_of" not in t.user_attrs)
+
+    out = Path(os.environ.get("HYPERNAS_ARTIFACTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    shots = {name: out / f"dashboard_{name}.png" for name in ("study", "trial", "trial_viewport", "failure")}
+    with _dashboard(cfg.storage_url, artifact_dir) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=WAIT_MS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})  # tall enough for the artifact card
+        page.set_default_timeout(WAIT_MS)
+        page.set_default_navigation_timeout(WAIT_MS)
+        page_errors: list[str] = []
+        page.on("pageerror", lambda err: page_errors.append(str(err)))
+        try:
+            # The study page: its name, the best trial, the study's attributes.
+            page.goto(f"{base}/dashboard/studies/{study._study_id}", wait_until="networkidle")
+            expect(page.get_by_text(f"{STUDY} (id={study._study_id})")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text(f"Best Trial (number={study.best_trial.number})")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("Study User Attributes")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_role("cell", name="tiny_cnn", exact=True)).to_be_visible(timeout=WAIT_MS)
+            page.screenshot(path=str(shots["study"]), full_page=True)
+
+            # The trial list, opened at the finalist: every trial listed, its attributes, its drawing.
+            page.goto(f"{base}/dashboard/studies/{study._study_id}/trials?numbers={finalist.number}",
+                      wait_until="networkidle")
+            expect(page.get_by_text(f"Trial {finalist.number} (trial_id={finalist._trial_id})")).to_be_visible(
+                timeout=WAIT_MS)
+            expect(page.get_by_text(f"{TRIALS} Trials", exact=True)).to_be_visible(timeout=WAIT_MS)
+            for t in trials:
+                expect(page.get_by_text(f"Trial {t.number}", exact=True)).to_be_visible(timeout=WAIT_MS)
+            for key in ("arch", "hash", "params"):
+                expect(page.get_by_text(f"{key} {finalist.user_attrs[key]}", exact=True)).to_be_attached(
+                    timeout=WAIT_MS)
+            expect(page.get_by_text(f"trained_accuracy {finalist.user_attrs['trained_accuracy']}", exact=True)
+                   ).to_be_attached(timeout=WAIT_MS)
+            image = page.locator(f'img[src="{src}"]')
+            expect(image).to_be_visible(timeout=WAIT_MS)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
+                                   timeout=WAIT_MS)
+            assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [width, height]
+            page.screenshot(path=str(shots["trial"]), full_page=True)
+            page.screenshot(path=str(shots["trial_viewport"]))  # readable: the long `arch` makes the full page wide
+
+            # Another trial, chosen in the list, shows its own architecture.
+            page.get_by_text(f"Trial {other.number}", exact=True).click()
+            expect(page.get_by_text(f"Trial {other.number} (trial_id={other._trial_id})")).to_be_visible(
+                timeout=WAIT_MS)
+            expect(page.get_by_text(f"hash {other.user_attrs['hash']}", exact=True)).to_be_attached(timeout=WAIT_MS)
+            expect(page.locator(f'img[src="{src}"]')).to_have_count(0, timeout=WAIT_MS)  # not a finalist
+            assert not page_errors, f"JavaScript errors in the dashboard: {page_errors}"
+        except BaseException:
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(shots["failure"]), full_page=True)
+                print(f"screenshot of the failure: {shots['failure']}")
+            raise
+        finally:
+            browser.close()
+
+        # The artifact URL itself serves the stored PNG, byte for byte.
+        with urllib.request.urlopen(base + src, timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/png"
+            assert response.read() == drawing
+
+    for name in ("study", "trial", "trial_viewport"):
+        assert _png_size(shots[name].read_bytes())[0] >= 1400
+        print(f"screenshot of the {name.replace('_', ' ')} page: {shots[name]}")
+    print(f"search {searched:.1f} s, dashboard checks {time.perf_counter() - start - searched:.1f} s")

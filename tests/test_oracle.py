@@ -1,0 +1,65 @@
+"""`hypernas bench oracle`: the search loop with a table lookup in place of the hypernetwork."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from hypernas.bench import oracle
+from hypernas.bench.nb201_table import load_cifar10_table
+from hypernas.cli import main as cli
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_cifar10_table()
+
+
+def test_every_method_runs_through_the_search_loop(tmp_path):
+    md, png = tmp_path / "o.md", tmp_path / "o.png"
+    out = oracle.main(["--seeds", "2", "--budget", "12", "--warm-pool", "15", "--out-md", str(md), "--out-png", str(png)])
+    assert set(out["by_query"]) == {"random", "tpe", "nsga2", "evolution", "tuned"}
+    for per in (out["by_query"], out["by_trial"]):
+        for method, row in per.items():
+            mean, std, runs = row[12]
+            assert mean >= 0 and std >= 0 and runs == 2
+    text = md.read_text()
+    assert "| tuned |" in text and "regret at 12" in text
+    assert png.stat().st_size > 1000
+
+
+def test_queries_are_distinct_lookups_and_the_curve_is_the_running_best(table):
+    study = oracle.run_method(replace(oracle.METHODS["random"], trials=30), seed=3, table=table)
+    fresh = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert len(fresh) == 30 and len({t.user_attrs["hash"] for t in fresh}) == 30
+    assert all(t.values[0] == table[t.user_attrs["arch"]] for t in fresh)  # the score is the cell's own entry
+    curve = oracle.best_so_far(study, "query")
+    assert len(curve) == 30 and curve == sorted(curve) and curve[-1] == max(t.values[0] for t in fresh)
+    assert len(oracle.best_so_far(study, "trial")) == len(study.trials)
+
+
+def test_same_seed_same_search(table):
+    a = oracle.best_so_far(oracle.run_method(replace(oracle.METHODS["tpe"], trials=15), 1, table))
+    b = oracle.best_so_far(oracle.run_method(replace(oracle.METHODS["tpe"], trials=15), 1, table))
+    assert a == b
+
+
+def test_warm_start_enqueues_the_synflow_design_first(table):
+    cfg = replace(oracle.TUNED, trials=5, warm_start=3, warm_pool=8)
+    study = oracle.run_method(cfg, 0, table)
+    design = oracle.synflow_design(oracle.get_space("nb201"), {}, 3, 10, (32, 32), 3, 8, 0, progress=False)
+    assert [t.params for t in study.trials[:3]] == design
+
+
+def test_planted_regret_summary():
+    curves = {"perfect": [[90.0, 94.0, 94.0]], "poor": [[80.0, 85.0, 90.0]]}
+    summary = oracle.summarize(curves, best=94.0, checkpoints=(1, 3))
+    assert summary["perfect"][3][0] == 0.0 and summary["poor"][1][0] == 14.0
+
+
+def test_cli_runs_it_and_rejects_an_unknown_method(capsys):
+    assert cli(["bench", "oracle", "--seeds", "1", "--budget", "5", "--methods", "random"]) == 0
+    assert "| random |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli(["bench", "oracle", "--methods", "nosuch"])

@@ -1,0 +1,82 @@
+"""Several `hypernas search` workers on one PostgreSQL study: an exact total, no duplicate
+trial numbers, one hypernetwork training, and a SIGKILLed worker that loses nothing.
+
+Needs a PostgreSQL server: set HYPERNAS_TEST_POSTGRES to a SQLAlchemy URL whose user may
+create tables (`.ci/run` starts one). Without it these tests skip, unless
+HYPERNAS_REQUIRE_POSTGRES=1 makes that a failure (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+
+from hypernas.study import load_study
+
+PG = os.environ.get("HYPERNAS_TEST_POSTGRES")
+if not PG:
+    if os.environ.get("HYPERNAS_REQUIRE_POSTGRES") == "1":
+        raise RuntimeError("HYPERNAS_REQUIRE_POSTGRES=1 but HYPERNAS_TEST_POSTGRES names no server")
+    pytest.skip("no PostgreSQL server: set HYPERNAS_TEST_POSTGRES", allow_module_level=True)
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+def worker(tmp_path, study: str, trials: int, log: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hypernas.cli", "search", "--space", "nb201", "--channels", "4", "--cells", "1",
+           "--storage", PG, "--study", study, "--runs", str(tmp_path), "--trials", str(trials), "--batch", "8",
+           "--samples", "1", "--hypernet-steps", "4", "--meta-batch", "2", "--top-k", "1", "--final-epochs", "1",
+           "--threads", "1"]
+    return subprocess.Popen(cmd, stdout=open(tmp_path / log, "w"), stderr=subprocess.STDOUT)
+
+
+def completed(study: str) -> int:
+    try:
+        s = load_study(PG, study)
+    except Exception:  # not created yet
+        return 0
+    return s._storage.get_n_trials(s._study_id, state=COMPLETE)
+
+
+def test_three_workers_one_killed_reach_the_total_exactly(tmp_path):
+    study, total = f"workers-{uuid.uuid4().hex[:8]}", 300
+    procs = [worker(tmp_path, study, total, f"w{i}.log") for i in range(3)]
+    deadline = time.time() + 300
+    while completed(study) < 60 and time.time() < deadline and procs[0].poll() is None:
+        time.sleep(0.2)
+    assert procs[0].poll() is None, "worker 0 finished before it could be killed; make the study bigger"
+    procs[0].send_signal(signal.SIGKILL)  # mid-batch: its scored, unwritten trials are lost, nothing else
+    procs[0].wait()
+    at_kill = completed(study)
+    procs[0] = worker(tmp_path, study, total, "w0-restarted.log")
+    for p in procs:
+        assert p.wait(timeout=max(1, deadline - time.time())) == 0, (tmp_path / "w1.log").read_text()[-2000:]
+
+    s = load_study(PG, study)
+    trials = s.get_trials(deepcopy=False)
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials)))  # no duplicate or missing numbers
+    done = [t for t in trials if t.state == COMPLETE]
+    assert len(done) == total and at_kill <= total
+    assert all(t.state.is_finished() for t in trials)  # nothing left RUNNING by the killed worker
+    assert all("hash" in t.user_attrs and "arch" in t.user_attrs for t in done)
+    by_number = {t.number: t for t in done}
+    for t in done:  # a duplicate points at a scored trial of the same network
+        if "duplicate_of" in t.user_attrs:
+            first = by_number[t.user_attrs["duplicate_of"]]
+            assert first.user_attrs["hash"] == t.user_attrs["hash"] and "duplicate_of" not in first.user_attrs
+    assert sum("trained_accuracy" in t.user_attrs for t in done) == 1  # the final training ran once
+
+    logs = {p.name: p.read_text() for p in tmp_path.glob("w*.log")}
+    trainers = [name for name, text in logs.items() if "training the hypernetwork" in text]
+    assert len(trainers) == 1, trainers  # trained once; the others waited and used it
+    password = optuna.storages.RDBStorage(PG).engine.url.password
+    if password:
+        assert not any(password in text for text in logs.values())
