@@ -31,8 +31,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from hypernas.data import VAL_FRACTION, Dataset, load_dataset
-from hypernas.errors import HypernasError, SpaceError
-from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
+from hypernas.errors import HypernasError, SpaceError, require_int
+from hypernas.ghn.checkpoint import check_space, load_checkpoint, load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.graph import canonical_hash, validate
 from hypernas.score import Scorer
@@ -80,10 +80,16 @@ class SearchConfig:
             raise HypernasError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         if self.sampler in ("grid", "evolution") and len(self.objectives) > 1:
             raise HypernasError(f"the {self.sampler} sampler serves one objective; use tpe or nsga2 for several objectives")
-        if self.trials < 1 or self.batch < 1 or self.top_k < 0 or self.samples < 1:
-            raise HypernasError("--trials, --batch and --samples must be >= 1 and --top-k >= 0")
-        if self.warm_start < 0 or (self.warm_start and self.warm_pool < self.warm_start):
-            raise HypernasError("--warm-start must be >= 0 and at most the pool it is drawn from (warm_pool)")
+        for name, low in (("trials", 1), ("batch", 1), ("samples", 1), ("top_k", 0), ("final_epochs", 0), ("seed", 0),
+                          ("warm_start", 0), ("warm_pool", 1)):
+            require_int(f"--{name.replace('_', '-')}", getattr(self, name), low)
+        for name, kind in (("space", str), ("study", str), ("space_options", dict), ("sampler_options", dict),
+                           ("distinct", bool)):
+            if not isinstance(getattr(self, name), kind) or getattr(self, name) == "":
+                raise HypernasError(f"study option {name} must be a {'non-empty string' if kind is str else kind.__name__},"
+                                    f" got {getattr(self, name)!r}")
+        if self.warm_start > self.warm_pool:
+            raise HypernasError(f"--warm-start {self.warm_start} is more than the pool it is drawn from ({self.warm_pool})")
 
     @property
     def run_dir(self) -> str:
@@ -121,6 +127,9 @@ def search_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
                 raw = tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise HypernasError(f"cannot read study config {path!r}: {err}") from None
+    for table in ("space_options", "hypernet"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise HypernasError(f"study option {table} must be a table ([{table}] in TOML), got {raw[table]!r}")
     fit = {**raw.pop("hypernet", {}), **overrides.pop("hypernet_fit", {})}
     merged = {**raw, **overrides, "space_options": {**raw.get("space_options", {}), **overrides.get("space_options", {})}}
     known = set(SearchConfig.__dataclass_fields__) - {"fit"}
@@ -167,8 +176,9 @@ def _file_digest(path: str) -> str:
 
 
 def _prepare_hypernet(cfg: SearchConfig, data: Dataset) -> str:
-    if cfg.hypernet:
-        load_hypernet(cfg.hypernet, data=data)  # refuse a checkpoint made for other data early
+    if cfg.hypernet:  # refuse a checkpoint made for other data or another space early
+        _, ckpt = load_hypernet(cfg.hypernet, data=data)
+        check_space(ckpt, cfg.space, get_space(cfg.space).resolve_options(cfg.space_options), cfg.hypernet)
         return cfg.hypernet
     if os.path.exists(cfg.hypernet_path) and load_checkpoint(cfg.hypernet_path).get("step", 0) >= cfg.fit.steps:
         print(f"hypernetwork ready: {cfg.hypernet_path}")  # trained by an earlier run or another worker

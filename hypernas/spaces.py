@@ -145,6 +145,8 @@ def list_spaces() -> list[Space]:
 
 def get_space(name: str) -> Space:
     """A built-in space by name, or a user's space as `path/to/file.py:function`."""
+    if not isinstance(name, str):  # a config file may hand in any type
+        raise SpaceError(f"a space is named by a string, got {name!r}")
     if name in BUILTIN:
         return importlib.import_module(BUILTIN[name]).SPACE
     if ":" in name:

@@ -31,8 +31,8 @@ def redact(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL sqlalchemy understands: show only its scheme
-        return url.split("://", 1)[0] + "://***"
+    except Exception:  # not a URL sqlalchemy understands: show only its scheme, if it has one
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -42,7 +42,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
     if url.startswith("sqlite:///"):
         folder = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot open storage {redact(url)}: {err.strerror} ({err.filename})") from None
     try:
         storage = _rdb_storage(url)
     except Exception as err:

@@ -13,7 +13,6 @@ Usage:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 
 from hypernas.compile import GraphModule, compile_graph
 from hypernas.data import Dataset
-from hypernas.errors import HypernasError
+from hypernas.errors import require_int, require_number
 from hypernas.graph import param_count
 
 
@@ -37,14 +36,10 @@ class TrainConfig:
     batch_size: int = 128
 
     def __post_init__(self):
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise HypernasError(f"epochs must be an integer >= 0, got {self.epochs!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise HypernasError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        require_int("epochs", self.epochs, 0)
+        require_int("batch size", self.batch_size, 1)
         for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise HypernasError(f"{name} must be a number >= 0, got {value!r}")
+            require_number(name, getattr(self, name))
 
 
 @dataclass

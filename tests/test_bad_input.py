@@ -248,8 +248,6 @@ def test_checkpoint_for_other_data(files, tmp_path, capsys):
     fails_cleanly(search_args(files, tmp_path, **{"--dataset": files["other_data"]}), capsys, "was trained for")
 
 
-@pytest.mark.xfail(strict=True, reason="search.py: _prepare_hypernet checks the checkpoint's data but not its space; "
-                                       "needs checkpoint.check_space (see the report of issue 6)")
 def test_checkpoint_for_another_space_is_refused_by_search(files, tmp_path, capsys):
     fails_cleanly(search_args(files, tmp_path, **{"--hypernet": files["nb201_hypernet"]}), capsys,
                   "was trained on space 'nb201'")
@@ -272,7 +270,6 @@ def test_unreachable_storage_hides_the_password(files, tmp_path, capsys):
     assert "secret" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="study.py: redact() prints a URL without '://' whole, password included")
 def test_storage_url_without_scheme_hides_the_password(files, tmp_path, capsys):
     err = fails_cleanly(search_args(files, tmp_path, **{"--storage": "user:secret@localhost/db"}), capsys,
                         "cannot open storage")
@@ -284,8 +281,6 @@ def test_sqlite_path_that_is_a_folder(files, tmp_path, capsys):
                   "cannot open storage", "unable to open database file")
 
 
-@pytest.mark.xfail(strict=True, reason="study.py: open_storage lets os.makedirs' OSError escape (and runs as root "
-                                       "cannot use file permissions, so the folder is blocked by a file)")
 def test_sqlite_path_that_cannot_be_created(files, tmp_path, capsys):
     (tmp_path / "blocker").write_text("a file where the folder should be")
     fails_cleanly(search_args(files, tmp_path, **{"--storage": f"sqlite:///{tmp_path}/blocker/study.db"}), capsys,
@@ -299,8 +294,9 @@ def test_sqlite_path_that_cannot_be_created(files, tmp_path, capsys):
     ({"--sampler": "grid", "--objectives": "score,params"}, "grid sampler serves one objective"),
     ({"--objectives": "params"}, "--objectives must start with 'score'"),
     ({"--objectives": "score,score"}, "--objectives must start with 'score'"),
-    ({"--trials": 0}, "--trials, --batch and --samples must be >= 1"),
-    ({"--batch": 0}, "--trials, --batch and --samples must be >= 1"),
+    ({"--trials": 0}, "--trials must be an integer >= 1"),
+    ({"--batch": 0}, "--batch must be an integer >= 1"),
+    ({"--warm-start": 600}, "--warm-start 600 is more than the pool"),
     ({"--sampler": "cmaes"}, "unknown sampler 'cmaes'"),
     ({"--sampler": "grid"}, "space 'tiny_cnn' has no finite grid"),
     ({"--channels": 4}, "does not take option(s) ['channels']"),
@@ -312,14 +308,24 @@ def test_contradicting_search_options(options, expected, files, tmp_path, capsys
     fails_cleanly(search_args(files, tmp_path, **options), capsys, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="search.py: SearchConfig does not check seed (numpy's seeding raises ValueError)")
+@pytest.mark.parametrize("toml, expected", [
+    ("space = 5\n", "study option space must be a non-empty string, got 5"),
+    ('space = "tiny_cnn"\n[hypernet]\nsteps = "many"\n', "hypernetwork option steps must be an integer"),
+    ('space = "tiny_cnn"\ntrials = "10"\n', "--trials must be an integer >= 1, got '10'"),
+    ('space = "tiny_cnn"\nspace_options = 3\n', "space_options must be a table"),
+])
+def test_study_config_with_wrong_types(toml, expected, tmp_path, capsys):
+    (tmp_path / "study.toml").write_text(toml)
+    fails_cleanly(["search", "--config", tmp_path / "study.toml", "--runs", tmp_path], capsys, expected)
+
+
 def test_negative_search_seed(files, tmp_path, capsys):
-    fails_cleanly(search_args(files, tmp_path, **{"--seed": -1}), capsys, "seed")
+    fails_cleanly(search_args(files, tmp_path, **{"--seed": -1}), capsys, "--seed must be an integer >= 0")
 
 
 @pytest.mark.parametrize("argv, expected", [
     (["train", "--batch-size", 0], "batch size must be an integer >= 1"),
-    (["train", "--lr", -1], "lr must be a number >= 0"),
+    (["train", "--lr", -1], "lr must be a finite number >= 0"),
     (["train", "--epochs", -1], "epochs must be an integer >= 0"),
     (["train-hypernet", "--checkpoint-every", 0], "checkpoint_every must be an integer >= 1"),
     (["train-hypernet", "--batch-size", 0], "batch_size must be an integer >= 1"),

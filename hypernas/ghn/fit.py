@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from hypernas.compile import Program
 from hypernas.data import Dataset
-from hypernas.errors import CheckpointError, HypernasError
+from hypernas.errors import CheckpointError, require_int, require_number
 from hypernas.ghn.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
@@ -64,16 +64,9 @@ class FitConfig:
         for name, low in (("steps", 0), ("meta_batch", 1), ("batch_size", 1), ("warmup", 0), ("checkpoint_every", 1),
                           ("seed", None), ("hidden", 1), ("rounds", 1), ("rank", 1), ("s_max", 0), ("eval_every", 1),
                           ("eval_archs", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-                raise HypernasError(f"hypernetwork option {name} must be an integer"
-                                    + (f" >= {low}" if low is not None else "") + f", got {value!r}")
+            require_int(f"hypernetwork option {name}", getattr(self, name), low)
         for name, zero_ok in (("lr", False), ("weight_decay", True), ("grad_clip", False)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf \
-                    or (value == 0 and not zero_ok):
-                raise HypernasError(f"hypernetwork option {name} must be a finite number "
-                                    f"{'>= 0' if zero_ok else '> 0'}, got {value!r}")
+            require_number(f"hypernetwork option {name}", getattr(self, name), zero_ok)
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:
