@@ -60,7 +60,7 @@ class SearchConfig:
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Optuna sampler
     distinct: bool = False  # `trials` counts distinct architectures; duplicates are free (cache hits)
     warm_start: int = 0  # first trials: the best of `warm_pool` random architectures by synflow (data-free)
-    warm_pool: int = 500
+    warm_pool: int = 200
     objectives: tuple[str, ...] = ("score",)
     batch: int = 64
     samples: int = 2  # hypernetwork draws per score: the std is their spread

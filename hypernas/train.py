@@ -7,7 +7,7 @@ momentum 0.9, lr 0.1 with a cosine schedule to 0 over all steps, weight decay 5e
 accuracy on that slice instead: a training-based scorer that never sees the test set.
 
 Usage:
-    result = train(G, load_dataset("mnist1d"), epochs=6, seed=0)
+    result = train(G, load_dataset("mnist1d"), TrainConfig(epochs=6), seed=0)
     result.test_accuracy
 """
 

@@ -296,7 +296,7 @@ def test_sqlite_path_that_cannot_be_created(files, tmp_path, capsys):
     ({"--objectives": "score,score"}, "--objectives must start with 'score'"),
     ({"--trials": 0}, "--trials must be an integer >= 1"),
     ({"--batch": 0}, "--batch must be an integer >= 1"),
-    ({"--warm-start": 600}, "--warm-start 600 is more than the pool"),
+    ({"--warm-start": 300}, "--warm-start 300 is more than the pool"),
     ({"--sampler": "cmaes"}, "unknown sampler 'cmaes'"),
     ({"--sampler": "grid"}, "space 'tiny_cnn' has no finite grid"),
     ({"--channels": 4}, "does not take option(s) ['channels']"),

@@ -31,6 +31,7 @@ def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp
 
     # The Markdown table: printed at the end and written to --out-md, one row per phase.
     text = md.read_text()
+    assert text.startswith("Command: `hypernas bench speed --spaces nb201 --archs 8 ")
     assert out.rstrip().endswith(text.rstrip())
     body = [line.split(" | ") for line in text.splitlines() if line.startswith("| nb201")]
     assert [cells[1] for cells in body] == ["scoring", "training"]

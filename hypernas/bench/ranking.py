@@ -142,7 +142,7 @@ def prepare_hypernet(path: str | None, runs_dir: str, data: Dataset) -> str:
         load_hypernet(path, data=data)  # refuse a checkpoint made for other data before any work
         return path
     out = os.path.join(runs_dir, "hypernet.pt")
-    print(f"training the hypernetwork (default FitConfig): {out}", flush=True)
+    print(f"training the hypernetwork (default FitConfig; resumed, or reused when finished): {out}", flush=True)
     fit_hypernet("nb201", PROTOCOL, data, FitConfig(), out=out, resume=True)
     return out
 
@@ -180,12 +180,15 @@ def markdown(rows: list[dict], table: Table, notes: tuple[str, ...] = ()) -> str
 
 
 def _axis_scale(ax, scores: np.ndarray) -> None:
-    """Log scale for positive scores spanning over two decades (params, FLOPs, synflow...)."""
+    """Log scale for positive scores spanning over two decades (synflow), few ticks otherwise."""
     positive = scores[scores > 0]
     if len(positive) < 2 or positive.max() / positive.min() < 100 or (scores < 0).any():
+        ax.locator_params(axis="x", nbins=4)  # long tick labels (FLOPs) would overlap
         return
     if (scores == 0).any():  # e.g. a dead network's synflow: keep it visible
         ax.set_xscale("symlog", linthresh=float(positive.min()))
+        first, last = math.ceil(math.log10(positive.min())), math.floor(math.log10(positive.max()))
+        ax.set_xticks([0.0] + [10.0**e for e in range(first, last + 1, 2)])  # none inside the linear part
     else:
         ax.set_xscale("log")
 
@@ -212,7 +215,7 @@ def plot(rows: list[dict], table: Table, path: str) -> None:
         if far.any():
             left = ax.get_xlim()[0]
             ax.scatter(np.full(far.sum(), left), truth[far], marker="<", color="tab:red", s=20,
-                       label=f"{far.sum()} far below", clip_on=False)
+                       label=f"{far.sum()} far below, at the edge", clip_on=False)
             ax.legend(fontsize=7, loc="lower right")
         ax.set_title(f"{r['scorer']}\ntau = {r['kendall_tau']:.3f}", fontsize=9)
         ax.tick_params(labelsize=7)

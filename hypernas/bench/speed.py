@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -219,11 +220,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     sources = ("given checkpoints " + ", ".join(f"`{p}`" for p in args.hypernet) if args.hypernet else
                f"hypernetworks with the default FitConfig architecture trained for {args.fit_steps} steps "
                "(scoring speed does not depend on how well they are trained)")
-    notes = (f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores; MNIST-1D; scoring uses {sources}, "
-             f"{args.samples} draw(s), the {rows[0]['val_samples'] if rows and rows[0]['phase'] == 'score' else '?'}"
-             f"-sample validation slice; medians over {args.repeats} repeat(s), scoring and bare forward alternating "
-             f"in one process. Training: meta-batch {FitConfig().meta_batch}, batch {FitConfig().batch_size}. "
-             f"Each phase in its own process; wall time {wall:.0f} s.",)
+    val = {r["val_samples"] for r in rows if r["phase"] == "score"}
+    command = " ".join(["hypernas bench speed", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
+    notes = (f"Command: `{command}`",
+             f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores; MNIST-1D; scoring uses {sources}, "
+             f"{args.samples} draw(s), the {'/'.join(map(str, sorted(val)))}-sample validation slice; medians over "
+             f"{args.repeats} repeat(s), scoring and bare forward alternating in one process. Training: meta-batch "
+             f"{FitConfig().meta_batch}, batch {FitConfig().batch_size}. Each phase in its own process; "
+             f"wall time {wall:.0f} s.")
     text = markdown(rows, notes)
     print(text, flush=True)
     if args.out_md:
