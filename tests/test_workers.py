@@ -77,6 +77,14 @@ def test_three_workers_one_killed_reach_the_total_exactly(tmp_path):
     logs = {p.name: p.read_text() for p in tmp_path.glob("w*.log")}
     trainers = [name for name, text in logs.items() if "training the hypernetwork" in text]
     assert len(trainers) == 1, trainers  # trained once; the others waited and used it
+    # export and plot read the same PostgreSQL study
+    for argv in (["export", "--trial", "best", "--out", str(tmp_path / "best")],
+                 ["plot", "history", "--out", str(tmp_path / "history.png")]):
+        proc = subprocess.run([sys.executable, "-m", "hypernas.cli", *argv, "--storage", PG, "--study", study],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        logs[argv[0]] = proc.stdout + proc.stderr
+    assert (tmp_path / "best" / "arch.json").exists() and (tmp_path / "history.png").stat().st_size > 1000
     password = optuna.storages.RDBStorage(PG).engine.url.password
     if password:
         assert not any(password in text for text in logs.values())

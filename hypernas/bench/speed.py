@@ -59,7 +59,7 @@ def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
     x = data.x_val
     models, score_peak = None, None
     score_s, forward_s = [], []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):  # the first round warms up (allocator, kernel choices, first touch) and is dropped
         scorer = Scorer.from_checkpoint(path, data, samples=samples)  # a fresh, empty cache
         start = time.perf_counter()
         scorer.score(graphs)
@@ -73,6 +73,7 @@ def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
             for m in models:
                 m(x)
         forward_s.append(time.perf_counter() - start)
+    score_s, forward_s = score_s[1:], forward_s[1:]
     score, forward = statistics.median(score_s), statistics.median(forward_s)
     return {"phase": "score", "space": ckpt["space"], "space_options": ckpt["space_options"], "archs": n,
             "samples": samples, "val_samples": len(x), "repeats": repeats, "score_seconds": score,
