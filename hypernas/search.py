@@ -203,7 +203,8 @@ def _open_study(cfg: SearchConfig, storage, hypernet: str, data: Dataset) -> opt
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(f"study {cfg.study!r} has directions {study.directions}, not {directions}")
     new = {**record, **data.signature(), "ndim": data.ndim, "hypernet": os.path.abspath(hypernet), "hypernet_sha256": _file_digest(hypernet),
-           "sampler": cfg.sampler, "seed": cfg.seed, "run_dir": os.path.abspath(cfg.run_dir)}
+           "sampler": cfg.sampler, "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start, "seed": cfg.seed,
+           "run_dir": os.path.abspath(cfg.run_dir)}
     for key, value in new.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
