@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from hypernas.graph import canonical_hash, validate
+from hypernas.graph import canonical_hash
 from hypernas.proxies import synflow
 from hypernas.spaces import RandomTrial, Space
 
@@ -39,8 +39,7 @@ def synflow_design(space: Space, options: dict[str, Any], in_channels: int, num_
             if len(seen) >= pool:
                 break
             trial = RandomTrial(rng)
-            G = space.build(trial, in_channels, num_classes, **options)
-            info = validate(G)
+            G, info = space.build_info(trial, in_channels, num_classes, **options)
             key = canonical_hash(info)
             if key in seen:
                 continue

@@ -34,7 +34,7 @@ from hypernas.data import VAL_FRACTION, Dataset, load_dataset
 from hypernas.errors import HypernasError, SpaceError, require_int
 from hypernas.ghn.checkpoint import check_space, load_checkpoint, load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
-from hypernas.graph import canonical_hash, validate
+from hypernas.graph import canonical_hash
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
 from hypernas.study import StorageError, annotate_trial, attach_artifact, open_storage, redact, study_lock
@@ -414,22 +414,23 @@ def _batches(cfg, mirror: _Mirror, done: int, space, options, io, scorer, timing
                 break
             t0 = time.perf_counter()
             done += mirror.sync()
-            asked, graphs, errors = [], [], []
+            asked, graphs, infos, errors = [], [], [], []
             for _ in range(max(0, min(cfg.batch, cfg.trials - done))):
                 trial = steer.ask()
                 asked.append(trial)
                 try:
-                    graphs.append(space.build(trial, *io, **options))
-                    errors.append(None)
+                    G, info = space.build_info(trial, *io, **options)
+                    error = None
                 except HypernasError as err:
-                    graphs.append(None)
-                    errors.append(str(err))
+                    G, info, error = None, None, str(err)
+                graphs.append(G)
+                infos.append(info)
+                errors.append(error)
             if not asked:
                 break
             if all(e is not None for e in errors):
                 raise SpaceError(f"every architecture of a batch failed to build; the first error: {errors[0]}")
             t1 = time.perf_counter()
-            infos = [validate(G) if G is not None else None for G in graphs]
             keys = [canonical_hash(info) if info is not None else None for info in infos]
             new = {k: info for k, info in zip(keys, infos) if k is not None and k not in cache}
             t2 = time.perf_counter()
@@ -489,12 +490,11 @@ def _candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
 def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset) -> tuple[list[dict], float | None]:
     """Train the top candidates normally, write `trained_accuracy` onto their trials, and leave
     a drawing artifact and a dashboard note with the final table. Finished trainings are kept."""
-    storage = study._storage._backend if hasattr(study._storage, "_backend") else study._storage
-    with study_lock(storage, study.study_name, "final"):  # one worker trains; the others then find the results
-        return _finalize(cfg, study, data, storage)
+    with study_lock(study._storage, study.study_name, "final"):  # one worker trains; the others then find the results
+        return _finalize(cfg, study, data)
 
 
-def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, storage) -> tuple[list[dict], float | None]:
+def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset) -> tuple[list[dict], float | None]:
     from optuna.artifacts import FileSystemArtifactStore
 
     from hypernas.export import trial_graph
@@ -516,8 +516,8 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, storage) ->
             torch.save(r.model.state_dict(), weights)
             png = os.path.join(cfg.run_dir, "final", f"trial_{t.number}.png")
             draw_architecture(G, png, title=f"trial {t.number}: {t.user_attrs['arch'][:80]}")
-            attach_artifact(storage, t._trial_id, store, png)
-            annotate_trial(storage, t._trial_id, user_attrs={
+            attach_artifact(study._storage, t._trial_id, store, png)
+            annotate_trial(study._storage, t._trial_id, user_attrs={
                 "trained_accuracy": acc, "trained_seconds": round(seconds, 2), "trained_epochs": cfg.final_epochs,
                 "trained_weights": weights})
         rows.append({"trial": t.number, "arch": t.user_attrs["arch"], "score": t.values[0],

@@ -27,7 +27,7 @@ from typing import Any
 import networkx as nx
 
 from hypernas.errors import GraphError, HypernasError, SpaceError, unknown_name
-from hypernas.graph import canonical_hash, from_json, to_json, validate
+from hypernas.graph import GraphInfo, canonical_hash, from_json, to_json, validate
 
 
 class RandomTrial:
@@ -72,6 +72,11 @@ class Space:
 
     def build(self, trial: Any, in_channels: int, num_classes: int, **options: Any) -> nx.DiGraph:
         """Ask `trial` for one architecture; the result is validated before it is returned."""
+        return self.build_info(trial, in_channels, num_classes, **options)[0]
+
+    def build_info(self, trial: Any, in_channels: int, num_classes: int, **options: Any) -> tuple[nx.DiGraph, GraphInfo]:
+        """`build`, with the validation result, for callers that go on to hash or encode the
+        graph (validating a large network again costs as much as hashing it)."""
         options = self.resolve_options(options)
         try:
             G = self.suggest(trial, in_channels=in_channels, num_classes=num_classes, **options)
@@ -84,10 +89,9 @@ class Space:
         if not isinstance(G, nx.DiGraph):
             raise SpaceError(f"space {self.name!r} returned {type(G).__name__}, not a networkx.DiGraph")
         try:
-            validate(G)
+            return G, validate(G)
         except GraphError as err:
             raise SpaceError(f"space {self.name!r} returned an invalid graph: {err}") from None
-        return G
 
     def sample(self, seed: int | random.Random, in_channels: int, num_classes: int, **options: Any) -> nx.DiGraph:
         """One architecture drawn uniformly at each choice, reproducible from `seed`."""
@@ -99,8 +103,8 @@ class Space:
         canonical hash is new and not in `exclude`."""
         rng, seen, out = random.Random(seed), set(exclude), []
         while len(out) < n:
-            G = self.sample(rng, in_channels, num_classes, **options)
-            key = canonical_hash(G)
+            G, info = self.build_info(RandomTrial(rng), in_channels, num_classes, **options)
+            key = canonical_hash(info)
             if key not in seen:
                 seen.add(key)
                 out.append(G)

@@ -78,6 +78,11 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
+def _rdb(storage: Any) -> Any:
+    """The RDB storage under a study's storage: Optuna wraps it in a cache (`_CachedStorage`)."""
+    return getattr(storage, "_backend", storage)
+
+
 @contextlib.contextmanager
 def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterator[None]:
     """Hold a lock that every hypernas worker of `study_name` honours, across processes and
@@ -89,8 +94,7 @@ def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterato
     """
     import hashlib
 
-    backend = getattr(storage, "_backend", storage)  # optuna may wrap an RDB storage in a cache
-    engine = getattr(backend, "engine", None)
+    engine = getattr(_rdb(storage), "engine", None)
     key = f"hypernas:{study_name}:{purpose}"
     if engine is not None and engine.name == "postgresql":
         import sqlalchemy
@@ -122,7 +126,7 @@ def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterato
 _local_locks: dict[str, threading.Lock] = {}
 
 
-def annotate_trial(storage: optuna.storages.RDBStorage, trial_id: int, user_attrs: dict[str, Any] | None = None,
+def annotate_trial(storage: optuna.storages.BaseStorage, trial_id: int, user_attrs: dict[str, Any] | None = None,
                    system_attrs: dict[str, Any] | None = None) -> None:
     """Add attributes to a trial that has already finished.
 
@@ -132,7 +136,7 @@ def annotate_trial(storage: optuna.storages.RDBStorage, trial_id: int, user_attr
     """
     from optuna.storages._rdb import models
 
-    session = storage.scoped_session()
+    session = _rdb(storage).scoped_session()
     try:
         for model, attrs in ((models.TrialUserAttributeModel, user_attrs or {}),
                              (models.TrialSystemAttributeModel, system_attrs or {})):
@@ -150,7 +154,7 @@ def annotate_trial(storage: optuna.storages.RDBStorage, trial_id: int, user_attr
         session.close()
 
 
-def attach_artifact(storage: optuna.storages.RDBStorage, trial_id: int, store: Any, path: str) -> str:
+def attach_artifact(storage: optuna.storages.BaseStorage, trial_id: int, store: Any, path: str) -> str:
     """Store a file as an artifact of a finished trial, where optuna-dashboard shows it."""
     import dataclasses
     import mimetypes

@@ -32,9 +32,8 @@ from hypernas.errors import CheckpointError, require_int, require_number
 from hypernas.ghn.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
-from hypernas.graph import validate
 from hypernas.ops import RunContext, list_ops
-from hypernas.spaces import get_space
+from hypernas.spaces import RandomTrial, get_space
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dic
     """`n` validated, non-degenerate architectures (a constant network teaches nothing)."""
     infos = []
     while len(infos) < n:
-        info = validate(space.sample(rng, data.in_channels, data.num_classes, **options))
+        _, info = space.build_info(RandomTrial(rng), data.in_channels, data.num_classes, **options)
         if not info.degenerate:
             infos.append(info)
     return infos
