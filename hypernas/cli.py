@@ -134,7 +134,8 @@ def train_hypernet(args: argparse.Namespace) -> None:
         raise HypernasError(f"{args.out} exists; pass --resume to continue it, or choose another --out")
     _set_threads(args.threads)
     config = FitConfig(steps=args.steps, meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
-                       checkpoint_every=args.checkpoint_every, seed=args.seed, s_max=args.s_max)
+                       checkpoint_every=args.checkpoint_every, seed=args.seed, s_max=args.s_max,
+                       layer=args.layer)
     state = fit_hypernet(args.space, space_options(args), _load_data(args), config, out=args.out,
                          resume=args.resume, device=args.device)
     loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
@@ -300,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--s-max", type=int, default=10, help="virtual edges up to this many hops (1 = none)")
+    p.add_argument("--layer", choices=("mp", "transformer"), default="mp",
+                   help="hypernetwork layers: message passing (GHN-2) or graph transformer (GHN-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")

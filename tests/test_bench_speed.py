@@ -11,12 +11,14 @@ from hypernas.bench import speed
 
 def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp_path, capsys):
     md = tmp_path / "out" / "speed.md"
-    rows = speed.main(["--spaces", "nb201", "--archs", "8", "--repeats", "1", "--train-steps", "2", "--fit-steps", "2",
-                       "--threads", "1", "--out-md", str(md)])
+    rows = speed.main(["--spaces", "nb201", "--layers", "mp,transformer", "--archs", "8", "--repeats", "1",
+                       "--train-steps", "2", "--fit-steps", "2", "--threads", "1", "--out-md", str(md)])
     out, err = capsys.readouterr()
 
-    assert [(r["phase"], r["space"]) for r in rows] == [("score", "nb201"), ("train", "nb201")]
-    score, train = rows
+    assert [(r["phase"], r["space"], r["layer"]) for r in rows] == [
+        ("score", "nb201", "mp"), ("score", "nb201", "transformer"), ("train", "nb201", "mp"),
+        ("train", "nb201", "transformer")]
+    score, _, train, _ = rows
     assert score["space_options"] == {"channels": 8, "cells": 1} and score["archs"] == 8
     assert score["archs_per_second"] > 0 and score["score_seconds"] > 0 and score["forward_seconds"] > 0
     assert score["ratio"] > 0 and len(score["ratios"]) == 1 and score["ratio"] == pytest.approx(score["ratios"][0])
@@ -27,18 +29,22 @@ def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp
     # One JSON line per phase on stdout, as returned; progress on stderr, one line per phase.
     assert [json.loads(line) for line in out.splitlines() if line.startswith("{")] == rows
     progress = [line for line in err.splitlines() if line.startswith("[speed]")]
-    assert len(progress) == 3 and "training a nb201" in progress[0] and "scoring nb201" in progress[1]
+    assert len(progress) == 6 and "training a nb201" in progress[0] and "scoring nb201" in progress[2]
 
     # The Markdown table: printed at the end and written to --out-md, one row per phase.
     text = md.read_text()
-    assert text.startswith("Command: `hypernas bench speed --spaces nb201 --archs 8 ")
+    assert text.startswith("Command: `hypernas bench speed --spaces nb201 --layers mp,transformer --archs 8 ")
     assert out.rstrip().endswith(text.rstrip())
     body = [line.split(" | ") for line in text.splitlines() if line.startswith("| nb201")]
-    assert [cells[1] for cells in body] == ["scoring", "training"]
-    assert body[0][4].endswith("archs/s") and body[1][4].endswith("steps/s")
+    assert [(cells[0], cells[1]) for cells in body] == [
+        ("| nb201 (channels=8, cells=1), mp layers", "scoring"), ("| nb201 (channels=8, cells=1), transformer layers", "scoring"),
+        ("| nb201 (channels=8, cells=1), mp layers", "training"), ("| nb201 (channels=8, cells=1), transformer layers", "training")]
+    assert body[0][4].endswith("archs/s") and body[2][4].endswith("steps/s")
     assert float(body[0][5].split("**")[1]) == pytest.approx(score["ratio"], abs=0.005)
 
 
-def test_unknown_space_is_refused():
+def test_unknown_space_or_layer_is_refused():
     with pytest.raises(SystemExit):
         speed.main(["--spaces", "nb201,nope"])
+    with pytest.raises(SystemExit):
+        speed.main(["--layers", "mp,lstm"])

@@ -53,16 +53,78 @@ def test_encoding_of_varied_graphs():
     assert len(b.param_nodes) == sum(1 for i in infos for n in i.nodes if n.op.name in ("conv", "bn", "linear"))
 
 
+def test_distance_buckets_by_hand():
+    """tiny_graph is a 7-node chain; every_parametric_op a 9-node chain, so the first is padded."""
+    b = encode([validate(tiny_graph()), validate(every_parametric_op())], list_ops(), ndim=1)
+    slots, buckets, mask = b.distance_buckets(s_max=2)
+    assert mask.sum(1).tolist() == [7, 9] and slots.tolist() == [*range(7), *range(9, 18)]
+    first = buckets[0]
+    assert first.diagonal()[:7].tolist() == [0] * 7
+    assert first[0, 1] == 1 and first[0, 2] == 2  # 1 and 2 hops forward
+    assert first[1, 0] == 3 and first[2, 0] == 4  # s_max + hops backward
+    assert first[0, 3] == 5 and first[3, 0] == 5  # beyond s_max either way: 2 s_max + 1
+    assert (first[7:] == 6).all() and (first[:, 7:] == 6).all()  # padding: 2 s_max + 2
+    assert (buckets[1] < 6).all()
+
+
+def test_transformer_layer_keeps_graphs_apart():
+    """A graph's weights do not depend on what it is batched with (the padding is masked)."""
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1, hidden=16, rank=4, layer="transformer"))
+    alone = ghn(encode([validate(tiny_graph())], list_ops(), 1))[0]
+    together = ghn(encode([validate(every_parametric_op()), validate(tiny_graph())], list_ops(), 1))[1]
+    assert alone.keys() == together.keys()
+    assert all(torch.allclose(alone[k], together[k], atol=1e-5) for k in alone)
+
+
+@pytest.mark.parametrize("layer", ["mp", "transformer"])
+def test_backward_adds_no_repeated_indices_with_atomics(layer):
+    """Reproducibility under load: on CPU, the backward of advanced indexing with repeated
+    indices (`x[graph_index]`) accumulates with parallel atomic adds, whose float result varied
+    between two runs of the same seed on a busy machine. The hypernetwork must not use it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    accumulating = {torch.ops.aten.index_put_.default, torch.ops.aten._index_put_impl_.default,
+                    torch.ops.aten.index_put.default}
+
+    racy = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in accumulating and (args[3] if len(args) > 3 else kwargs.get("accumulate", False)):
+                if any(i is not None and i.numel() != i.unique().numel() for i in args[1]):
+                    racy.append(str(func))
+            return func(*args, **kwargs)
+
+    infos = [validate(G) for G in (small_nb201(), every_parametric_op(), tiny_graph())]
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1, hidden=16, rank=4, layer=layer))
+    x, y = torch.randn(8, 1, 12), torch.randint(0, 2, (8,))
+    with Watch():
+        fit_module.hypernet_loss(ghn, infos[:1], x, y, torch.randn(1, 8)).backward()
+        sum(w.sum() for d in ghn(encode(infos, list_ops(), 1), torch.randn(3, 8)) for w in d.values()).backward()
+    assert racy == []
+
+
+def test_an_unknown_layer_is_refused():
+    with pytest.raises(ValueError, match="unknown hypernetwork layer"):
+        HyperConfig(ops=tuple(list_ops()), ndim=1, layer="lstm")
+    from hypernas.errors import HypernasError
+
+    with pytest.raises(HypernasError, match="layer must be one of"):
+        FitConfig(layer="lstm")
+
+
 def test_encoding_refuses_an_op_the_hypernetwork_does_not_know():
     with pytest.raises(GraphError, match="unknown to this hypernetwork"):
         encode([validate(tiny_graph())], ["input", "output", "conv"], ndim=1)
 
 
+@pytest.mark.parametrize("layer", ["mp", "transformer"])
 @pytest.mark.parametrize("ndim", [1, 2])
-def test_decoder_shapes_for_every_parametric_op(ndim):
+def test_decoder_shapes_for_every_parametric_op(ndim, layer):
     graphs = [every_parametric_op(), small_nb201(in_channels=3, num_classes=4), get_space("macro").sample(5, 3, 4)]
     infos = [validate(G) for G in graphs]
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=ndim, hidden=16, rank=4))
+    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=ndim, hidden=16, rank=4, layer=layer))
     weights = ghn(encode(infos, list_ops(), ndim))
     x = torch.randn(4, 3, *([9] * ndim))
     for info, w in zip(infos, weights):
@@ -91,8 +153,10 @@ def test_noise_changes_the_weights():
     assert not torch.allclose(a, z)
 
 
-def test_training_reduces_the_loss(mnist1d, tmp_path):
-    config = FitConfig(steps=120, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2)
+@pytest.mark.parametrize("layer", ["mp", "transformer"])
+def test_training_reduces_the_loss(mnist1d, tmp_path, layer):
+    config = FitConfig(steps=120, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2,
+                       layer=layer)
     before = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**config.__dict__, "steps": 0}),
                           out=str(tmp_path / "0.pt"), progress=False)
     state = fit_hypernet("nb201", NB201_TINY, mnist1d, config, out=str(tmp_path / "120.pt"), progress=False)
@@ -103,6 +167,7 @@ def test_training_reduces_the_loss(mnist1d, tmp_path):
 
     def loss(path):
         ghn, _ = load_hypernet(path)
+        assert ghn.config.layer == layer
         with torch.no_grad():
             return fit_module.hypernet_loss(ghn, infos, x, y, torch.zeros(4, ghn.config.noise)).item()
 
@@ -179,10 +244,10 @@ def test_checkpoints_refuse_corrupt_truncated_foreign_and_incompatible_files(mni
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a hypernas"):
         load_hypernet(str(tmp_path / "foreign.pt"))
-    bad = dict(ckpt, hyper={**ckpt["hyper"], "rank": 99})
-    torch.save(bad, tmp_path / "mismatch.pt")
-    with pytest.raises(CheckpointError, match="does not match"):
-        load_hypernet(str(tmp_path / "mismatch.pt"))
+    for hyper in ({"rank": 99}, {"layer": "lstm"}):
+        torch.save(dict(ckpt, hyper={**ckpt["hyper"], **hyper}), tmp_path / "mismatch.pt")
+        with pytest.raises(CheckpointError, match="does not match"):
+            load_hypernet(str(tmp_path / "mismatch.pt"))
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):

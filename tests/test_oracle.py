@@ -63,3 +63,35 @@ def test_cli_runs_it_and_rejects_an_unknown_method(capsys):
     assert "| random |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli(["bench", "oracle", "--methods", "nosuch"])
+
+
+def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, tmp_path, monkeypatch):
+    from hypernas.ghn.fit import FitConfig, fit_hypernet
+    from search_spaces import nb201
+
+    path = str(tmp_path / "h.pt")
+    fit_hypernet("nb201", {"channels": 2, "cells": 1}, mnist1d,
+                 FitConfig(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1), out=path,
+                 progress=False)
+    cells = list(nb201.all_cells())[:40]  # the first 40 cells: edge (2, 3) and then (1, 3) vary
+    monkeypatch.setattr(oracle.nb201, "all_cells", lambda: iter(cells))
+    dev = oracle.hypernet_table(path, progress=False)
+    assert set(dev) == {nb201.to_string(c) for c in cells}
+    assert all(0 < v <= 100 for v in dev.values())
+    # every cell whose output is cut off (edges into node 3 all "none") computes the same constant network
+    cut = [nb201.to_string(c) for c in cells if c[3] == c[4] == c[5] == "none"]
+    assert len(cut) >= 1 and len({dev[a] for a in cut}) == 1
+    cached = list(tmp_path.glob("dev_table_*.json"))
+    assert len(cached) == 1
+    monkeypatch.setattr(oracle, "Scorer", None)  # a second call must not score anything
+    assert oracle.hypernet_table(path, progress=False) == dev
+
+
+def test_development_objective_replaces_the_table(monkeypatch, table):
+    synthetic = {arch: float(sum(map(ord, arch)) % 97) for arch in table}  # unrelated to CIFAR-10
+    seen = []
+    monkeypatch.setattr(oracle, "hypernet_table", lambda path: seen.append(path) or synthetic)
+    out = oracle.main(["--dev-hypernet", "some.pt", "--seeds", "2", "--seed-offset", "1000", "--budget", "6",
+                       "--methods", "tpe,tpe_mv_warm10", "--warm-pool", "12"])
+    assert seen == ["some.pt"] and out["best"] == max(synthetic.values())
+    assert set(out["by_query"]) == {"tpe", "tpe_mv_warm10"}

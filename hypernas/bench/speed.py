@@ -24,11 +24,13 @@ written to `--out-md`). Progress lines go to stderr.
 Usage:
     hypernas bench speed --threads 2 --archs 1000 --out-md runs/speed.md
     python -m hypernas.bench.speed --hypernet runs/ref/hypernet.pt --archs 1000
+    hypernas bench speed --spaces nb201 --layers mp,transformer   # the two hypernetwork layers side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 import torch
 
@@ -46,6 +49,7 @@ from hypernas.data import load_dataset, load_dataset_like
 from hypernas.errors import HypernasError
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.model import LAYERS
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
 
@@ -75,22 +79,22 @@ def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
         forward_s.append(time.perf_counter() - start)
     score_s, forward_s = score_s[1:], forward_s[1:]
     score, forward = statistics.median(score_s), statistics.median(forward_s)
-    return {"phase": "score", "space": ckpt["space"], "space_options": ckpt["space_options"], "archs": n,
+    return {"phase": "score", "layer": ckpt["hyper"].get("layer", "mp"), "space": ckpt["space"], "space_options": ckpt["space_options"], "archs": n,
             "samples": samples, "val_samples": len(x), "repeats": repeats, "score_seconds": score,
             "forward_seconds": forward, "archs_per_second": n / score, "ratio": score / forward,
             "ratios": [s / f for s, f in zip(score_s, forward_s)], "peak_rss_mib": score_peak}
 
 
-def time_training(space_name: str, options: dict, steps: int) -> dict:
+def time_training(space_name: str, options: dict, steps: int, layer: str = "mp") -> dict:
     data = load_dataset("mnist1d")
     # The default architecture and batch sizes; one validation architecture, so the
     # validation pass at the last step costs a fraction of a step.
-    config = FitConfig(steps=steps, warmup=1, eval_archs=1)
-    fit_hypernet(space_name, options, data, FitConfig(steps=2, warmup=1, eval_archs=1), progress=False)  # warm-up
+    config = FitConfig(steps=steps, warmup=1, eval_archs=1, layer=layer)
+    fit_hypernet(space_name, options, data, replace(config, steps=2), progress=False)  # warm-up
     start = time.perf_counter()
     fit_hypernet(space_name, options, data, config, progress=False)
     seconds = time.perf_counter() - start
-    return {"phase": "train", "space": space_name, "space_options": get_space(space_name).resolve_options(options),
+    return {"phase": "train", "layer": layer, "space": space_name, "space_options": get_space(space_name).resolve_options(options),
             "steps": steps, "meta_batch": config.meta_batch, "batch_size": config.batch_size, "seconds": seconds,
             "steps_per_second": steps / seconds}
 
@@ -119,12 +123,14 @@ def _phase(args: argparse.Namespace) -> dict:
         result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples)
         result["peak_rss_mib_with_baseline"] = _peak_mib()
     else:
-        result = {**time_training(args.space, json.loads(args.space_options), args.steps), "peak_rss_mib": _peak_mib()}
+        result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers),
+                  "peak_rss_mib": _peak_mib()}
     return {**result, "startup_rss_mib": start_peak, "threads": args.threads}
 
 
-def _describe(space: str, options: dict) -> str:
-    return space + (" (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else "")
+def _describe(space: str, options: dict, layer: str | None = None) -> str:
+    text = space + (" (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else "")
+    return text + (f", {layer} layers" if layer else "")
 
 
 def markdown(rows: list[dict], notes: tuple[str, ...] = ()) -> str:
@@ -136,11 +142,11 @@ def markdown(rows: list[dict], notes: tuple[str, ...] = ()) -> str:
         peak = f"{r['peak_rss_mib']:.0f} ({r['startup_rss_mib']:.0f})"
         if r["phase"] == "score":
             ratios = ", ".join(f"{v:.2f}" for v in r["ratios"])
-            lines.append(f"| {_describe(r['space'], r['space_options'])} | scoring | {r['archs']} archs, {r['repeats']} repeats | "
+            lines.append(f"| {_describe(r['space'], r['space_options'], r['layer'])} | scoring | {r['archs']} archs, {r['repeats']} repeats | "
                          f"{r['score_seconds']:.2f} | {r['archs_per_second']:.1f} archs/s | **{r['ratio']:.2f}** "
                          f"(forward {r['forward_seconds']:.2f} s; runs {ratios}) | {peak} |")
         else:
-            lines.append(f"| {_describe(r['space'], r['space_options'])} | training | {r['steps']} steps x {r['meta_batch']} archs | "
+            lines.append(f"| {_describe(r['space'], r['space_options'], r['layer'])} | training | {r['steps']} steps x {r['meta_batch']} archs | "
                          f"{r['seconds']:.2f} | {r['steps_per_second']:.2f} steps/s | - | {peak} |")
     return "\n".join(lines)
 
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="checkpoint(s) to time scoring with (repeatable); otherwise one per --spaces is trained")
     ap.add_argument("--spaces", default=",".join(SPACE_OPTIONS),
                     help="comma list of spaces to train hypernetworks for and time training on")
+    ap.add_argument("--layers", default="mp", help="comma list of hypernetwork layers to compare: mp, transformer")
     ap.add_argument("--fit-steps", type=int, default=20, help="steps of the hypernetworks trained for scoring")
     ap.add_argument("--archs", type=int, default=1000, help="distinct architectures scored per repeat")
     ap.add_argument("--samples", type=int, default=1, help="hypernetwork draws per score")
@@ -181,6 +188,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(_phase(args)))
         return []
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    if not layers or set(layers) - set(LAYERS):
+        ap.error(f"--layers takes a comma list of {', '.join(LAYERS)}")
     for s in spaces:
         try:
             get_space(s)
@@ -199,12 +209,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         hypernets = list(args.hypernet)
         if not hypernets:
             data = load_dataset("mnist1d")
-            for s in spaces:
-                path = os.path.join(tmp, f"{s}.pt")
-                _progress(f"training a {_describe(s, SPACE_OPTIONS.get(s, {}))} hypernetwork for scoring, "
+            for s, layer in itertools.product(spaces, layers):
+                path = os.path.join(tmp, f"{s}-{layer}.pt")
+                _progress(f"training a {_describe(s, SPACE_OPTIONS.get(s, {}), layer)} hypernetwork for scoring, "
                           f"{args.fit_steps} steps (not timed)")
-                fit_hypernet(s, SPACE_OPTIONS.get(s, {}), data, FitConfig(steps=args.fit_steps), out=path,
-                             progress=False)
+                fit_hypernet(s, SPACE_OPTIONS.get(s, {}), data, FitConfig(steps=args.fit_steps, layer=layer),
+                             out=path, progress=False)
                 hypernets.append(path)
         for path in hypernets:
             ckpt = load_checkpoint(path)
@@ -212,11 +222,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       f"{args.repeats} repeats, against a bare forward pass")
             rows.append(_run_phase(base + ["--phase", "score", "--hypernet", path, "--archs", str(args.archs),
                                            "--repeats", str(args.repeats), "--samples", str(args.samples)]))
-        for s in spaces if args.train_steps else []:
+        for s, layer in itertools.product(spaces, layers) if args.train_steps else []:
             options = SPACE_OPTIONS.get(s, {})
-            _progress(f"training a {_describe(s, options)} hypernetwork: {args.train_steps} timed steps")
+            _progress(f"training a {_describe(s, options, layer)} hypernetwork: {args.train_steps} timed steps")
             rows.append(_run_phase(base + ["--phase", "train", "--space", s, "--space-options", json.dumps(options),
-                                           "--steps", str(args.train_steps)]))
+                                           "--steps", str(args.train_steps), "--layers", layer]))
     wall = time.perf_counter() - start
     sources = ("given checkpoints " + ", ".join(f"`{p}`" for p in args.hypernet) if args.hypernet else
                f"hypernetworks with the default FitConfig architecture trained for {args.fit_steps} steps "

@@ -5,6 +5,9 @@ stride, groups, number of inputs, depth). Edges come in both directions, plus "v
 edges between nodes up to `s_max` hops apart (GHN-2), weighted 1/distance, so that a few
 rounds of message passing see far along deep graphs.
 
+The hop counts of every graph are kept too, for the graph-transformer layer, which turns
+them into an attention bias per pair of nodes (GHN-3, Graphormer).
+
 Usage:
     batch = encode([validate(G) for G in graphs], vocab=list_ops())
     batch.op_ids.shape   # (total nodes,)
@@ -55,6 +58,28 @@ class GraphBatch:
     # neighbours: along edges forward, backward, and along virtual edges both ways. A sparse
     # product is ~20x faster on CPU than gathering messages and index_add-ing them.
     operators: list[torch.Tensor] = field(default_factory=list)
+    hops: list[np.ndarray] = field(default_factory=list)  # per graph: (n, n) directed hop counts, inf if none
+
+    def distance_buckets(self, s_max: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Dense per-graph layout for attention, M the largest graph's size: (N,) slot of each
+        node in a flat (G*M) layout; (G, M, M) bucket of each pair (0 itself, k = k hops
+        forward and s_max+k = k hops backward for k <= s_max, 2 s_max+1 farther or unrelated,
+        2 s_max+2 padding); (G, M) mask of real nodes."""
+        sizes = [len(h) for h in self.hops]
+        m = max(sizes)
+        buckets = np.full((len(sizes), m, m), 2 * s_max + 2, dtype=np.int64)
+        for g, hops in enumerate(self.hops):
+            fwd = np.where(hops <= s_max, hops, np.inf)
+            bucket = np.full(hops.shape, 2 * s_max + 1, dtype=np.int64)
+            bucket[np.isfinite(fwd)] = fwd[np.isfinite(fwd)]
+            bwd = fwd.T
+            back = np.isfinite(bwd) & (bwd > 0)
+            bucket[back] = s_max + bwd[back]
+            buckets[g, : len(hops), : len(hops)] = bucket
+        slots = torch.cat([torch.arange(n) + g * m for g, n in enumerate(sizes)])
+        mask = torch.arange(m)[None, :] < torch.tensor(sizes)[:, None]
+        device = self.op_ids.device
+        return slots.to(device), torch.from_numpy(buckets).to(device), mask.to(device)
 
     def to(self, device: torch.device | str) -> "GraphBatch":
         for name in ("op_ids", "features", "graph_index", "edges", "virtual", "virtual_weight"):
@@ -96,6 +121,7 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
     """Encode validated graphs (see `hypernas.graph.validate`) as one disjoint union."""
     op_index = {name: i for i, name in enumerate(vocab)}
     op_ids, feats, graph_index, src, dst, vsrc, vdst, vw, params = [], [], [], [], [], [], [], [], []
+    hop_matrices = []
     offset = 0
     for g, info in enumerate(infos):
         local = {n.name: i for i, n in enumerate(info.nodes)}
@@ -114,9 +140,10 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
         src.extend(offset + i for i in e_src)
         dst.extend(offset + i for i in e_dst)
         size = len(info.nodes)
+        adj = csr_matrix((np.ones(len(e_src)), (e_src, e_dst)), shape=(size, size))
+        hops = shortest_path(adj, directed=True, unweighted=True)
+        hop_matrices.append(hops)
         if s_max > 1 and size > 2:
-            adj = csr_matrix((np.ones(len(e_src)), (e_src, e_dst)), shape=(size, size))
-            hops = shortest_path(adj, directed=True, unweighted=True)
             u, v = np.nonzero((hops >= 2) & (hops <= s_max))
             vsrc.append(u + offset)
             vdst.append(v + offset)
@@ -142,4 +169,5 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
         param_nodes=params,
         num_graphs=len(infos),
         operators=operators,
+        hops=hop_matrices,
     )

@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 
 from hypernas.compile import Program
 from hypernas.data import Dataset
-from hypernas.errors import CheckpointError, require_int, require_number
+from hypernas.errors import CheckpointError, HypernasError, require_int, require_number
 from hypernas.ghn.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from hypernas.ghn.encode import encode
-from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
+from hypernas.ghn.model import LAYERS, GraphHyperNetwork, HyperConfig
 from hypernas.ops import RunContext, list_ops
 from hypernas.spaces import RandomTrial, get_space
 
@@ -50,7 +50,8 @@ class FitConfig:
     hidden: int = 64
     rounds: int = 4
     rank: int = 16
-    s_max: int = 10  # virtual edges up to this many hops (1 = none)
+    s_max: int = 10  # virtual edges up to this many hops (1 = none); hop buckets of attention
+    layer: str = "mp"  # "mp" (GHN-2 message passing) or "transformer" (GHN-3); see BENCHMARKS.md
     # Early stopping: every `eval_every` steps, the mean validation loss of `eval_archs` fixed
     # architectures; the checkpoint's `best` weights are those with the lowest. Trained too
     # long, the hypernetwork memorises the train split and ranks worse (BENCHMARKS.md).
@@ -66,6 +67,8 @@ class FitConfig:
             require_int(f"hypernetwork option {name}", getattr(self, name), low)
         for name, zero_ok in (("lr", False), ("weight_decay", True), ("grad_clip", False)):
             require_number(f"hypernetwork option {name}", getattr(self, name), zero_ok)
+        if self.layer not in LAYERS:
+            raise HypernasError(f"hypernetwork option layer must be one of {', '.join(LAYERS)}, not {self.layer!r}")
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:
@@ -105,7 +108,7 @@ def fit_hypernet(
         check_writable(out)
     record = {"space": space_name, "space_options": options, "data": data.signature(), "fit": asdict(config)}
     hyper = HyperConfig(ops=tuple(list_ops()), ndim=data.ndim, hidden=config.hidden, rounds=config.rounds,
-                        rank=config.rank, s_max=config.s_max)
+                        rank=config.rank, s_max=config.s_max, layer=config.layer)
     torch.manual_seed(config.seed)  # seeded initialisation
     ghn = GraphHyperNetwork(hyper).to(device)
     opt = torch.optim.AdamW(ghn.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -1,9 +1,13 @@
 """The graph hypernetwork: message passing over a batch of graphs, then a weight decoder.
 
 Encoder: each node starts from its op embedding, its shape features and the graph's noise
-vector (SMASH: a draw of the noise is a draw of the weights). `rounds` synchronous rounds
-pass messages along edges forward and backward and along virtual (shortest-path) edges, all
-graphs and nodes at once.
+vector (SMASH: a draw of the noise is a draw of the weights). Then `rounds` layers, all
+graphs and nodes at once, of one of two kinds (`layer`):
+- "mp" (GHN-2): synchronous message passing along edges forward and backward and along
+  virtual (shortest-path) edges;
+- "transformer" (GHN-3): every node attends to every node of its graph, with a learned
+  per-head bias for the pair's signed hop distance (Graphormer).
+BENCHMARKS.md compares the two on ranking and speed.
 
 Decoder: a conv or linear weight of shape (out, in, *taps) is `P[:out] @ core(h) @ Q[:in].T`
 per tap: `core` is a (rank x rank) matrix per tap predicted from the node's embedding `h`,
@@ -24,6 +28,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hypernas.errors import GraphError
@@ -41,6 +46,12 @@ class HyperConfig:
     max_kernel: int = 7
     noise: int = 8
     s_max: int = 10
+    layer: str = "mp"  # "mp" (message passing, GHN-2) or "transformer" (GHN-3)
+    heads: int = 4  # attention heads of the transformer layer
+
+    def __post_init__(self):
+        if self.layer not in LAYERS:
+            raise ValueError(f"unknown hypernetwork layer {self.layer!r}; choose from {', '.join(LAYERS)}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ops": list(self.ops)}
@@ -49,15 +60,41 @@ class HyperConfig:
 class _Round(nn.Module):
     """One round: h <- h + MLP([h, fwd, bwd, virtual fwd, virtual bwd])."""
 
-    def __init__(self, d: int):
+    def __init__(self, config: HyperConfig):
         super().__init__()
+        d = config.hidden
         self.messages = nn.Linear(d, 4 * d)
         self.update = nn.Sequential(nn.LayerNorm(5 * d), nn.Linear(5 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 
-    def forward(self, h: torch.Tensor, b: GraphBatch) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, b: GraphBatch, dense=None) -> torch.Tensor:
         messages = self.messages(h).chunk(4, dim=1)  # forward, backward, virtual fwd, virtual bwd: (N, d) each
         parts = [h] + [op @ m for op, m in zip(b.operators, messages)]  # neighbour means, (N, d) each
         return h + self.update(torch.cat(parts, dim=1))
+
+
+class _Attention(nn.Module):
+    """One pre-norm transformer layer over each graph's nodes, biased by hop distance."""
+
+    def __init__(self, config: HyperConfig):
+        super().__init__()
+        d, self.heads = config.hidden, config.heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.bias = nn.Embedding(2 * config.s_max + 3, self.heads)  # the buckets of `distance_buckets`
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, h: torch.Tensor, b: GraphBatch, dense) -> torch.Tensor:
+        slots, buckets, mask = dense
+        (g, m), d = mask.shape, h.shape[1]
+        x = h.new_zeros(g * m, d).index_copy(0, slots, self.norm1(h)).view(g, m, d)
+        q, k, v = self.qkv(x).view(g, m, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        bias = self.bias(buckets).permute(0, 3, 1, 2).masked_fill(~mask[:, None, None, :], float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (g, heads, m, d / heads)
+        h = h + self.proj(out.transpose(1, 2).reshape(g * m, d)[slots])
+        return h + self.mlp(self.norm2(h))
+
+
+LAYERS = {"mp": _Round, "transformer": _Attention}
 
 
 class GraphHyperNetwork(nn.Module):
@@ -69,7 +106,7 @@ class GraphHyperNetwork(nn.Module):
         self.op_embed = nn.Embedding(len(config.ops), d)
         self.shape_embed = nn.Linear(NUM_FEATURES, d)
         self.noise_embed = nn.Linear(config.noise, d)
-        self.rounds = nn.ModuleList(_Round(d) for _ in range(config.rounds))
+        self.rounds = nn.ModuleList(LAYERS[config.layer](config) for _ in range(config.rounds))
         self.norm = nn.LayerNorm(d)
         self.core = nn.Linear(d, r * r * self.taps)
         self.vector = nn.Linear(d, 3 * r)  # BN scale, BN shift / bias, spare for linear bias
@@ -84,9 +121,14 @@ class GraphHyperNetwork(nn.Module):
 
     def embed(self, b: GraphBatch, noise: torch.Tensor) -> torch.Tensor:
         """(N, d) node embeddings; `noise` is (graphs, noise dims)."""
-        h = self.op_embed(b.op_ids) + self.shape_embed(b.features) + self.noise_embed(noise)[b.graph_index]
+        # index_select, not `[b.graph_index]`: the backward of advanced indexing adds the many
+        # nodes of a graph into one row with parallel atomic adds on CPU, whose order (and so the
+        # float result) changes from run to run when the cores are busy; index_add does not.
+        graph_noise = torch.index_select(self.noise_embed(noise), 0, b.graph_index)
+        h = self.op_embed(b.op_ids) + self.shape_embed(b.features) + graph_noise
+        dense = b.distance_buckets(self.config.s_max) if self.config.layer == "transformer" else None
         for layer in self.rounds:
-            h = layer(h, b)
+            h = layer(h, b, dense)
         return self.norm(h)
 
     def forward(self, b: GraphBatch, noise: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
