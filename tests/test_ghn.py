@@ -112,6 +112,10 @@ def test_an_unknown_layer_is_refused():
 
     with pytest.raises(HypernasError, match="layer must be one of"):
         FitConfig(layer="lstm")
+    with pytest.raises(HypernasError, match="multiple of the transformer's 4 heads"):
+        FitConfig(layer="transformer", hidden=30)
+    with pytest.raises(ValueError, match="multiple of its 4 heads"):
+        HyperConfig(ops=tuple(list_ops()), ndim=1, hidden=30, layer="transformer")
 
 
 def test_encoding_refuses_an_op_the_hypernetwork_does_not_know():

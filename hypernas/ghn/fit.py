@@ -69,6 +69,9 @@ class FitConfig:
             require_number(f"hypernetwork option {name}", getattr(self, name), zero_ok)
         if self.layer not in LAYERS:
             raise HypernasError(f"hypernetwork option layer must be one of {', '.join(LAYERS)}, not {self.layer!r}")
+        if self.layer == "transformer" and self.hidden % HyperConfig.heads:
+            raise HypernasError(f"hypernetwork option hidden must be a multiple of the transformer's "
+                                f"{HyperConfig.heads} heads, not {self.hidden}")
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:

@@ -52,6 +52,8 @@ class HyperConfig:
     def __post_init__(self):
         if self.layer not in LAYERS:
             raise ValueError(f"unknown hypernetwork layer {self.layer!r}; choose from {', '.join(LAYERS)}")
+        if self.layer == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"the transformer's hidden size {self.hidden} must be a multiple of its {self.heads} heads")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ops": list(self.ops)}
