@@ -87,6 +87,18 @@ def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, 
     assert oracle.hypernet_table(path, progress=False) == dev
 
 
+def test_development_objective_refuses_a_missing_checkpoint_or_another_space(mnist1d, tmp_path, capsys):
+    from hypernas.ghn.fit import FitConfig, fit_hypernet
+
+    assert cli(["bench", "oracle", "--dev-hypernet", str(tmp_path / "missing.pt"), "--methods", "tpe"]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    path = str(tmp_path / "macro.pt")
+    fit_hypernet("macro", {}, mnist1d, FitConfig(steps=0, hidden=8, rounds=1, rank=2, eval_archs=1), out=path,
+                 progress=False)
+    assert cli(["bench", "oracle", "--dev-hypernet", path, "--methods", "tpe"]) == 2
+    assert "space 'macro'" in capsys.readouterr().err
+
+
 def test_development_objective_replaces_the_table(monkeypatch, table):
     synthetic = {arch: float(sum(map(ord, arch)) % 97) for arch in table}  # unrelated to CIFAR-10
     seen = []

@@ -117,16 +117,16 @@ def hypernet_table(path: str, cache_dir: str | None = None, progress: bool = Tru
     skeleton it was trained for, for all 15,625 cells: a development objective for choosing
     the steering, which knows nothing of the CIFAR-10 table. Equivalent cells (by canonical
     hash) are scored once. Cached as JSON beside the checkpoint, keyed by its sha256."""
+    _, ckpt = load_hypernet(path)  # a missing or corrupt checkpoint fails here, with its name
+    if ckpt["space"] != "nb201":
+        raise CheckpointError(f"{path} was trained on space {ckpt['space']!r}; the development objective needs nb201")
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     cache = os.path.join(cache_dir or os.path.dirname(os.path.abspath(path)), f"dev_table_{digest}.json")
     if os.path.exists(cache):
         with open(cache) as f:
             return json.load(f)
-    _, ckpt = load_hypernet(path)
     data = load_dataset_like(ckpt["data"])
-    if ckpt["space"] != "nb201":
-        raise CheckpointError(f"{path} was trained on space {ckpt['space']!r}; the development objective needs nb201")
     scorer = Scorer.from_checkpoint(path, data)
     by_hash: dict[str, list[str]] = {}
     infos: dict[str, GraphInfo] = {}
