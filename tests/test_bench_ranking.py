@@ -59,3 +59,12 @@ def test_without_a_checkpoint_it_trains_one_in_the_runs_dir_and_reuses_it(tmp_pa
 def test_unknown_scorer_is_refused():
     with pytest.raises(SystemExit):
         ranking.main(["--scorers", "synflow,telepathy", "--limit", "4"])
+
+
+def test_a_hypernetwork_is_scored_on_its_own_validation_slice(tmp_path):
+    from hypernas.data import load_dataset
+
+    hypernet = str(tmp_path / "hypernet.pt")
+    fit_hypernet("nb201", PROTOCOL, load_dataset("mnist1d", val_fraction=0.25), TINY, out=hypernet, progress=False)
+    rows = ranking.main(["--hypernet", hypernet, "--limit", "4", "--scorers", "hypernet_score", "--threads", "1"])
+    assert len(rows[0]["scores"]) == 4 and all(0 < s <= 1 for s in rows[0]["scores"])

@@ -48,8 +48,8 @@ from tqdm.auto import tqdm
 
 from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL
 from hypernas.bench.metrics import ranking_metrics
-from hypernas.data import Dataset, load_dataset
-from hypernas.ghn.checkpoint import load_hypernet
+from hypernas.data import Dataset, load_dataset, load_dataset_like
+from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.graph import flops, param_count
 from hypernas.proxies import PROXIES, one_epoch
@@ -251,7 +251,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.limit is not None and args.limit < 2:
         ap.error("--limit needs at least 2 architectures to rank")
     torch.set_num_threads(args.threads)
-    data = load_dataset("mnist1d")
+    # A given hypernetwork is scored on its own validation slice (it may have been trained
+    # with another --val-fraction); the proxies then use that slice too.
+    data = load_dataset_like(load_checkpoint(args.hypernet)["data"]) if args.hypernet else load_dataset("mnist1d")
     table = read_table(args.table).head(args.limit)
     notes = [f"Data proxies: first {PROXY_BATCH} samples of the validation slice; weights and one-epoch "
              f"training seeded with {args.seed}; {args.threads} thread(s)."]
