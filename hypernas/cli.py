@@ -301,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--s-max", type=int, default=10, help="virtual edges up to this many hops (1 = none)")
-    p.add_argument("--layer", choices=("mp", "transformer"), default="mp",
-                   help="hypernetwork layers: message passing (GHN-2) or graph transformer (GHN-3)")
+    p.add_argument("--layer", default="mp",  # checked by FitConfig against the model's list of layers
+                   help="hypernetwork layers: mp (message passing, GHN-2) or transformer (graph transformer, GHN-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")

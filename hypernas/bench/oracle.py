@@ -130,12 +130,12 @@ def hypernet_table(path: str, cache_dir: str | None = None, progress: bool = Tru
     scorer = Scorer.from_checkpoint(path, data)
     by_hash: dict[str, list[str]] = {}
     infos: dict[str, GraphInfo] = {}
-    for cell in tqdm(list(nb201.all_cells()), desc="development table: hashing", unit="cell", disable=not progress):
-        arch = nb201.to_string(cell)
-        info = as_info(nb201.from_string(arch, data.in_channels, data.num_classes, **ckpt["space_options"]))
+    graphs = nb201.enumerate_graphs(data.in_channels, data.num_classes, **ckpt["space_options"])
+    for G in tqdm(graphs, total=nb201.SPACE.size, desc="development table: hashing", unit="cell", disable=not progress):
+        info = as_info(G)
         key = canonical_hash(info)
         infos.setdefault(key, info)
-        by_hash.setdefault(key, []).append(arch)
+        by_hash.setdefault(key, []).append(info.labels["arch"])
     table = {}
     keys = list(infos)
     with tqdm(total=len(keys), desc="development table: scoring", unit="arch", disable=not progress) as bar:
