@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_device(device: str | None) -> None:
+def check_device(device: str | None) -> None:
     """A clear error for a device this machine does not have, before any work starts."""
     if not device:
         return
@@ -388,7 +388,7 @@ def _set_threads(threads: int | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _check_device(getattr(args, "device", None))
+        check_device(getattr(args, "device", None))
         COMMANDS[args.command](args)
     except HypernasError as err:
         # One line, whatever the message: some carry a library's multi-line text.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hypernas.bench import speed
+from hypernas.errors import HypernasError
 
 
 def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp_path, capsys):
@@ -25,6 +27,7 @@ def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp
     assert score["peak_rss_mib_with_baseline"] >= score["peak_rss_mib"] >= score["startup_rss_mib"] > 0
     assert train["steps"] == 2 and train["steps_per_second"] > 0
     assert train["peak_rss_mib"] >= train["startup_rss_mib"] > 0
+    assert {r["device"] for r in rows} == {"cpu"} and not any("peak_gpu_mib" in r for r in rows)
 
     # One JSON line per phase on stdout, as returned; progress on stderr, one line per phase.
     assert [json.loads(line) for line in out.splitlines() if line.startswith("{")] == rows
@@ -48,3 +51,20 @@ def test_unknown_space_or_layer_is_refused():
         speed.main(["--spaces", "nb201,nope"])
     with pytest.raises(SystemExit):
         speed.main(["--layers", "mp,lstm"])
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(HypernasError, match="no CUDA device is available here"):
+        speed.main(["--device", "cuda", "--archs", "2"])
+    with pytest.raises(HypernasError, match="is not a device"):
+        speed.main(["--device", "tpu7"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_scoring_and_training_run_there_and_report_gpu_memory():
+    rows = speed.main(["--spaces", "nb201", "--archs", "8", "--repeats", "1", "--train-steps", "2",
+                       "--fit-steps", "2", "--threads", "1", "--device", "cuda"])
+    assert [r["phase"] for r in rows] == ["score", "train"]
+    assert all(r["device"] == "cuda" and r["peak_gpu_mib"] > 0 for r in rows)
+    assert rows[0]["archs_per_second"] > 0 and rows[1]["steps_per_second"] > 0

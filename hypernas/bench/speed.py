@@ -8,6 +8,10 @@ the medians are reported, so the ratio is measured side by side on the same mach
 Hypernetwork training speed is steps per second of `fit_hypernet` with the default
 `FitConfig` (meta-batch 8, batch 128), after a 2-step warm-up run.
 
+With `--device cuda`, scoring, the baseline and training run on the GPU; the clock stops
+only after the GPU has finished, and the phase's peak GPU memory (`torch.cuda`'s high-water
+mark of allocated memory) is reported beside the host's.
+
 Each phase runs in a fresh subprocess, so the peak memory (the high-water mark of the
 resident set size, VmHWM) is that phase's own; the start-up share (Python, torch and hypernas imported) is given beside
 it. The scoring phase's peak is read before the baseline's compiled models exist; the peak
@@ -44,6 +48,7 @@ from dataclasses import replace
 
 import torch
 
+from hypernas.cli import check_device
 from hypernas.compile import compile_graph
 from hypernas.data import load_dataset, load_dataset_like
 from hypernas.errors import HypernasError
@@ -56,26 +61,27 @@ from hypernas.spaces import get_space
 SPACE_OPTIONS = {"nb201": {"channels": 8, "cells": 1}, "macro": {}}  # options for the spaces benchmarked
 
 
-def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
+def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str = "cpu") -> dict:
     ckpt = load_checkpoint(path)
     data = load_dataset_like(ckpt["data"])
     graphs = get_space(ckpt["space"]).sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
-    x = data.x_val
+    x = data.x_val.to(device)
     models, score_peak = None, None
     score_s, forward_s = [], []
     for _ in range(repeats + 1):  # the first round warms up (allocator, kernel choices, first touch) and is dropped
-        scorer = Scorer.from_checkpoint(path, data, samples=samples)  # a fresh, empty cache
+        scorer = Scorer.from_checkpoint(path, data, samples=samples, device=device)  # a fresh, empty cache
         start = time.perf_counter()
-        scorer.score(graphs)
+        scorer.score(graphs)  # ends on the host: each score is read back with .item()
         score_s.append(time.perf_counter() - start)
         del scorer
         if models is None:  # the baseline's models are built only now, so scoring's peak leaves them out
             score_peak = _peak_mib()
-            models = [compile_graph(G, data.ndim).eval() for G in graphs]
+            models = [compile_graph(G, data.ndim).eval().to(device) for G in graphs]
         start = time.perf_counter()
         with torch.no_grad():
             for m in models:
                 m(x)
+        _synchronize(device)  # kernels are queued asynchronously on a GPU
         forward_s.append(time.perf_counter() - start)
     score_s, forward_s = score_s[1:], forward_s[1:]
     score, forward = statistics.median(score_s), statistics.median(forward_s)
@@ -85,14 +91,23 @@ def time_scoring(path: str, n: int, repeats: int, samples: int = 1) -> dict:
             "ratios": [s / f for s, f in zip(score_s, forward_s)], "peak_rss_mib": score_peak}
 
 
-def time_training(space_name: str, options: dict, steps: int, layer: str = "mp") -> dict:
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "on the CPU"
+
+
+def _synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training(space_name: str, options: dict, steps: int, layer: str = "mp", device: str = "cpu") -> dict:
     data = load_dataset("mnist1d")
     # The default architecture and batch sizes; one validation architecture, so the
     # validation pass at the last step costs a fraction of a step.
     config = FitConfig(steps=steps, warmup=1, eval_archs=1, layer=layer)
-    fit_hypernet(space_name, options, data, replace(config, steps=2), progress=False)  # warm-up
+    fit_hypernet(space_name, options, data, replace(config, steps=2), device=device, progress=False)  # warm-up
     start = time.perf_counter()
-    fit_hypernet(space_name, options, data, config, progress=False)
+    fit_hypernet(space_name, options, data, config, device=device, progress=False)  # ends with .item() on the host
     seconds = time.perf_counter() - start
     return {"phase": "train", "layer": layer, "space": space_name, "space_options": get_space(space_name).resolve_options(options),
             "steps": steps, "meta_batch": config.meta_batch, "batch_size": config.batch_size, "seconds": seconds,
@@ -120,12 +135,14 @@ def _phase(args: argparse.Namespace) -> dict:
     start_peak = _peak_mib()  # the interpreter with torch and hypernas imported
     torch.set_num_threads(args.threads)
     if args.phase == "score":
-        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples)
+        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples, args.device)
         result["peak_rss_mib_with_baseline"] = _peak_mib()
     else:
-        result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers),
+        result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers, args.device),
                   "peak_rss_mib": _peak_mib()}
-    return {**result, "startup_rss_mib": start_peak, "threads": args.threads}
+    if torch.device(args.device).type == "cuda":  # the whole phase's, the baseline's models included
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(args.device) / 2**20
+    return {**result, "startup_rss_mib": start_peak, "threads": args.threads, "device": args.device}
 
 
 def _describe(space: str, options: dict, layer: str | None = None) -> str:
@@ -139,7 +156,8 @@ def markdown(rows: list[dict], notes: tuple[str, ...] = ()) -> str:
              "| space | phase | work | median s | rate | scoring / bare forward | peak RSS MiB (start-up) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        peak = f"{r['peak_rss_mib']:.0f} ({r['startup_rss_mib']:.0f})"
+        peak = f"{r['peak_rss_mib']:.0f} ({r['startup_rss_mib']:.0f})" + (
+            f"; GPU {r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else "")
         if r["phase"] == "score":
             ratios = ", ".join(f"{v:.2f}" for v in r["ratios"])
             lines.append(f"| {_describe(r['space'], r['space_options'], r['layer'])} | scoring | {r['archs']} archs, {r['repeats']} repeats | "
@@ -178,6 +196,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-steps", type=int, default=30, help="timed hypernetwork training steps (0: skip)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where scoring and training run")
     ap.add_argument("--out-md")
     ap.add_argument("--phase", choices=["score", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--space", help=argparse.SUPPRESS)
@@ -201,9 +220,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.train_steps < 0:
         ap.error("--train-steps must be >= 0")
+    check_device(args.device)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    base = [sys.executable, "-m", "hypernas.bench.speed", "--threads", str(args.threads)]
+    base = [sys.executable, "-m", "hypernas.bench.speed", "--threads", str(args.threads), "--device", args.device]
     rows = []
     with tempfile.TemporaryDirectory(prefix="hypernas-speed-") as tmp:
         hypernets = list(args.hypernet)
@@ -214,7 +234,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 _progress(f"training a {_describe(s, SPACE_OPTIONS.get(s, {}), layer)} hypernetwork for scoring, "
                           f"{args.fit_steps} steps (not timed)")
                 fit_hypernet(s, SPACE_OPTIONS.get(s, {}), data, FitConfig(steps=args.fit_steps, layer=layer),
-                             out=path, progress=False)
+                             out=path, device=args.device, progress=False)
                 hypernets.append(path)
         for path in hypernets:
             ckpt = load_checkpoint(path)
@@ -234,7 +254,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     val = {r["val_samples"] for r in rows if r["phase"] == "score"}
     command = " ".join(["hypernas bench speed", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     notes = (f"Command: `{command}`",
-             f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores; MNIST-1D; scoring uses {sources}, "
+             f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores, {_device_name(args.device)}; MNIST-1D; scoring uses {sources}, "
              f"{args.samples} draw(s), the {'/'.join(map(str, sorted(val)))}-sample validation slice; medians over "
              f"{args.repeats} repeat(s), scoring and bare forward alternating in one process. Training: meta-batch "
              f"{FitConfig().meta_batch}, batch {FitConfig().batch_size}. Each phase in its own process; "
