@@ -41,7 +41,7 @@ from hypernas.study import StorageError, annotate_trial, attach_artifact, open_s
 from hypernas.train import TrainConfig, train
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}
-SAMPLERS = ("tpe", "nsga2", "random", "grid", "evolution")
+SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution")
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
 
@@ -145,14 +145,15 @@ def search_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
 
 
 def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
-    """A seeded sampler: Optuna's TPE, NSGA-II, random or grid, or regularized evolution.
+    """A seeded sampler: Optuna's TPE, Gaussian-process (gp), NSGA-II, random or grid, or
+    regularized evolution.
     `options` are the sampler's own keyword arguments (e.g. {"multivariate": True} for TPE).
     `grid` needs a space that lists its grid.
 
     Usage: make_sampler("tpe", 0, get_space("nb201"), {"n_startup_trials": 5})
     """
-    classes = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-               "random": optuna.samplers.RandomSampler}
+    classes = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
+               "nsga2": optuna.samplers.NSGAIISampler, "random": optuna.samplers.RandomSampler}
     args = dict(options or {})
     if name == "evolution":
         from hypernas.samplers import RegularizedEvolutionSampler as cls

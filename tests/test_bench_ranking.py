@@ -28,7 +28,7 @@ def test_every_scorer_ranks_a_tiny_table(tmp_path, mnist1d, monkeypatch):
                          "--out-png", str(png), "--scorers", ",".join(ranking.SCORERS)])
 
     labels = [label for label, _ in ranking.SCORERS.values()]
-    assert len(labels) == 11 and [r["scorer"] for r in rows] == labels
+    assert len(labels) == 12 and [r["scorer"] for r in rows] == labels
     for r in rows:
         assert -1 <= r["kendall_tau"] <= 1 and -1 <= r["spearman_rho"] <= 1, r["scorer"]
         assert 0 <= r["precision_at_top"] <= 1 and r["top1_true"] in table.mean
@@ -68,3 +68,9 @@ def test_a_hypernetwork_is_scored_on_its_own_validation_slice(tmp_path):
     fit_hypernet("nb201", PROTOCOL, load_dataset("mnist1d", val_fraction=0.25), TINY, out=hypernet, progress=False)
     rows = ranking.main(["--hypernet", hypernet, "--limit", "4", "--scorers", "hypernet_score", "--threads", "1"])
     assert len(rows[0]["scores"]) == 4 and all(0 < s <= 1 for s in rows[0]["scores"])
+
+
+def test_rank_average_weighs_its_scorers_equally():
+    up, down, skewed = (lambda gs: [1, 2, 3]), (lambda gs: [30, 20, 10]), (lambda gs: [0.1, 5, 1e6])
+    assert ranking.rank_average(up, down)([None] * 3) == [2.0, 2.0, 2.0]  # opposite ranks cancel
+    assert ranking.rank_average(up, skewed)([None] * 3) == [1.0, 2.0, 3.0]  # only ranks count, not scale

@@ -46,7 +46,7 @@ def test_same_seed_same_search(table):
 
 
 def test_warm_start_enqueues_the_synflow_design_first(table):
-    cfg = replace(oracle.TUNED, trials=5, warm_start=3, warm_pool=8)
+    cfg = replace(oracle.CANDIDATES["tpe_warm10"], trials=5, warm_start=3, warm_pool=8)
     study = oracle.run_method(cfg, 0, table)
     design = oracle.synflow_design(oracle.get_space("nb201"), {}, 3, 10, (32, 32), 3, 8, 0, progress=False)
     assert [t.params for t in study.trials[:3]] == design

@@ -232,3 +232,17 @@ def test_two_sqlite_workers_share_one_study_exactly(tmp_path, hypernet):
     assert len(completed(study)) == 50
     assert sum("trained_accuracy" in t.user_attrs for t in trials) == 1
     assert study._storage.get_study_system_attrs(study._study_id)["hypernas:workers"] == 2
+
+
+def test_gp_sampler_is_seeded_through_the_search(tmp_path, hypernet):
+    """Optuna's Gaussian-process sampler, past its random start-up trials: the same seed asks
+    for the same architectures, another seed for others."""
+    def arches(study, seed):
+        cfg = config(tmp_path, hypernet, trials=13, batch=1, top_k=0, samples=1, sampler="gp",
+                     sampler_options={"n_startup_trials": 4}, study=study, seed=seed)
+        run_search(cfg, progress=False)
+        return [t.params for t in sorted(completed(load_study(cfg.storage_url, study)), key=lambda t: t.number)]
+
+    first = arches("gp_a", 0)
+    assert len(first) == 13 and first == arches("gp_b", 0)
+    assert first != arches("gp_c", 1)

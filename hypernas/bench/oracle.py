@@ -13,15 +13,16 @@ baselines), from the same runs. Regret = the table's best accuracy minus the bes
 Methods (each through the same loop, one trial per ask):
 - random, tpe (Optuna's defaults), nsga2 (population 20): Optuna's samplers;
 - evolution: regularized evolution, population 10, sample 3 (`hypernas.samplers`);
-- tuned: TPE with a synflow warm start (`TUNED`), fixed from the literature before its first
-  run on this table, so it uses no knowledge of it (see BENCHMARKS.md).
+- tuned (`TUNED`): the candidate that won on a development objective (below), chosen by a
+  criterion fixed beforehand, so it uses no knowledge of this table (see BENCHMARKS.md).
 
 Choosing the tuned configuration without this table: `--dev-hypernet PATH` swaps the table
 for a development objective that shares nothing with it, namely a hypernetwork's own score
 (100 x exp(-validation loss) on the data it was trained for, e.g. MNIST-1D) of every one of
 the 15,625 cells, and `--seed-offset` keeps the development seeds apart from the final ones.
-The candidates (`CANDIDATES`) are compared there. Plain TPE won; the `tuned` row is the
-configuration fixed from the literature before any run on the table (BENCHMARKS.md).
+The candidates (`CANDIDATES`) are compared there, by the sum of the mean regrets at 50 and
+100 queries. Rounds 1 and 2 left plain TPE ahead; round 3's Gaussian-process sampler edged
+past it, and is the `tuned` row.
 
 Usage:
     hypernas bench oracle --seeds 20 --budget 200 --out-md runs/oracle/oracle.md --out-png runs/oracle/oracle.png
@@ -88,10 +89,18 @@ CANDIDATES: dict[str, SearchConfig] = {
     "tpe_ei128": replace(BASE, sampler="tpe", sampler_options={"n_ei_candidates": 128}),
     "tpe_startup5_ei64": replace(BASE, sampler="tpe", sampler_options={"n_startup_trials": 5, "n_ei_candidates": 64}),
     "tpe_no_liar": replace(BASE, sampler="tpe", sampler_options={"constant_liar": False}),
+    # Round 3 (session 4), listed before any run: Optuna's Gaussian-process sampler, a model
+    # that shares what it learns about one edge's op across cells (ARD kernel over the one-hot
+    # edges) where TPE's Parzen estimators do not; and the same told the objective has no noise,
+    # which holds for a table and for the product's cached, seeded hypernetwork scores.
+    "gp": replace(BASE, sampler="gp"),
+    "gp_deterministic": replace(BASE, sampler="gp", sampler_options={"deterministic_objective": True}),
 }
-# Fixed before its first run on the table. The development objective later preferred plain
-# TPE (the warm start hurt there), so the product leaves the warm start off by default.
-TUNED = CANDIDATES["tpe_warm10"]
+# The development objective's choice (round 3; sum of regrets 0.900 against plain TPE's
+# 0.928, a margin inside the noise of 30 seeds). Session 2's tuned row, TPE with a synflow warm
+# start (`tpe_warm10`), was fixed from the literature; it hurt on the development objective,
+# so the product leaves the warm start off by default.
+TUNED = CANDIDATES["gp"]
 
 
 class TableScorer:
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed-offset", type=int, default=0, help="run seeds OFFSET..OFFSET+seeds-1")
     ap.add_argument("--dev-hypernet", metavar="PATH",
                     help="score with this nb201 hypernetwork's development table instead of the CIFAR-10 table")
-    ap.add_argument("--warm-pool", type=int, help=f"override the warm-started methods' synflow pool ({TUNED.warm_pool})")
+    ap.add_argument("--warm-pool", type=int, help=f"override the warm-started methods' synflow pool ({WARM['warm_pool']})")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (synflow of the warm start)")
     ap.add_argument("--out-md")
     ap.add_argument("--out-png")

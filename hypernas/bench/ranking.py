@@ -6,7 +6,8 @@ same architectures in the same run, and its cost is timed there too (seconds per
 architecture; the hypernetwork's own training is not in it, the run prints it apart).
 
 Scorers (`--scorers`, a comma list of these keys; default all): the hypernetwork's score
-and validation accuracy (`hypernet_score`, `hypernet_accuracy`), `params`, `flops`, the
+and validation accuracy (`hypernet_score`, `hypernet_accuracy`), `params`, the average of
+the hypernetwork's and the parameter count's ranks (`hypernet_params`), `flops`, the
 zero-cost proxies of `hypernas.proxies` (`synflow`, `jacob_cov`, `naswot`, `snip`,
 `grad_norm`) and `one_epoch` (one epoch of the normal protocol without the validation
 slice, scored on that slice). Nothing here looks at the test split except the truth.
@@ -94,6 +95,19 @@ def hypernet_scorer(path: str, data: Dataset, samples: int = 1, key: str = "scor
     return score
 
 
+def param_scorer(data: Dataset) -> Callable:
+    return lambda graphs: [param_count(G, data.ndim) for G in graphs]
+
+
+def rank_average(*scorers: Callable) -> Callable:
+    """A scorer that averages the ranks its scorers give (equal weights: nothing to fit)."""
+
+    def score(graphs: list[nx.DiGraph]) -> list[float]:
+        return list(np.mean([stats.rankdata(s(graphs)) for s in scorers], axis=0))
+
+    return score
+
+
 def proxy_scorer(name: str, data: Dataset, seed: int, batch: int = PROXY_BATCH) -> Callable:
     """A zero-cost proxy of `hypernas.proxies` on the first `batch` samples of the validation slice."""
     x, y, fn = data.x_val[:batch], data.y_val[:batch], PROXIES[name]
@@ -128,12 +142,14 @@ SCORERS: dict[str, tuple[str, Callable[[Setup], Callable[[list[nx.DiGraph]], lis
     "hypernet_score": ("hypernetwork score", lambda s: hypernet_scorer(s.hypernet, s.data, s.samples, "score")),
     "hypernet_accuracy": ("hypernetwork validation accuracy",
                           lambda s: hypernet_scorer(s.hypernet, s.data, s.samples, "accuracy")),
-    "params": ("parameter count", lambda s: lambda gs: [param_count(G, s.data.ndim) for G in gs]),
+    "params": ("parameter count", lambda s: param_scorer(s.data)),
+    "hypernet_params": ("hypernetwork score and parameter count, rank average",
+                        lambda s: rank_average(hypernet_scorer(s.hypernet, s.data, s.samples), param_scorer(s.data))),
     "flops": ("FLOPs", lambda s: lambda gs: [flops(G, s.data.input_size) for G in gs]),
     **{name: (name, lambda s, name=name: proxy_scorer(name, s.data, s.seed)) for name in PROXIES},
     "one_epoch": ("one-epoch training", lambda s: one_epoch_scorer(s.data, s.seed)),
 }
-HYPERNET_SCORERS = ("hypernet_score", "hypernet_accuracy")
+HYPERNET_SCORERS = ("hypernet_score", "hypernet_accuracy", "hypernet_params")
 
 
 def prepare_hypernet(path: str | None, runs_dir: str, data: Dataset) -> str:
