@@ -70,9 +70,14 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=None)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            # Workers started together race to create Optuna's tables; the loser finds them made.
-            if attempt == attempts - 1:
+        except sqlalchemy.exc.DBAPIError as err:
+            # Workers started together race to create Optuna's tables; the loser finds them
+            # made (PostgreSQL: an integrity or programming error; SQLite: an operational
+            # "already exists" or "locked"). Any other error, a refused connection say, is final.
+            lost_race = isinstance(err, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) or (
+                isinstance(err, sqlalchemy.exc.OperationalError)
+                and any(text in str(err) for text in ("already exists", "database is locked")))
+            if not lost_race or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

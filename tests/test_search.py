@@ -246,3 +246,31 @@ def test_gp_sampler_is_seeded_through_the_search(tmp_path, hypernet):
     first = arches("gp_a", 0)
     assert len(first) == 13 and first == arches("gp_b", 0)
     assert first != arches("gp_c", 1)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_retries(monkeypatch):
+    """Two workers opening a new SQLite study together: the loser sees "already exists" and
+    tries again; an error of another kind (a refused connection) is not retried."""
+    import sqlalchemy
+
+    from hypernas import study as study_module
+
+    def failing(message, times):
+        calls = []
+
+        def rdb(url, heartbeat_interval=None):
+            calls.append(url)
+            if len(calls) <= times:
+                raise sqlalchemy.exc.OperationalError("CREATE TABLE study_directions", {}, Exception(message))
+            return "storage"
+
+        monkeypatch.setattr(study_module.optuna.storages, "RDBStorage", rdb)
+        monkeypatch.setattr(study_module.time, "sleep", lambda s: None)
+        return calls
+
+    calls = failing("table study_directions already exists", times=2)
+    assert study_module._rdb_storage("sqlite:///x.db") == "storage" and len(calls) == 3
+    calls = failing("connection refused", times=1)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        study_module._rdb_storage("postgresql://h/db")
+    assert len(calls) == 1
