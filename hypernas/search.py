@@ -171,7 +171,8 @@ def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = N
         raise HypernasError(f"sampler {name!r} does not take these options {sorted(args)}: {err}") from None
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str) -> str:
+    """The first 16 hex digits of a file's sha256: which checkpoint a study or cache was made with."""
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
@@ -203,7 +204,7 @@ def _open_study(cfg: SearchConfig, storage, hypernet: str, data: Dataset) -> opt
                                f"asks for {value!r}; pick another --study or the original options")
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(f"study {cfg.study!r} has directions {study.directions}, not {directions}")
-    new = {**record, **data.signature(), "ndim": data.ndim, "hypernet": os.path.abspath(hypernet), "hypernet_sha256": _file_digest(hypernet),
+    new = {**record, **data.signature(), "ndim": data.ndim, "hypernet": os.path.abspath(hypernet), "hypernet_sha256": file_digest(hypernet),
            "sampler": cfg.sampler, "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start, "seed": cfg.seed,
            "run_dir": os.path.abspath(cfg.run_dir)}
     for key, value in new.items():

@@ -32,7 +32,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -51,7 +50,7 @@ from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.initial_design import synflow_design
 from hypernas.score import Score, Scorer
-from hypernas.search import SearchConfig, search_loop
+from hypernas.search import SearchConfig, file_digest, search_loop
 from hypernas.spaces import get_space
 from search_spaces import nb201
 
@@ -130,17 +129,15 @@ def hypernet_table(path: str, cache_dir: str | None = None, progress: bool = Tru
     skeleton it was trained for, for all 15,625 cells: a development objective for choosing
     the steering, which knows nothing of the CIFAR-10 table. Equivalent cells (by canonical
     hash) are scored once. Cached as JSON beside the checkpoint, keyed by its sha256."""
-    _, ckpt = load_hypernet(path)  # a missing or corrupt checkpoint fails here, with its name
+    ghn, ckpt = load_hypernet(path)  # a missing or corrupt checkpoint fails here, with its name
     if ckpt["space"] != "nb201":
         raise CheckpointError(f"{path} was trained on space {ckpt['space']!r}; the development objective needs nb201")
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    cache = os.path.join(cache_dir or os.path.dirname(os.path.abspath(path)), f"dev_table_{digest}.json")
+    cache = os.path.join(cache_dir or os.path.dirname(os.path.abspath(path)), f"dev_table_{file_digest(path)}.json")
     if os.path.exists(cache):
         with open(cache) as f:
             return json.load(f)
     data = load_dataset_like(ckpt["data"])
-    scorer = Scorer.from_checkpoint(path, data)
+    scorer = Scorer(ghn, data)  # the data it was trained for, by construction
     by_hash: dict[str, list[str]] = {}
     infos: dict[str, GraphInfo] = {}
     graphs = nb201.enumerate_graphs(data.in_channels, data.num_classes, **ckpt["space_options"])
