@@ -135,7 +135,7 @@ def train_hypernet(args: argparse.Namespace) -> None:
     _set_threads(args.threads)
     config = FitConfig(steps=args.steps, meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
                        checkpoint_every=args.checkpoint_every, seed=args.seed, s_max=args.s_max,
-                       layer=args.layer)
+                       layer=args.layer, hidden=args.hidden, rounds=args.rounds)
     state = fit_hypernet(args.space, space_options(args), _load_data(args), config, out=args.out,
                          resume=args.resume, device=args.device)
     loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--s-max", type=int, default=10, help="virtual edges up to this many hops (1 = none)")
+    p.add_argument("--hidden", type=int, default=64, help="width of the hypernetwork's node embeddings")
+    p.add_argument("--rounds", type=int, default=4, help="message-passing rounds (or transformer layers)")
     p.add_argument("--layer", default="mp",  # checked by FitConfig against the model's list of layers
                    help="hypernetwork layers: mp (message passing, GHN-2) or transformer (graph transformer, GHN-3)")
     p.add_argument("--seed", type=int, default=0)
@@ -326,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="folder for run directories (default runs)")
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run directory)")
     p.add_argument("--trials", type=int, help="scored trials to reach in total")
-    p.add_argument("--sampler", help="tpe, gp, nsga2, random, grid or evolution (options: [sampler_options] in --config)")
+    p.add_argument("--sampler", help="tpe, gp, nsga2, random, grid, evolution or local (options: [sampler_options] in --config)")
     p.add_argument("--distinct", action="store_true", default=None,
                    help="--trials counts distinct architectures; isomorphic duplicates are free")
     p.add_argument("--objectives", help="score, score,params or score,flops")

@@ -1,4 +1,6 @@
-"""Regularized ("aging") evolution as an Optuna sampler (Real et al., AAAI 2019).
+"""Samplers of our own, through Optuna's sampler protocol: regularized evolution and local search.
+
+## Regularized ("aging") evolution (Real et al., AAAI 2019)
 
 The population is the last `population_size` COMPLETE trials by trial number, so members
 leave by age, not by fitness. Each new trial picks `sample_size` members at random, takes
@@ -22,10 +24,21 @@ RUNNING trials are never population members, so several trials may be asked befo
 told (a batched ask): each one is a child of the population as it stands. Pruned and failed
 trials are ignored. Single-objective studies only; a multi-objective study is an error.
 
+## Best-first local search (White, Nolen, Savani, UAI 2021: local search is state of the art on NAS benchmarks)
+After `n_startup_trials` complete trials proposed by a `startup` sampler (random, or TPE, GP...),
+every trial is a neighbor of an architecture already seen: one categorical parameter changed.
+The center is the best complete trial that still has a neighbor nobody proposed; the neighbor
+is drawn at random among those. So a better neighbor becomes the next center at once (first
+improvement), and a local optimum whose neighbors are all seen hands over to the next-best trial,
+which searches the plateau around it. Other parameters are inherited from the center. When no
+trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
+
 Usage:
-    from hypernas.samplers import RegularizedEvolutionSampler
+    from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
     study = optuna.create_study(direction="maximize",
                                 sampler=RegularizedEvolutionSampler(population_size=10, sample_size=3, seed=0))
+    study = optuna.create_study(direction="maximize", sampler=LocalSearchSampler(n_startup_trials=20,
+                                startup=optuna.samplers.TPESampler(seed=0), seed=0))
 """
 
 from __future__ import annotations
@@ -140,6 +153,76 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
             if dist.to_internal_repr(new) != current:
                 break
         return new
+
+
+class LocalSearchSampler(optuna.samplers.BaseSampler):
+    """Best-first, first-improvement local search over one-parameter moves, after
+    `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves."""
+
+    def __init__(self, n_startup_trials: int = 10, startup: optuna.samplers.BaseSampler | None = None,
+                 seed: int | None = None):
+        if not isinstance(n_startup_trials, int) or n_startup_trials < 1:
+            raise HypernasError(f"n_startup_trials must be an integer >= 1, got {n_startup_trials!r}")
+        self.n_startup_trials = n_startup_trials
+        self._startup = startup if startup is not None else optuna.samplers.RandomSampler(seed=seed)
+        self._rng = np.random.default_rng(None if seed is None else [seed, 2])
+        # trial -> (center, parameter, new value); absent while the startup sampler proposes
+        self._moves: dict[tuple[str, int], tuple[FrozenTrial, str, Any]] = {}
+
+    def reseed_rng(self) -> None:
+        self._startup.reseed_rng()
+        self._rng = np.random.default_rng()
+
+    # -- Optuna's sampler protocol: the move is chosen once per trial, before any sampling ----
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        _check_single_objective(study)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) >= self.n_startup_trials:
+            move = self._next_move(study, complete)
+            if move is not None:  # None: every seen trial's neighbors are seen too; the startup sampler explores
+                self._moves[_key(study, trial)] = move
+        self._startup.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if _key(study, trial) in self._moves:
+            return {}  # a move is made parameter by parameter, so conditional ones move too
+        return self._startup.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if _key(study, trial) in self._moves:
+            return {}
+        return self._startup.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        move = self._moves.get(_key(study, trial))
+        if move is not None and move[0].distributions.get(param_name) == param_distribution:
+            center, name, value = move
+            return value if param_name == name else center.params[param_name]
+        # not searching yet, or a parameter the center lacks (the move switched a branch)
+        return self._startup.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: list[float] | None) -> None:
+        self._moves.pop(_key(study, trial), None)
+        self._startup.after_trial(study, trial, state, values)
+
+    def _next_move(self, study: optuna.Study, complete: list[FrozenTrial]) -> tuple[FrozenTrial, str, Any] | None:
+        """(center, parameter, new value): an unseen neighbor of the best trial that has one."""
+        # every trial in any state counts as seen: running ones (a batched ask) and failed ones alike
+        seen = {frozenset(t.params.items()) for t in study.get_trials(deepcopy=False)}
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        for center in sorted(complete, key=lambda t: (-sign * t.value, t.number)):
+            moves = [(n, v) for n, d in sorted(center.distributions.items())
+                     if isinstance(d, CategoricalDistribution)
+                     for v in d.choices if v != center.params[n]
+                     and frozenset({**center.params, n: v}.items()) not in seen]
+            if moves:
+                name, value = moves[self._rng.integers(len(moves))]
+                return center, name, value
+        return None
 
 
 def _key(study: optuna.Study, trial: FrozenTrial) -> tuple[str, int]:

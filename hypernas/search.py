@@ -41,7 +41,7 @@ from hypernas.study import StorageError, annotate_trial, attach_artifact, open_s
 from hypernas.train import TrainConfig, train
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}
-SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution")
+SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution", "local")
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
 
@@ -146,17 +146,26 @@ def search_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
 
 def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
     """A seeded sampler: Optuna's TPE, Gaussian-process (gp), NSGA-II, random or grid, or
-    regularized evolution.
+    regularized evolution, or local search.
     `options` are the sampler's own keyword arguments (e.g. {"multivariate": True} for TPE).
-    `grid` needs a space that lists its grid.
+    `grid` needs a space that lists its grid. Local search takes `startup` (a sampler name) and
+    `startup_options` for the sampler of its first `n_startup_trials`.
 
     Usage: make_sampler("tpe", 0, get_space("nb201"), {"n_startup_trials": 5})
+           make_sampler("local", 0, get_space("nb201"), {"n_startup_trials": 20, "startup": "tpe"})
     """
     classes = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
                "nsga2": optuna.samplers.NSGAIISampler, "random": optuna.samplers.RandomSampler}
     args = dict(options or {})
     if name == "evolution":
         from hypernas.samplers import RegularizedEvolutionSampler as cls
+    elif name == "local":
+        from hypernas.samplers import LocalSearchSampler as cls
+
+        startup = args.pop("startup", "random")
+        if startup == "local":
+            raise HypernasError("local search cannot start from local search; choose another startup sampler")
+        args["startup"] = make_sampler(startup, seed, space, args.pop("startup_options", None))
     elif name == "grid":
         if space.grid is None:
             raise HypernasError(f"space {space.name!r} has no finite grid; use tpe, nsga2 or random")

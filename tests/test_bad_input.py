@@ -333,6 +333,8 @@ def test_negative_search_seed(files, tmp_path, capsys):
     (["train-hypernet", "--lr", 0], "lr must be a finite number > 0"),
     (["train-hypernet", "--threads", -1], "--threads must be >= 1"),
     (["train-hypernet", "--layer", "lstm"], "layer must be one of mp, transformer, not 'lstm'"),
+    (["train-hypernet", "--hidden", 0], "hidden must be an integer >= 1"),
+    (["train-hypernet", "--rounds", 0], "rounds must be an integer >= 1"),
 ])
 def test_bad_training_options(argv, expected, files, tmp_path, capsys):
     base = {"train": ["--space", "tiny_cnn", "--arch", files["dir"] / "good.json", "--dataset", files["data"]],

@@ -46,6 +46,17 @@ def test_train_json_output(capsys, tmp_path, mnist1d):
     assert json.loads(capsys.readouterr().out)["params"] > 0
 
 
+def test_train_hypernet_takes_the_hypernetworks_size(tmp_path, mnist1d):
+    import torch
+
+    out = tmp_path / "h.pt"
+    assert main(["train-hypernet", "--space", "nb201", "--dataset", "mnist1d", "--channels", "2", "--cells", "1",
+                 "--steps", "1", "--meta-batch", "1", "--batch-size", "8", "--hidden", "8", "--rounds", "1",
+                 "--out", str(out)]) == 0
+    hyper = torch.load(out, weights_only=True)["hyper"]
+    assert hyper["hidden"] == 8 and hyper["rounds"] == 1
+
+
 def test_draw_writes_a_png(tmp_path):
     out = tmp_path / "a.png"
     assert main(["draw", "--space", "nb201", "--arch", GOOD_CELL, "--channels", "4", "--cells", "1", "--out", str(out)]) == 0

@@ -9,6 +9,7 @@ import pytest
 from hypernas.bench import oracle
 from hypernas.bench.nb201_table import load_cifar10_table
 from hypernas.cli import main as cli
+from hypernas.search import make_sampler
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,13 @@ def test_warm_start_enqueues_the_synflow_design_first(table):
     assert [t.params for t in study.trials[:3]] == design
 
 
+def test_every_candidate_builds_its_sampler():
+    """A misspelt option in a candidate fails here, not minutes into a development run."""
+    space = oracle.get_space("nb201")
+    for name, cfg in {**oracle.METHODS, **oracle.CANDIDATES}.items():
+        assert make_sampler(cfg.sampler, 0, space, cfg.sampler_options) is not None, name
+
+
 def test_planted_regret_summary():
     curves = {"perfect": [[90.0, 94.0, 94.0]], "poor": [[80.0, 85.0, 90.0]]}
     summary = oracle.summarize(curves, best=94.0, checkpoints=(1, 3))
@@ -83,6 +91,9 @@ def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, 
     assert len(cut) >= 1 and len({dev[a] for a in cut}) == 1
     cached = list(tmp_path.glob("dev_table_*.json"))
     assert len(cached) == 1
+    elsewhere = tmp_path / "new" / "cache"  # a cache folder that does not exist yet is made
+    assert oracle.hypernet_table(path, cache_dir=str(elsewhere), progress=False) == dev
+    assert len(list(elsewhere.glob("dev_table_*.json"))) == 1
     monkeypatch.setattr(oracle, "Scorer", None)  # a second call must not score anything
     assert oracle.hypernet_table(path, progress=False) == dev
 

@@ -1,4 +1,4 @@
-"""RegularizedEvolutionSampler: aging evolution as an Optuna sampler."""
+"""Our Optuna samplers: RegularizedEvolutionSampler (aging evolution) and LocalSearchSampler."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import optuna
 import pytest
 
 from hypernas.errors import HypernasError
-from hypernas.samplers import RegularizedEvolutionSampler
+from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
+from hypernas.search import make_sampler
+from hypernas.spaces import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -186,3 +188,119 @@ def test_random_run_on_a_conditional_space():
 def test_bad_sizes(kwargs):
     with pytest.raises(HypernasError, match="population_size|sample_size"):
         RegularizedEvolutionSampler(**kwargs)
+
+
+# ---- LocalSearchSampler ----------------------------------------------------------------------
+
+
+def local(seed=0, n_startup_trials=10, startup=None) -> LocalSearchSampler:
+    return LocalSearchSampler(n_startup_trials=n_startup_trials, startup=startup, seed=seed)
+
+
+@pytest.mark.parametrize("objective", [toy, mixed])
+def test_local_search_same_seed_same_sequence(objective):
+    a, b = (run(local(seed=3), objective, n=40) for _ in range(2))
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.params for t in a.trials] != [t.params for t in run(local(seed=4), objective, n=40).trials]
+
+
+def test_local_search_moves_one_parameter_from_a_seen_trial_and_never_repeats():
+    study = run(local(n_startup_trials=5), n=80)
+    seen = [tuple(t.params.values()) for t in study.trials]
+    assert len(set(seen)) == len(seen)
+    for t in study.trials[5:]:
+        assert any(n_diff(t.params, s.params) == 1 for s in study.trials[:t.number]), t.number
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_local_search_moves_from_the_best_trial(direction):
+    study = optuna.create_study(direction=direction, sampler=local(n_startup_trials=3))
+    for k in (1, 4, 2):
+        study.enqueue_trial({n: "conv3" if j < k else "none" for j, n in enumerate(NAMES)})
+    study.optimize(toy, n_trials=3)
+    best = study.trials[1] if direction == "maximize" else study.trials[0]
+    for _ in range(5):  # none of these is better when maximizing (all told 0), so the center stays
+        t = study.ask()
+        toy(t)
+        assert n_diff(t.params, best.params) == 1
+        study.tell(t, 0 if direction == "maximize" else 9)
+
+
+def test_local_search_moves_to_a_better_neighbor_at_once():
+    study = optuna.create_study(direction="maximize", sampler=local(n_startup_trials=1))
+    study.enqueue_trial({n: "none" for n in NAMES})
+    study.optimize(toy, n_trials=1)
+    t = study.ask()
+    toy(t)
+    study.tell(t, 100)  # far better than anything: it is the next center
+    nxt = study.ask()
+    toy(nxt)
+    assert n_diff(nxt.params, t.params) == 1
+
+
+def test_local_search_hands_over_to_the_next_best_when_a_center_is_exhausted():
+    def two(trial):
+        return 3 * trial.suggest_categorical("a", [0, 1, 2]) + trial.suggest_categorical("b", [0, 1, 2])
+
+    study = optuna.create_study(direction="maximize", sampler=local(n_startup_trials=1))
+    for a, b in ((2, 2), (0, 2), (1, 2), (2, 0), (2, 1)):  # the best and all four of its neighbors
+        study.enqueue_trial({"a": a, "b": b})
+    study.optimize(two, n_trials=5)
+    t = study.ask()
+    two(t)
+    # the next best, (2, 1), has unseen neighbors (0, 1) and (1, 1): one of those
+    assert (t.params["a"], t.params["b"]) in {(0, 1), (1, 1)}
+
+
+def test_local_search_on_a_space_it_exhausts_falls_back_to_the_startup_sampler():
+    study = run(local(n_startup_trials=2), lambda t: t.suggest_categorical("a", [0, 1]) + t.suggest_categorical("b", [0, 1]),
+                n=12)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert {(t.params["a"], t.params["b"]) for t in study.trials} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_local_search_beats_random_search_on_average():
+    n, seeds = 40, range(6)
+    ls = [run(local(seed=s), n=n) for s in seeds]
+    rnd = [run(optuna.samplers.RandomSampler(seed=s), n=n) for s in seeds]
+    assert np.mean([s.best_value for s in ls]) > np.mean([s.best_value for s in rnd]) + 1.0
+
+
+def test_local_search_startup_trials_are_the_startup_samplers_own():
+    """The first trials come from the startup sampler as if it ran alone (its relative
+    sampling included); the local moves start after them."""
+    alone = run(optuna.samplers.TPESampler(seed=5, n_startup_trials=3), n=12)
+    mixed_run = run(local(n_startup_trials=12, startup=optuna.samplers.TPESampler(seed=5, n_startup_trials=3)), n=16)
+    assert [t.params for t in mixed_run.trials[:12]] == [t.params for t in alone.trials]
+    for t in mixed_run.trials[12:]:
+        assert any(n_diff(t.params, s.params) == 1 for s in mixed_run.trials[:t.number])
+
+
+def test_local_search_inherits_conditional_parameters_from_its_center():
+    study = optuna.create_study(direction="maximize", sampler=local(n_startup_trials=2))
+    for params in ({"kind": "conv", "act": "gelu", "w": 0.9}, {"kind": "pool", "p": 0.4}):
+        study.enqueue_trial(params)
+    study.optimize(_branchy, n_trials=2)
+    for _ in range(4):
+        t = study.ask()
+        _branchy(t)
+        if t.params["kind"] == "conv":  # the center's branch: its float is inherited, its act moved
+            assert t.params["w"] == 0.9 and t.params["act"] != "gelu"
+        study.tell(t, 0.0)
+
+
+def test_local_search_bad_input():
+    with pytest.raises(HypernasError, match="n_startup_trials"):
+        LocalSearchSampler(n_startup_trials=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=local())
+    with pytest.raises(HypernasError, match="single-objective studies only"):
+        study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
+    space = get_space("nb201")
+    with pytest.raises(HypernasError, match="cannot start from local search"):
+        make_sampler("local", 0, space, {"startup": "local"})
+    with pytest.raises(HypernasError, match="unknown sampler 'tpee'"):
+        make_sampler("local", 0, space, {"startup": "tpee"})
+    with pytest.raises(HypernasError, match="does not take"):
+        make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startups": 3}})
+    sampler = make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startup_trials": 3}})
+    assert isinstance(sampler._startup, optuna.samplers.TPESampler)

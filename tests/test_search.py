@@ -234,18 +234,20 @@ def test_two_sqlite_workers_share_one_study_exactly(tmp_path, hypernet):
     assert study._storage.get_study_system_attrs(study._study_id)["hypernas:workers"] == 2
 
 
-def test_gp_sampler_is_seeded_through_the_search(tmp_path, hypernet):
-    """Optuna's Gaussian-process sampler, past its random start-up trials: the same seed asks
-    for the same architectures, another seed for others."""
+@pytest.mark.parametrize("sampler, options", [("gp", {"n_startup_trials": 4}),
+                                              ("local", {"n_startup_trials": 4, "startup": "tpe"})])
+def test_model_samplers_are_seeded_through_the_search(tmp_path, hypernet, sampler, options):
+    """Optuna's Gaussian-process sampler and our local search, past their start-up trials: the
+    same seed asks for the same architectures, another seed for others."""
     def arches(study, seed):
-        cfg = config(tmp_path, hypernet, trials=13, batch=1, top_k=0, samples=1, sampler="gp",
-                     sampler_options={"n_startup_trials": 4}, study=study, seed=seed)
+        cfg = config(tmp_path, hypernet, trials=13, batch=1, top_k=0, samples=1, sampler=sampler,
+                     sampler_options=options, study=study, seed=seed)
         run_search(cfg, progress=False)
         return [t.params for t in sorted(completed(load_study(cfg.storage_url, study)), key=lambda t: t.number)]
 
-    first = arches("gp_a", 0)
-    assert len(first) == 13 and first == arches("gp_b", 0)
-    assert first != arches("gp_c", 1)
+    first = arches("a", 0)
+    assert len(first) == 13 and first == arches("b", 0)
+    assert first != arches("c", 1)
 
 
 def test_a_worker_that_loses_the_race_to_create_the_tables_retries(monkeypatch):
