@@ -32,6 +32,9 @@ is drawn at random among those. So a better neighbor becomes the next center at 
 improvement), and a local optimum whose neighbors are all seen hands over to the next-best trial,
 which searches the plateau around it. Other parameters are inherited from the center. When no
 trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
+With `restart=True` a local optimum instead ends the climb: the startup sampler proposes a new
+start, and the next climb searches from the best of its own trials only (each trial's climb is
+kept in its system attributes, so a resumed study continues the same climb).
 
 Usage:
     from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
@@ -160,10 +163,12 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
     `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves."""
 
     def __init__(self, n_startup_trials: int = 10, startup: optuna.samplers.BaseSampler | None = None,
-                 seed: int | None = None):
+                 restart: bool = False, seed: int | None = None):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 1:
             raise HypernasError(f"n_startup_trials must be an integer >= 1, got {n_startup_trials!r}")
-        self.n_startup_trials = n_startup_trials
+        if not isinstance(restart, bool):
+            raise HypernasError(f"restart must be true or false, got {restart!r}")
+        self.n_startup_trials, self.restart = n_startup_trials, restart
         self._startup = startup if startup is not None else optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 2])
         # trial -> (center, parameter, new value); absent while the startup sampler proposes
@@ -177,11 +182,21 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         _check_single_objective(study)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if len(complete) >= self.n_startup_trials:
+            climb = max((t.system_attrs.get(_CLIMB, 0) for t in trials), default=0)
+            if self.restart:  # only the current climb's trials are centers, and only its best
+                complete = [t for t in complete if t.system_attrs.get(_CLIMB, 0) == climb]
             move = self._next_move(study, complete)
-            if move is not None:  # None: every seen trial's neighbors are seen too; the startup sampler explores
+            if move is not None:
                 self._moves[_key(study, trial)] = move
+            elif self.restart and complete:  # a local optimum: the startup sampler proposes a new start
+                climb += 1
+            # else every center's neighbors are seen (or the climb's start is still running):
+            # the startup sampler proposes this trial
+            if climb:
+                study._storage.set_trial_system_attr(trial._trial_id, _CLIMB, climb)
         self._startup.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -214,7 +229,8 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         # every trial in any state counts as seen: running ones (a batched ask) and failed ones alike
         seen = {frozenset(t.params.items()) for t in study.get_trials(deepcopy=False)}
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        for center in sorted(complete, key=lambda t: (-sign * t.value, t.number)):
+        centers = sorted(complete, key=lambda t: (-sign * t.value, t.number))
+        for center in centers[:1] if self.restart else centers:  # hill climbing, or best-first
             moves = [(n, v) for n, d in sorted(center.distributions.items())
                      if isinstance(d, CategoricalDistribution)
                      for v in d.choices if v != center.params[n]
@@ -223,6 +239,9 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
                 name, value = moves[self._rng.integers(len(moves))]
                 return center, name, value
         return None
+
+
+_CLIMB = "hypernas:local_search_climb"  # trial system attribute: which climb proposed it (restart=True)
 
 
 def _key(study: optuna.Study, trial: FrozenTrial) -> tuple[str, int]:

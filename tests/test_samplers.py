@@ -193,8 +193,8 @@ def test_bad_sizes(kwargs):
 # ---- LocalSearchSampler ----------------------------------------------------------------------
 
 
-def local(seed=0, n_startup_trials=10, startup=None) -> LocalSearchSampler:
-    return LocalSearchSampler(n_startup_trials=n_startup_trials, startup=startup, seed=seed)
+def local(seed=0, n_startup_trials=10, startup=None, restart=False) -> LocalSearchSampler:
+    return LocalSearchSampler(n_startup_trials=n_startup_trials, startup=startup, restart=restart, seed=seed)
 
 
 @pytest.mark.parametrize("objective", [toy, mixed])
@@ -210,6 +210,22 @@ def test_local_search_moves_one_parameter_from_a_seen_trial_and_never_repeats():
     assert len(set(seen)) == len(seen)
     for t in study.trials[5:]:
         assert any(n_diff(t.params, s.params) == 1 for s in study.trials[:t.number]), t.number
+
+
+def test_local_search_batched_ask_proposes_distinct_neighbors():
+    """A batch asked before any is told (`hypernas search --batch 64`): running trials count as
+    seen, so the batch covers the best trial's 24 neighbors, then the next best's."""
+    study = run(local(n_startup_trials=4), n=4)
+    complete = list(study.trials)
+    batch = []
+    for _ in range(30):
+        t = study.ask()
+        toy(t)
+        batch.append(t)
+    assert len({tuple(t.params.values()) for t in study.trials}) == 34
+    best = max(complete, key=lambda t: t.value)
+    assert all(n_diff(t.params, best.params) == 1 for t in batch[:24])
+    assert all(any(n_diff(t.params, c.params) == 1 for c in complete) for t in batch)
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
@@ -252,6 +268,28 @@ def test_local_search_hands_over_to_the_next_best_when_a_center_is_exhausted():
     assert (t.params["a"], t.params["b"]) in {(0, 1), (1, 1)}
 
 
+def test_local_search_with_restart_starts_a_new_climb_at_a_local_optimum():
+    def two(trial):
+        return 3 * trial.suggest_categorical("a", [0, 1, 2]) + trial.suggest_categorical("b", [0, 1, 2])
+
+    study = optuna.create_study(direction="maximize", sampler=local(n_startup_trials=1, restart=True))
+    for a, b in ((1, 1), (2, 1), (0, 1), (1, 0), (1, 2), (2, 0)):  # (2, 1) and all its neighbors but (2, 2)
+        study.enqueue_trial({"a": a, "b": b})
+    study.optimize(two, n_trials=6)
+    t = study.ask()  # (2, 1) has one unseen neighbor left: the climb goes on
+    two(t)
+    assert (t.params["a"], t.params["b"]) == (2, 2)
+    study.tell(t, -1.0)  # told worse than it is: (2, 1) stays the climb's best, now a local optimum
+    restart = study.ask()  # not the next best's neighbor, as without restart: a new start, climb 1
+    two(restart)
+    assert study.trials[restart.number].system_attrs["hypernas:local_search_climb"] == 1
+    study.tell(restart, 100.0)
+    nxt = study.ask()  # the new climb's best is its only trial, so the next move starts there
+    two(nxt)
+    assert n_diff(nxt.params, restart.params) == 1
+    assert study.trials[nxt.number].system_attrs["hypernas:local_search_climb"] == 1
+
+
 def test_local_search_on_a_space_it_exhausts_falls_back_to_the_startup_sampler():
     study = run(local(n_startup_trials=2), lambda t: t.suggest_categorical("a", [0, 1]) + t.suggest_categorical("b", [0, 1]),
                 n=12)
@@ -292,6 +330,8 @@ def test_local_search_inherits_conditional_parameters_from_its_center():
 def test_local_search_bad_input():
     with pytest.raises(HypernasError, match="n_startup_trials"):
         LocalSearchSampler(n_startup_trials=0)
+    with pytest.raises(HypernasError, match="restart must be true or false"):
+        LocalSearchSampler(restart="yes")
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=local())
     with pytest.raises(HypernasError, match="single-objective studies only"):
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
