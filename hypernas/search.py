@@ -78,7 +78,7 @@ class SearchConfig:
             raise HypernasError(f"--objectives must start with 'score' and may add params or flops, got {','.join(self.objectives)}")
         if self.sampler not in SAMPLERS:
             raise HypernasError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        if self.sampler in ("grid", "evolution") and len(self.objectives) > 1:
+        if self.sampler in ("grid", "evolution", "local") and len(self.objectives) > 1:
             raise HypernasError(f"the {self.sampler} sampler serves one objective; use tpe or nsga2 for several objectives")
         for name, low in (("trials", 1), ("batch", 1), ("samples", 1), ("top_k", 0), ("final_epochs", 0), ("seed", 0),
                           ("warm_start", 0), ("warm_pool", 1)):
