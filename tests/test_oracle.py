@@ -53,6 +53,7 @@ def test_warm_start_enqueues_the_synflow_design_first(table):
     assert [t.params for t in study.trials[:3]] == design
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # GP's deterministic_objective
 def test_every_candidate_builds_its_sampler():
     """A misspelt option in a candidate fails here, not minutes into a development run."""
     space = oracle.get_space("nb201")
