@@ -46,6 +46,7 @@ Usage:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -184,13 +185,15 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         _check_single_objective(study)
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if len(complete) >= self.n_startup_trials:
+        enqueued = "fixed_params" in trial.system_attrs  # Optuna's own key: its parameters are given
+        if len(complete) >= self.n_startup_trials and not enqueued:
             climb = max((t.system_attrs.get(_CLIMB, 0) for t in trials), default=0)
             if self.restart:  # only the current climb's trials are centers, and only its best
                 complete = [t for t in complete if t.system_attrs.get(_CLIMB, 0) == climb]
             move = self._next_move(study, complete)
             if move is not None:
                 self._moves[_key(study, trial)] = move
+                study._storage.set_trial_system_attr(trial._trial_id, _MOVE, _move_key(*move))
             elif self.restart and complete:  # a local optimum: the startup sampler proposes a new start
                 climb += 1
             # else every center's neighbors are seen (or the climb's start is still running):
@@ -226,22 +229,43 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
 
     def _next_move(self, study: optuna.Study, complete: list[FrozenTrial]) -> tuple[FrozenTrial, str, Any] | None:
         """(center, parameter, new value): an unseen neighbor of the best trial that has one."""
-        # every trial in any state counts as seen: running ones (a batched ask) and failed ones alike
-        seen = {frozenset(t.params.items()) for t in study.get_trials(deepcopy=False)}
+        # Every trial in any state counts as seen: running ones (a batched ask) and failed ones
+        # alike. Seen parameter sets are grouped by their names, because a move that drops a
+        # branch (fewer blocks, say) makes the center's values on fewer names: it is seen when
+        # that projection is. A move that opens a branch draws the new parameters at random, so
+        # it is made once, as every move is (`tried`).
+        seen: dict[frozenset, set[frozenset]] = {}
+        tried = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.params:  # not the trial being asked, which has none yet
+                seen.setdefault(frozenset(t.params), set()).add(frozenset(t.params.items()))
+            tried.add(t.system_attrs.get(_MOVE))
+
+        def unseen(center: FrozenTrial, name: str, value: Any) -> bool:
+            child = {**center.params, name: value}
+            return _move_key(center, name, value) not in tried and not any(
+                names <= child.keys() and frozenset((n, child[n]) for n in names) in sets
+                for names, sets in seen.items())
+
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         centers = sorted(complete, key=lambda t: (-sign * t.value, t.number))
         for center in centers[:1] if self.restart else centers:  # hill climbing, or best-first
             moves = [(n, v) for n, d in sorted(center.distributions.items())
                      if isinstance(d, CategoricalDistribution)
-                     for v in d.choices if v != center.params[n]
-                     and frozenset({**center.params, n: v}.items()) not in seen]
+                     for v in d.choices if v != center.params[n] and unseen(center, n, v)]
             if moves:
                 name, value = moves[self._rng.integers(len(moves))]
                 return center, name, value
         return None
 
 
-_CLIMB = "hypernas:local_search_climb"  # trial system attribute: which climb proposed it (restart=True)
+# trial system attributes: which climb proposed it (restart=True); the move that made it
+_CLIMB, _MOVE = "hypernas:local_search_climb", "hypernas:local_search_move"
+
+
+def _move_key(center: FrozenTrial, name: str, value: Any) -> str:
+    """A move as text (system attributes are JSON): the center's parameters, the one changed, its new value."""
+    return json.dumps([sorted(center.params.items()), name, value])
 
 
 def _key(study: optuna.Study, trial: FrozenTrial) -> tuple[str, int]:

@@ -319,12 +319,40 @@ def test_local_search_inherits_conditional_parameters_from_its_center():
     for params in ({"kind": "conv", "act": "gelu", "w": 0.9}, {"kind": "pool", "p": 0.4}):
         study.enqueue_trial(params)
     study.optimize(_branchy, n_trials=2)
-    for _ in range(4):
+    moves = []
+    for _ in range(3):  # the center's three moves, each once: act to relu or silu, kind to pool
         t = study.ask()
         _branchy(t)
         if t.params["kind"] == "conv":  # the center's branch: its float is inherited, its act moved
-            assert t.params["w"] == 0.9 and t.params["act"] != "gelu"
+            assert t.params["w"] == 0.9
+            moves.append(t.params["act"])
+        else:  # the move opened the other branch: its parameter is drawn
+            assert t.params.keys() == {"kind", "p"}
+            moves.append("pool")
         study.tell(t, 0.0)
+    assert sorted(moves) == ["pool", "relu", "silu"]
+
+
+def _blocks(trial) -> float:
+    """A conditional space like `macro`'s: how many blocks, then a kernel for each."""
+    n = trial.suggest_categorical("n", [1, 2, 3])
+    return n + sum(trial.suggest_categorical(f"k{i}", [1, 2, 3, 4, 5]) for i in range(n)) / n
+
+
+def test_local_search_on_blocks_never_repeats_an_architecture():
+    """Dropping a block gives the center's values on fewer parameters, and adding one draws the
+    new block's: neither may bring back an architecture already tried, nor repeat a move."""
+    study = run(local(n_startup_trials=5), _blocks, n=50)
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == len(params)
+    for t in study.trials[5:]:
+        earlier = study.trials[:t.number]
+        one_move = any(n_diff(t.params, s.params) == 1 for s in earlier if s.params.keys() == t.params.keys())
+        dropped = any(t.params["n"] < s.params["n"] and all(s.params[k] == v for k, v in t.params.items() if k != "n")
+                      for s in earlier)
+        added = any(t.params["n"] > s.params["n"] and all(t.params[k] == v for k, v in s.params.items() if k != "n")
+                    for s in earlier)
+        assert one_move or dropped or added, t.params
 
 
 def test_local_search_bad_input():
