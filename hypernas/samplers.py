@@ -34,7 +34,9 @@ which searches the plateau around it. Other parameters are inherited from the ce
 trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
 With `restart=True` a local optimum instead ends the climb: the startup sampler proposes a new
 start, and the next climb searches from the best of its own trials only (each trial's climb is
-kept in its system attributes, so a resumed study continues the same climb).
+kept in its system attributes, so a resumed study continues the same climb). With
+`guided=True` the center's untried moves are not drawn uniformly: a ridge regression of the
+values on one-hot parameters (an additive model) picks those with the largest predicted gain.
 
 Usage:
     from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
@@ -164,12 +166,13 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
     `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves."""
 
     def __init__(self, n_startup_trials: int = 10, startup: optuna.samplers.BaseSampler | None = None,
-                 restart: bool = False, seed: int | None = None):
+                 restart: bool = False, guided: bool = False, seed: int | None = None):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 1:
             raise HypernasError(f"n_startup_trials must be an integer >= 1, got {n_startup_trials!r}")
-        if not isinstance(restart, bool):
-            raise HypernasError(f"restart must be true or false, got {restart!r}")
-        self.n_startup_trials, self.restart = n_startup_trials, restart
+        for name, value in (("restart", restart), ("guided", guided)):
+            if not isinstance(value, bool):
+                raise HypernasError(f"{name} must be true or false, got {value!r}")
+        self.n_startup_trials, self.restart, self.guided = n_startup_trials, restart, guided
         self._startup = startup if startup is not None else optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 2])
         # trial -> (center, parameter, new value); absent while the startup sampler proposes
@@ -254,6 +257,9 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
                      if isinstance(d, CategoricalDistribution)
                      for v in d.choices if v != center.params[n] and unseen(center, n, v)]
             if moves:
+                if self.guided:  # the moves a linear model expects most of; a random one among ties
+                    gains = _predicted_gains(complete, sign, center, moves)
+                    moves = [m for m, g in zip(moves, gains) if g >= gains.max() - 1e-12]
                 name, value = moves[self._rng.integers(len(moves))]
                 return center, name, value
         return None
@@ -261,6 +267,31 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
 
 # trial system attributes: which climb proposed it (restart=True); the move that made it
 _CLIMB, _MOVE = "hypernas:local_search_climb", "hypernas:local_search_move"
+
+
+def _predicted_gains(trials: list[FrozenTrial], sign: float, center: FrozenTrial,
+                     moves: list[tuple[str, Any]]) -> np.ndarray:
+    """Each move's predicted change of the objective (better is higher) under a ridge
+    regression of the complete trials' values on one-hot (parameter, value) features: an
+    additive model, fitted in closed form, that learns which choice of each parameter pays."""
+    columns: dict[tuple[str, Any], int] = {}
+    for t in trials:
+        for item in t.params.items():
+            columns.setdefault(item, len(columns))
+    X = np.zeros((len(trials), len(columns)))
+    for i, t in enumerate(trials):
+        X[i, [columns[item] for item in t.params.items()]] = 1.0
+    y = sign * np.array([t.value for t in trials])
+    y = (y - y.mean()) / (y.std() or 1.0)
+    w = np.linalg.solve(X.T @ X + _RIDGE * np.eye(len(columns)), X.T @ y)
+
+    def weight(item: tuple[str, Any]) -> float:  # a choice no complete trial has made: no evidence
+        return w[columns[item]] if item in columns else 0.0
+
+    return np.array([weight((n, v)) - weight((n, center.params[n])) for n, v in moves])
+
+
+_RIDGE = 1.0  # the prior's weight: with few trials the model stays close to "no parameter matters"
 
 
 def _move_key(center: FrozenTrial, name: str, value: Any) -> str:

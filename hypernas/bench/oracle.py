@@ -115,6 +115,11 @@ CANDIDATES: dict[str, SearchConfig] = {
     "local_restart": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10, "restart": True}),
     "tpe_local_restart": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10, "startup": "tpe",
                                                                          "restart": True}),
+    # Round 7, listed after round 6 and the second development objective, before any round-7
+    # run: local search whose moves are ordered by an additive model of the values seen so far
+    # (a ridge regression on the one-hot edges) instead of drawn at random, as surrogate-guided
+    # mutation does in BANANAS (White et al., AAAI 2021), so fewer queries go to losing moves.
+    "local_guided": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10, "guided": True}),
 }
 # The development objective's choice (round 5: local search, sum of regrets 0.694 against GP's
 # 0.900 and plain TPE's 0.928). Session 2's tuned row, TPE with a synflow warm start
