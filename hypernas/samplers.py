@@ -32,11 +32,9 @@ is drawn at random among those. So a better neighbor becomes the next center at 
 improvement), and a local optimum whose neighbors are all seen hands over to the next-best trial,
 which searches the plateau around it. Other parameters are inherited from the center. When no
 trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
-With `restart=True` a local optimum instead ends the climb: the startup sampler proposes a new
-start, and the next climb searches from the best of its own trials only (each trial's climb is
-kept in its system attributes, so a resumed study continues the same climb). With
-`guided=True` the center's untried moves are not drawn uniformly: a ridge regression of the
-values on one-hot parameters (an additive model) picks those with the largest predicted gain.
+Two variants lost to this plain form on the development objective and were taken out
+(BENCHMARKS.md, rounds 6 and 7): restarting from a new cell at a local optimum, and ranking
+the moves by an additive model of the values seen.
 
 Usage:
     from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
@@ -166,13 +164,10 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
     `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves."""
 
     def __init__(self, n_startup_trials: int = 10, startup: optuna.samplers.BaseSampler | None = None,
-                 restart: bool = False, guided: bool = False, seed: int | None = None):
+                 seed: int | None = None):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 1:
             raise HypernasError(f"n_startup_trials must be an integer >= 1, got {n_startup_trials!r}")
-        for name, value in (("restart", restart), ("guided", guided)):
-            if not isinstance(value, bool):
-                raise HypernasError(f"{name} must be true or false, got {value!r}")
-        self.n_startup_trials, self.restart, self.guided = n_startup_trials, restart, guided
+        self.n_startup_trials = n_startup_trials
         self._startup = startup if startup is not None else optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 2])
         # trial -> (center, parameter, new value); absent while the startup sampler proposes
@@ -186,23 +181,13 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         _check_single_objective(study)
-        trials = study.get_trials(deepcopy=False)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         enqueued = "fixed_params" in trial.system_attrs  # Optuna's own key: its parameters are given
         if len(complete) >= self.n_startup_trials and not enqueued:
-            climb = max((t.system_attrs.get(_CLIMB, 0) for t in trials), default=0)
-            if self.restart:  # only the current climb's trials are centers, and only its best
-                complete = [t for t in complete if t.system_attrs.get(_CLIMB, 0) == climb]
             move = self._next_move(study, complete)
-            if move is not None:
+            if move is not None:  # None: every center's neighbors are seen; the startup sampler explores
                 self._moves[_key(study, trial)] = move
                 study._storage.set_trial_system_attr(trial._trial_id, _MOVE, _move_key(*move))
-            elif self.restart and complete:  # a local optimum: the startup sampler proposes a new start
-                climb += 1
-            # else every center's neighbors are seen (or the climb's start is still running):
-            # the startup sampler proposes this trial
-            if climb:
-                study._storage.set_trial_system_attr(trial._trial_id, _CLIMB, climb)
         self._startup.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -252,46 +237,17 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
 
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         centers = sorted(complete, key=lambda t: (-sign * t.value, t.number))
-        for center in centers[:1] if self.restart else centers:  # hill climbing, or best-first
+        for center in centers:
             moves = [(n, v) for n, d in sorted(center.distributions.items())
                      if isinstance(d, CategoricalDistribution)
                      for v in d.choices if v != center.params[n] and unseen(center, n, v)]
             if moves:
-                if self.guided:  # the moves a linear model expects most of; a random one among ties
-                    gains = _predicted_gains(complete, sign, center, moves)
-                    moves = [m for m, g in zip(moves, gains) if g >= gains.max() - 1e-12]
                 name, value = moves[self._rng.integers(len(moves))]
                 return center, name, value
         return None
 
 
-# trial system attributes: which climb proposed it (restart=True); the move that made it
-_CLIMB, _MOVE = "hypernas:local_search_climb", "hypernas:local_search_move"
-
-
-def _predicted_gains(trials: list[FrozenTrial], sign: float, center: FrozenTrial,
-                     moves: list[tuple[str, Any]]) -> np.ndarray:
-    """Each move's predicted change of the objective (better is higher) under a ridge
-    regression of the complete trials' values on one-hot (parameter, value) features: an
-    additive model, fitted in closed form, that learns which choice of each parameter pays."""
-    columns: dict[tuple[str, Any], int] = {}
-    for t in trials:
-        for item in t.params.items():
-            columns.setdefault(item, len(columns))
-    X = np.zeros((len(trials), len(columns)))
-    for i, t in enumerate(trials):
-        X[i, [columns[item] for item in t.params.items()]] = 1.0
-    y = sign * np.array([t.value for t in trials])
-    y = (y - y.mean()) / (y.std() or 1.0)
-    w = np.linalg.solve(X.T @ X + _RIDGE * np.eye(len(columns)), X.T @ y)
-
-    def weight(item: tuple[str, Any]) -> float:  # a choice no complete trial has made: no evidence
-        return w[columns[item]] if item in columns else 0.0
-
-    return np.array([weight((n, v)) - weight((n, center.params[n])) for n, v in moves])
-
-
-_RIDGE = 1.0  # the prior's weight: with few trials the model stays close to "no parameter matters"
+_MOVE = "hypernas:local_search_move"  # trial system attribute: the move that proposed it
 
 
 def _move_key(center: FrozenTrial, name: str, value: Any) -> str:

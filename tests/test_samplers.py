@@ -193,9 +193,8 @@ def test_bad_sizes(kwargs):
 # ---- LocalSearchSampler ----------------------------------------------------------------------
 
 
-def local(seed=0, n_startup_trials=10, startup=None, restart=False, guided=False) -> LocalSearchSampler:
-    return LocalSearchSampler(n_startup_trials=n_startup_trials, startup=startup, restart=restart, guided=guided,
-                              seed=seed)
+def local(seed=0, n_startup_trials=10, startup=None) -> LocalSearchSampler:
+    return LocalSearchSampler(n_startup_trials=n_startup_trials, startup=startup, seed=seed)
 
 
 @pytest.mark.parametrize("objective", [toy, mixed])
@@ -269,26 +268,17 @@ def test_local_search_hands_over_to_the_next_best_when_a_center_is_exhausted():
     assert (t.params["a"], t.params["b"]) in {(0, 1), (1, 1)}
 
 
-def test_local_search_with_restart_starts_a_new_climb_at_a_local_optimum():
-    def two(trial):
-        return 3 * trial.suggest_categorical("a", [0, 1, 2]) + trial.suggest_categorical("b", [0, 1, 2])
-
-    study = optuna.create_study(direction="maximize", sampler=local(n_startup_trials=1, restart=True))
-    for a, b in ((1, 1), (2, 1), (0, 1), (1, 0), (1, 2), (2, 0)):  # (2, 1) and all its neighbors but (2, 2)
+def test_local_search_spends_no_move_on_an_enqueued_trial():
+    """Enqueued trials (a warm start) bring their own parameters: they must not use up a move,
+    so the best trial's four neighbors still come next."""
+    study = optuna.create_study(direction="maximize", sampler=local(n_startup_trials=1))
+    study.enqueue_trial({"a": 0, "b": 0})
+    for a, b in ((1, 1), (2, 2), (1, 2)):  # none of them a neighbor of (0, 0)
         study.enqueue_trial({"a": a, "b": b})
-    study.optimize(two, n_trials=6)
-    t = study.ask()  # (2, 1) has one unseen neighbor left: the climb goes on
-    two(t)
-    assert (t.params["a"], t.params["b"]) == (2, 2)
-    study.tell(t, -1.0)  # told worse than it is: (2, 1) stays the climb's best, now a local optimum
-    restart = study.ask()  # not the next best's neighbor, as without restart: a new start, climb 1
-    two(restart)
-    assert study.trials[restart.number].system_attrs["hypernas:local_search_climb"] == 1
-    study.tell(restart, 100.0)
-    nxt = study.ask()  # the new climb's best is its only trial, so the next move starts there
-    two(nxt)
-    assert n_diff(nxt.params, restart.params) == 1
-    assert study.trials[nxt.number].system_attrs["hypernas:local_search_climb"] == 1
+    study.optimize(lambda t: 10.0 * (t.suggest_categorical("a", [0, 1, 2]) + t.suggest_categorical("b", [0, 1, 2]) == 0),
+                   n_trials=8)
+    assert {(t.params["a"], t.params["b"]) for t in study.trials[4:]} == {(1, 0), (2, 0), (0, 1), (0, 2)}
+    assert all("hypernas:local_search_move" not in t.system_attrs for t in study.trials[1:4])
 
 
 def test_local_search_on_a_space_it_exhausts_falls_back_to_the_startup_sampler():
@@ -356,39 +346,9 @@ def test_local_search_on_blocks_never_repeats_an_architecture():
         assert one_move or dropped or added, t.params
 
 
-def test_guided_local_search_takes_the_move_an_additive_model_prefers():
-    """Value = 10 if a is 2, plus 1 if b is 1. From the best trial (a=2, b=0), the move the
-    trials seen so far support is b -> 1 (b=1 beat b=0 at a=0 and at a=1); unguided, the four
-    moves are equally likely."""
-    def objective(trial):
-        return 10 * (trial.suggest_categorical("a", [0, 1, 2]) == 2) + (trial.suggest_categorical("b", [0, 1, 2]) == 1)
-
-    def first_move(seed, guided):
-        study = optuna.create_study(direction="maximize",
-                                    sampler=LocalSearchSampler(n_startup_trials=5, guided=guided, seed=seed))
-        for a, b in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0)):
-            study.enqueue_trial({"a": a, "b": b})
-        study.optimize(objective, n_trials=6)
-        return study.trials[5].params["a"], study.trials[5].params["b"]
-
-    assert {first_move(seed, True) for seed in range(6)} == {(2, 1)}
-    assert len({first_move(seed, False) for seed in range(6)}) > 1
-
-
-def test_guided_local_search_climbs_faster_on_an_additive_objective():
-    n, seeds = 30, range(8)
-    guided = [run(local(seed=s, guided=True), n=n).best_value for s in seeds]
-    plain = [run(local(seed=s), n=n).best_value for s in seeds]
-    assert np.mean(guided) > np.mean(plain) + 0.5
-
-
 def test_local_search_bad_input():
     with pytest.raises(HypernasError, match="n_startup_trials"):
         LocalSearchSampler(n_startup_trials=0)
-    with pytest.raises(HypernasError, match="restart must be true or false"):
-        LocalSearchSampler(restart="yes")
-    with pytest.raises(HypernasError, match="guided must be true or false"):
-        LocalSearchSampler(guided=1)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=local())
     with pytest.raises(HypernasError, match="single-objective studies only"):
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
