@@ -42,6 +42,7 @@ from hypernas.train import TrainConfig, train
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}
 SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution", "local")
+LOCAL_STARTUPS = ("random", "tpe", "gp")  # samplers local search may take its first trials from
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
 
@@ -163,8 +164,8 @@ def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = N
         from hypernas.samplers import LocalSearchSampler as cls
 
         startup = args.pop("startup", "random")
-        if startup == "local":
-            raise HypernasError("local search cannot start from local search; choose another startup sampler")
+        if startup not in LOCAL_STARTUPS:  # grid and evolution keep state of their own that moves would confuse
+            raise HypernasError(f"local search starts from {', '.join(LOCAL_STARTUPS)}, not {startup!r}")
         args["startup"] = make_sampler(startup, seed, space, args.pop("startup_options", None))
     elif name == "grid":
         if space.grid is None:

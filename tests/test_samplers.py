@@ -353,10 +353,9 @@ def test_local_search_bad_input():
     with pytest.raises(HypernasError, match="single-objective studies only"):
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
     space = get_space("nb201")
-    with pytest.raises(HypernasError, match="cannot start from local search"):
-        make_sampler("local", 0, space, {"startup": "local"})
-    with pytest.raises(HypernasError, match="unknown sampler 'tpee'"):
-        make_sampler("local", 0, space, {"startup": "tpee"})
+    for startup in ("local", "grid", "evolution", "tpee"):
+        with pytest.raises(HypernasError, match=f"local search starts from random, tpe, gp, not '{startup}'"):
+            make_sampler("local", 0, space, {"startup": startup})
     with pytest.raises(HypernasError, match="does not take"):
         make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startups": 3}})
     sampler = make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startup_trials": 3}})
