@@ -181,10 +181,11 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         _check_single_objective(study)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = study.get_trials(deepcopy=False)  # read once per ask: the study may be large
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
         enqueued = "fixed_params" in trial.system_attrs  # Optuna's own key: its parameters are given
         if len(complete) >= self.n_startup_trials and not enqueued:
-            move = self._next_move(study, complete)
+            move = self._next_move(study, trials, complete)
             if move is not None:  # None: every center's neighbors are seen; the startup sampler explores
                 self._moves[_key(study, trial)] = move
                 study._storage.set_trial_system_attr(trial._trial_id, _MOVE, _move_key(*move))
@@ -215,7 +216,8 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         self._moves.pop(_key(study, trial), None)
         self._startup.after_trial(study, trial, state, values)
 
-    def _next_move(self, study: optuna.Study, complete: list[FrozenTrial]) -> tuple[FrozenTrial, str, Any] | None:
+    def _next_move(self, study: optuna.Study, trials: list[FrozenTrial],
+                   complete: list[FrozenTrial]) -> tuple[FrozenTrial, str, Any] | None:
         """(center, parameter, new value): an unseen neighbor of the best trial that has one."""
         # Every trial in any state counts as seen: running ones (a batched ask) and failed ones
         # alike. Seen parameter sets are grouped by their names, because a move that drops a
@@ -224,7 +226,7 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         # it is made once, as every move is (`tried`).
         seen: dict[frozenset, set[frozenset]] = {}
         tried = set()
-        for t in study.get_trials(deepcopy=False):
+        for t in trials:
             if t.params:  # not the trial being asked, which has none yet
                 seen.setdefault(frozenset(t.params), set()).add(frozenset(t.params.items()))
             tried.add(t.system_attrs.get(_MOVE))
