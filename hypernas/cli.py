@@ -241,7 +241,8 @@ def plot(args: argparse.Namespace) -> None:
 BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steering on NB201's CIFAR-10 table",
            "speed": "scoring and training speed", "workers": "search throughput with several workers",
            "protocol": "the reference training protocol's sanity check", "dynamic": "scoring macro architectures",
-           "ground_truth": "train the ground-truth table (resumable)", "search_report": "a finished search against the table"}
+           "ground_truth": "train the ground-truth table (resumable)", "search_report": "a finished search against the table",
+           "retraining": "how well more training runs rank the ground-truth table"}
 
 
 @command

@@ -85,10 +85,10 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
     # -- Optuna's sampler protocol ---------------------------------------------------------
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        _check_single_objective(study)
+        _check_single_objective(study, type(self).__name__)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        _check_single_objective(study)
+        _check_single_objective(study, type(self).__name__)
         population = self._population(study)
         if population is None:
             return {}
@@ -180,7 +180,7 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
     # -- Optuna's sampler protocol: the move is chosen once per trial, before any sampling ----
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        _check_single_objective(study)
+        _check_single_objective(study, type(self).__name__)
         trials = study.get_trials(deepcopy=False)  # read once per ask: the study may be large
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         enqueued = "fixed_params" in trial.system_attrs  # Optuna's own key: its parameters are given
@@ -261,9 +261,9 @@ def _key(study: optuna.Study, trial: FrozenTrial) -> tuple[str, int]:
     return study.study_name, trial.number
 
 
-def _check_single_objective(study: optuna.Study) -> None:
+def _check_single_objective(study: optuna.Study, sampler: str) -> None:
     if len(study.directions) > 1:
         raise HypernasError(
-            f"RegularizedEvolutionSampler serves single-objective studies only; study {study.study_name!r} has "
+            f"{sampler} serves single-objective studies only; study {study.study_name!r} has "
             f"{len(study.directions)} objectives ({', '.join(d.name.lower() for d in study.directions)}). "
             "Use NSGAIISampler or TPESampler for several objectives.")

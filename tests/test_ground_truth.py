@@ -6,11 +6,12 @@ import csv
 
 import pytest
 
-from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL, draw_cells
+from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL, draw_cells, jobs, main
 from hypernas.graph import canonical_hash
 from search_spaces import nb201
 
 DEV_TABLE = DEFAULT_TABLE.replace(".csv", "_dev.csv")
+EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")
 
 
 def rows(path):
@@ -18,7 +19,7 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE])
+@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS])
 def test_stored_hashes_match_the_current_canonical_hash(path):
     for r in rows(path):
         assert canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) == r["hash"], r["arch"]
@@ -29,3 +30,17 @@ def test_the_tables_are_the_documented_draws():
     assert draw_cells(300, 0) == reference
     exclude = {r["hash"] for r in rows(DEFAULT_TABLE)}
     assert draw_cells(80, 1, exclude) == [r["arch"] for r in rows(DEV_TABLE) if r["seed"] == "0"]
+
+
+def test_shards_split_the_jobs_exactly_once():
+    cells, seeds = ["a", "b", "c", "d", "e"], [2, 3]
+    shards = [jobs(cells, seeds, (k, 3)) for k in range(3)]
+    assert sorted(j for shard in shards for j in shard) == sorted(jobs(cells, seeds))
+    assert len(jobs(cells, seeds)) == 10
+
+
+@pytest.mark.parametrize("shard", ["3/3", "x", "1/0", "-1/2"])
+def test_a_bad_shard_is_a_clear_error(shard, capsys):
+    with pytest.raises(SystemExit):
+        main(["--shard", shard, "--out", "/nonexistent/never-written.csv"])
+    assert "--shard" in capsys.readouterr().err

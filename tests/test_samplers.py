@@ -114,7 +114,7 @@ def test_minimize_direction_is_respected():
 
 def test_multi_objective_is_a_clear_error():
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=RegularizedEvolutionSampler(seed=0))
-    with pytest.raises(HypernasError, match="single-objective studies only.*2 objectives.*NSGAIISampler"):
+    with pytest.raises(HypernasError, match="^RegularizedEvolutionSampler serves single-objective studies only.*2 objectives.*NSGAIISampler"):
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
 
 
@@ -350,7 +350,7 @@ def test_local_search_bad_input():
     with pytest.raises(HypernasError, match="n_startup_trials"):
         LocalSearchSampler(n_startup_trials=0)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=local())
-    with pytest.raises(HypernasError, match="single-objective studies only"):
+    with pytest.raises(HypernasError, match="^LocalSearchSampler serves single-objective studies only"):
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
     space = get_space("nb201")
     for startup in ("local", "grid", "evolution", "tpee"):

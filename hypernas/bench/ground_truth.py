@@ -10,6 +10,8 @@ Usage:
     # a disjoint development table, for design decisions that must not see the reference table:
     python -m hypernas.bench.ground_truth --cells 80 --draw-seed 1 \
         --exclude hypernas/bench/data/nb201_mnist1d.csv --out hypernas/bench/data/nb201_mnist1d_dev.csv
+    # more seeds of the same cells on many cores: one process per shard, each with its own file
+    for k in 0 1 2 3; do python -m hypernas.bench.ground_truth --seeds 2 3 --threads 1 --shard $k/4 --out s$k.csv & done
 """
 
 from __future__ import annotations
@@ -37,6 +39,24 @@ def draw_cells(n: int, seed: int = 0, exclude: set[str] = frozenset()) -> list[s
     return [nb201.format_graph(G) for G in graphs]
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N): this process trains every N-th job from the K-th (0 <= K < N)."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes K/N, like 0/4; got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N; got {text!r}")
+    return k, n
+
+
+def jobs(cells: list[str], seeds: list[int], shard: tuple[int, int] = (0, 1)) -> list[tuple[str, int]]:
+    """The (cell, seed) trainings of one shard. Sharding comes before resuming, so a shard's
+    jobs do not depend on what its file already holds."""
+    k, n = shard
+    return [(a, s) for a in cells for s in seeds][k::n]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cells", type=int, default=300)
@@ -45,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default=DEFAULT_TABLE)
     ap.add_argument("--exclude", help="another table whose networks must not be drawn again (a disjoint dev set)")
+    ap.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                    help="train only every N-th job from the K-th, to spread a table over N processes")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_dataset("mnist1d")
@@ -57,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(args.exclude, newline="") as f:
             exclude = {canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) for r in csv.DictReader(f)}
     cells = draw_cells(args.cells, args.draw_seed, exclude)
-    todo = [(a, s) for a in cells for s in args.seeds if (a, s) not in done]
+    todo = [job for job in jobs(cells, args.seeds, args.shard) if job not in done]
     new_file = not os.path.exists(args.out)
     with open(args.out, "a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
