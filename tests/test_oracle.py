@@ -51,6 +51,11 @@ def test_warm_start_enqueues_the_synflow_design_first(table):
     study = oracle.run_method(cfg, 0, table)
     design = oracle.synflow_design(oracle.get_space("nb201"), {}, 3, 10, (32, 32), 3, 8, 0, progress=False)
     assert [t.params for t in study.trials[:3]] == design
+    networks = oracle.Networks(1, 10, (40,), {"channels": 2, "cells": 1})
+    on_mnist1d = oracle.run_method(cfg, 0, table, networks=networks)
+    design = oracle.synflow_design(oracle.get_space("nb201"), networks.space_options, 1, 10, (40,), 3, 8, 0,
+                                   progress=False)
+    assert [t.params for t in on_mnist1d.trials[:3]] == design
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # GP's deterministic_objective
@@ -85,6 +90,7 @@ def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, 
     cells = list(nb201.all_cells())[:40]  # the first 40 cells: edge (2, 3) and then (1, 3) vary
     monkeypatch.setattr(oracle.nb201, "all_cells", lambda: iter(cells))
     dev = oracle.hypernet_table(path, progress=False)
+    assert oracle.hypernet_networks(path) == oracle.Networks(1, 10, (40,), {"channels": 2, "cells": 1})
     assert set(dev) == {nb201.to_string(c) for c in cells}
     assert all(0 < v <= 100 for v in dev.values())
     # every cell whose output is cut off (edges into node 3 all "none") computes the same constant network
@@ -113,9 +119,20 @@ def test_development_objective_refuses_a_missing_checkpoint_or_another_space(mni
 
 def test_development_objective_replaces_the_table(monkeypatch, table):
     synthetic = {arch: float(sum(map(ord, arch)) % 97) for arch in table}  # unrelated to CIFAR-10
-    seen = []
+    seen, shapes = [], []
     monkeypatch.setattr(oracle, "hypernet_table", lambda path: seen.append(path) or synthetic)
+    mnist1d_networks = oracle.Networks(1, 10, (40,), {"channels": 2, "cells": 1})
+    monkeypatch.setattr(oracle, "hypernet_networks", lambda path: mnist1d_networks)
+    design = oracle.synflow_design
+
+    def recorded(space, options, in_channels, num_classes, input_size, *args, **kwargs):
+        shapes.append((options, in_channels, num_classes, input_size))
+        return design(space, options, in_channels, num_classes, input_size, *args, **kwargs)
+
+    monkeypatch.setattr(oracle, "synflow_design", recorded)
     out = oracle.main(["--dev-hypernet", "some.pt", "--seeds", "2", "--seed-offset", "1000", "--budget", "6",
                        "--methods", "tpe,tpe_mv_warm10", "--warm-pool", "12"])
     assert seen == ["some.pt"] and out["best"] == max(synthetic.values())
     assert set(out["by_query"]) == {"tpe", "tpe_mv_warm10"}
+    # the warm start's synflow ran on the development objective's networks, as a user's search would
+    assert shapes == [({"channels": 2, "cells": 1}, 1, 10, (40,))] * 2
