@@ -134,9 +134,8 @@ CANDIDATES: dict[str, SearchConfig] = {
     # (runs/ens1), since round 5's choice rested on one objective.
     "local_startup5": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 5}),
     "local_warm10": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10}, **WARM),
-    "local_escape_random": replace(BASE, sampler="local", sampler_options={"at_local_optimum": "startup"}),
-    "local_escape_tpe": replace(BASE, sampler="local", sampler_options={"startup": "tpe", "at_local_optimum": "startup"}),
-    "local_escape_gp": replace(BASE, sampler="local", sampler_options={"startup": "gp", "at_local_optimum": "startup"}),
+    # The three "at a local optimum" candidates (local_escape_random, _tpe, _gp) lost, and their
+    # sampler option was taken out: they are in commit f6daf6e.
     # Round 9 (session 6), listed before any run, after round 8 lost: until now a warm start
     # on a development objective ranked its pool by synflow of CIFAR-10's networks (3 x 32 x 32
     # input, C=16, N=5), which is not what `hypernas search` would compute for that objective's
