@@ -46,6 +46,7 @@ Usage:
 
 from __future__ import annotations
 
+import bisect
 import json
 from typing import Any
 
@@ -172,6 +173,7 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(None if seed is None else [seed, 2])
         # trial -> (center, parameter, new value); absent while the startup sampler proposes
         self._moves: dict[tuple[str, int], tuple[FrozenTrial, str, Any]] = {}
+        self._memory: dict[str, _StudyMemory] = {}  # study name -> what its finished trials showed
 
     def reseed_rng(self) -> None:
         self._startup.reseed_rng()
@@ -185,7 +187,7 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         enqueued = "fixed_params" in trial.system_attrs  # Optuna's own key: its parameters are given
         if len(complete) >= self.n_startup_trials and not enqueued:
-            move = self._next_move(study, trials, complete)
+            move = self._next_move(study, trials)
             if move is not None:  # None: every center's neighbors are seen; the startup sampler explores
                 self._moves[_key(study, trial)] = move
                 study._storage.set_trial_system_attr(trial._trial_id, _MOVE, _move_key(*move))
@@ -216,37 +218,64 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         self._moves.pop(_key(study, trial), None)
         self._startup.after_trial(study, trial, state, values)
 
-    def _next_move(self, study: optuna.Study, trials: list[FrozenTrial],
-                   complete: list[FrozenTrial]) -> tuple[FrozenTrial, str, Any] | None:
+    def _next_move(self, study: optuna.Study, trials: list[FrozenTrial]) -> tuple[FrozenTrial, str, Any] | None:
         """(center, parameter, new value): an unseen neighbor of the best trial that has one."""
         # Every trial in any state counts as seen: running ones (a batched ask) and failed ones
         # alike. Seen parameter sets are grouped by their names, because a move that drops a
         # branch (fewer blocks, say) makes the center's values on fewer names: it is seen when
         # that projection is. A move that opens a branch draws the new parameters at random, so
-        # it is made once, as every move is (`tried`).
-        seen: dict[frozenset, set[frozenset]] = {}
-        tried = set()
-        for t in trials:
-            if t.params:  # not the trial being asked, which has none yet
-                seen.setdefault(frozenset(t.params), set()).add(frozenset(t.params.items()))
-            tried.add(t.system_attrs.get(_MOVE))
-
-        def unseen(center: FrozenTrial, name: str, value: Any) -> bool:
-            child = {**center.params, name: value}
-            return _move_key(center, name, value) not in tried and not any(
-                names <= child.keys() and frozenset((n, child[n]) for n in names) in sets
-                for names, sets in seen.items())
-
+        # it is made once, as every move is (`tried`). Finished trials go into the study's
+        # memory once; unfinished ones (whose parameters may still grow) are read afresh.
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        centers = sorted(complete, key=lambda t: (-sign * t.value, t.number))
-        for center in centers:
+        memory = self._memory.setdefault(study.study_name, _StudyMemory(sign))
+        pending = _StudyMemory(sign)
+        for t in trials:
+            if t.number not in memory.finished:
+                (memory if t.state.is_finished() else pending).add(t)
+        for _, number in memory.ranked:
+            if number in memory.exhausted:
+                continue
+            center = memory.finished[number]
             moves = [(n, v) for n, d in sorted(center.distributions.items())
                      if isinstance(d, CategoricalDistribution)
-                     for v in d.choices if v != center.params[n] and unseen(center, n, v)]
+                     for v in d.choices if v != center.params[n] and memory.unseen(center, n, v)]
+            if not moves:  # seen only grows, so this center stays exhausted
+                memory.exhausted.add(center.number)
+                continue
+            moves = [(n, v) for n, v in moves if pending.unseen(center, n, v)]
             if moves:
                 name, value = moves[self._rng.integers(len(moves))]
                 return center, name, value
         return None
+
+
+class _StudyMemory:
+    """What local search has seen of a study: parameter sets grouped by their names, the moves
+    made (`tried`), the finished trials read in, the complete ones best first (`sign` 1 to
+    maximize, -1 to minimize), and the centers whose neighbors are all seen."""
+
+    def __init__(self, sign: float):
+        self.sign = sign
+        self.seen: dict[frozenset, set[frozenset]] = {}
+        self.tried: set[str | None] = set()
+        self.finished: dict[int, FrozenTrial] = {}
+        self.ranked: list[tuple[float, int]] = []  # (-sign * value, number), kept sorted
+        self.exhausted: set[int] = set()
+
+    def add(self, t: FrozenTrial) -> None:
+        if t.params:  # not the trial being asked, which has none yet
+            self.seen.setdefault(frozenset(t.params), set()).add(frozenset(t.params.items()))
+        self.tried.add(t.system_attrs.get(_MOVE))
+        if t.state.is_finished():
+            self.finished[t.number] = t
+        if t.state == TrialState.COMPLETE:
+            bisect.insort(self.ranked, (-self.sign * t.value, t.number))
+
+    def unseen(self, center: FrozenTrial, name: str, value: Any) -> bool:
+        child = {**center.params, name: value}
+        return _move_key(center, name, value) not in self.tried and not any(
+            names <= child.keys() and frozenset((n, child[n]) for n in names) in sets
+            for names, sets in self.seen.items())
 
 
 _MOVE = "hypernas:local_search_move"  # trial system attribute: the move that proposed it

@@ -268,6 +268,29 @@ def test_local_search_hands_over_to_the_next_best_when_a_center_is_exhausted():
     assert (t.params["a"], t.params["b"]) in {(0, 1), (1, 1)}
 
 
+def test_local_search_memory_matches_a_fresh_reading_of_the_study():
+    """Local search keeps what finished trials showed between asks (a long study would
+    otherwise be re-read whole on every ask). After batched asks, its memory must equal a
+    fresh reading of the finished trials, and every center it calls exhausted must be."""
+    from hypernas.samplers import _StudyMemory
+
+    sampler = local(n_startup_trials=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(40):
+        batch = [study.ask() for _ in range(5)]
+        for t in batch:
+            study.tell(t, toy(t))
+    study.ask()  # reads the last batch in
+    memory, fresh = sampler._memory[study.study_name], _StudyMemory(1.0)
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        fresh.add(t)
+    assert memory.seen == fresh.seen and memory.tried == fresh.tried and memory.ranked == fresh.ranked
+    assert memory.exhausted
+    for number in memory.exhausted:
+        center = memory.finished[number]
+        assert not any(fresh.unseen(center, n, v) for n in NAMES for v in OPS if v != center.params[n])
+
+
 def test_local_search_spends_no_move_on_an_enqueued_trial():
     """Enqueued trials (a warm start) bring their own parameters: they must not use up a move,
     so the best trial's four neighbors still come next."""
@@ -360,3 +383,11 @@ def test_local_search_bad_input():
         make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startups": 3}})
     sampler = make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startup_trials": 3}})
     assert isinstance(sampler._startup, optuna.samplers.TPESampler)
+
+
+def test_sampler_overhead_bench_runs_each_sampler(capsys):
+    from hypernas.bench import sampler_overhead
+
+    out = sampler_overhead.main(["--trials", "15", "--samplers", "random,local"])
+    assert set(out) == {("random", 15), ("local", 15)} and all(v > 0 for v in out.values())
+    assert "| 15 |" in capsys.readouterr().out
