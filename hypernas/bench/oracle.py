@@ -46,6 +46,7 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
+from hypernas.bench import report
 from hypernas.bench.nb201_table import load_cifar10_table
 from hypernas.data import load_dataset_like
 from hypernas.errors import CheckpointError
@@ -336,10 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
         markdown(by_trial, "The same runs per trial (every trial a query, duplicates included)."),
         "Seconds per run: " + ", ".join(f"{m} {s / args.seeds:.1f}" for m, s in seconds.items()),
     ])
-    print(text)
-    if args.out_md:
-        with open(args.out_md, "w") as f:
-            f.write(text + "\n")
+    report(text, args.out_md)
     if args.out_png:
         plot(curves, best, args.out_png, *(["development objective (hypernetwork scores)"] if args.dev_hypernet else []))
     return {"by_query": by_query, "by_trial": by_trial, "best": best}

@@ -47,6 +47,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from hypernas.bench import report
 from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL
 from hypernas.bench.metrics import ranking_metrics
 from hypernas.data import Dataset, load_dataset, load_dataset_like
@@ -282,14 +283,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scorers = {SCORERS[k][0]: SCORERS[k][1](setup) for k in chosen}
     rows = run(table, scorers, data)
     text = markdown(rows, table, tuple(notes))
-    print(text)
-    for path in (args.out_md, args.out_png):
-        if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-    if args.out_md:
-        with open(args.out_md, "w") as f:
-            f.write(text + "\n")
+    report(text, args.out_md)
     if args.out_png:
+        if os.path.dirname(args.out_png):
+            os.makedirs(os.path.dirname(args.out_png), exist_ok=True)
         plot(rows, table, args.out_png)
     return rows
 

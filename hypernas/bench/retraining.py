@@ -23,6 +23,7 @@ import itertools
 import os
 import statistics
 
+from hypernas.bench import report
 from hypernas.bench.ground_truth import DEFAULT_TABLE
 from hypernas.bench.metrics import ranking_metrics
 from hypernas.bench.ranking import Table, noise_ceiling, read_table
@@ -84,10 +85,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     truth, extra = read_table(args.table), read_table(args.extra)
     rows = retraining_rows(truth, extra)
     text = markdown(rows, truth, extra)
-    print(text)
-    if args.out_md:
-        with open(args.out_md, "w") as f:
-            f.write(text + "\n")
+    report(text, args.out_md)
     return rows
 
 

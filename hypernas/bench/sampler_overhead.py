@@ -17,6 +17,7 @@ import zlib
 
 import optuna
 
+from hypernas.bench import report
 from hypernas.search import make_sampler
 from hypernas.spaces import get_space
 from search_spaces import nb201
@@ -39,15 +40,15 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], float]:
     ap = argparse.ArgumentParser(prog="hypernas bench sampler_overhead", description=__doc__.split("\n")[0])
     ap.add_argument("--trials", default="1000,2000,5000", help="comma list of study lengths")
     ap.add_argument("--samplers", default="random,local,evolution", help="comma list of `hypernas search` samplers")
+    ap.add_argument("--out-md")
     args = ap.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lengths = [int(n) for n in args.trials.split(",")]
     samplers = args.samplers.split(",")
     out = {(s, n): seconds(s, n) for n in lengths for s in samplers}
-    print("| trials | " + " | ".join(f"{s} (s)" for s in samplers) + " |")
-    print("|---|" + "---|" * len(samplers))
-    for n in lengths:
-        print(f"| {n} | " + " | ".join(f"{out[s, n]:.1f}" for s in samplers) + " |")
+    lines = ["| trials | " + " | ".join(f"{s} (s)" for s in samplers) + " |", "|---|" + "---|" * len(samplers)]
+    lines += [f"| {n} | " + " | ".join(f"{out[s, n]:.1f}" for s in samplers) + " |" for n in lengths]
+    report("\n".join(lines), args.out_md)
     return out
 
 

@@ -48,6 +48,7 @@ from dataclasses import replace
 
 import torch
 
+from hypernas.bench import report
 from hypernas.cli import check_device
 from hypernas.compile import compile_graph
 from hypernas.data import load_dataset, load_dataset_like
@@ -260,12 +261,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
              f"{FitConfig().meta_batch}, batch {FitConfig().batch_size}. Each phase in its own process; "
              f"wall time {wall:.0f} s.")
     text = markdown(rows, notes)
-    print(text, flush=True)
-    if args.out_md:
-        if os.path.dirname(args.out_md):
-            os.makedirs(os.path.dirname(args.out_md), exist_ok=True)
-        with open(args.out_md, "w") as f:
-            f.write(text + "\n")
+    report(text, args.out_md)
     return rows
 
 

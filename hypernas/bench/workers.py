@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 
+from hypernas.bench import report
 from hypernas.data import load_dataset
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.study import load_study, redact
@@ -68,10 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         lines.append(f"| {r['storage']} | {r['workers']} | {r['trials']} | {r['search_seconds']:.1f} | "
                      f"{r['trials_per_second']:.1f} | {r['wall_seconds']:.1f} |")
     text = "\n".join(lines)
-    print(text)
-    if args.out_md:
-        with open(args.out_md, "w") as f:
-            f.write(text + "\n")
+    report(text, args.out_md)
     return rows
 
 
