@@ -59,7 +59,6 @@ from hypernas.spaces import get_space
 from search_spaces import nb201
 
 
-
 @dataclass(frozen=True)
 class Networks:
     """The networks an objective's cells stand for: what a warm start's synflow is computed on,
