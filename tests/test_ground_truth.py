@@ -12,6 +12,7 @@ from search_spaces import nb201
 
 DEV_TABLE = DEFAULT_TABLE.replace(".csv", "_dev.csv")
 EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")
+DEV_EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_dev_seeds2-5.csv")
 
 
 def rows(path):
@@ -19,7 +20,7 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS])
+@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS, DEV_EXTRA_SEEDS])
 def test_stored_hashes_match_the_current_canonical_hash(path):
     for r in rows(path):
         assert canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) == r["hash"], r["arch"]
