@@ -12,8 +12,8 @@ metrics over the combinations.
 
 Usage:
     hypernas bench retraining --out-md runs/retraining.md
-    hypernas bench retraining --table hypernas/bench/data/nb201_mnist1d_dev.csv \
-        --extra hypernas/bench/data/nb201_mnist1d_dev_seeds2-5.csv      # the development table's cells
+    # the development table's cells:
+    hypernas bench retraining --table hypernas/bench/data/nb201_mnist1d_dev.csv --extra hypernas/bench/data/nb201_mnist1d_dev_seeds2-5.csv
     # the extra seeds were made with the ground-truth script, sharded over 16 processes:
     python -m hypernas.bench.ground_truth --seeds 2 3 4 5 --threads 1 --shard K/16 --out sK.csv
 """
