@@ -133,9 +133,8 @@ def train_hypernet(args: argparse.Namespace) -> None:
     if os.path.exists(args.out) and not args.resume:
         raise HypernasError(f"{args.out} exists; pass --resume to continue it, or choose another --out")
     _set_threads(args.threads)
-    config = FitConfig(steps=args.steps, meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
-                       checkpoint_every=args.checkpoint_every, seed=args.seed, s_max=args.s_max,
-                       layer=args.layer, hidden=args.hidden, rounds=args.rounds)
+    # FitConfig holds the defaults: an option left out on the command line is None here
+    config = FitConfig(**{name: getattr(args, name) for name in FIT_OPTIONS if getattr(args, name) is not None})
     state = fit_hypernet(args.space, space_options(args), _load_data(args), config, out=args.out,
                          resume=args.resume, device=args.device)
     loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
@@ -238,6 +237,9 @@ def plot(args: argparse.Namespace) -> None:
     print(args.out)
 
 
+# train-hypernet's options that are FitConfig fields, under the same names
+FIT_OPTIONS = ("steps", "meta_batch", "batch_size", "lr", "checkpoint_every", "seed", "s_max", "layer", "hidden", "rounds")
+
 BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steering on NB201's CIFAR-10 table",
            "speed": "scoring and training speed", "workers": "search throughput with several workers",
            "protocol": "the reference training protocol's sanity check", "dynamic": "scoring macro architectures",
@@ -297,17 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-hypernet", help=train_hypernet.__doc__)
     _space_args(p)
     _data_args(p)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--meta-batch", type=int, default=8, help="architectures per data batch")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--s-max", type=int, default=10, help="virtual edges up to this many hops (1 = none)")
-    p.add_argument("--hidden", type=int, default=64, help="width of the hypernetwork's node embeddings")
-    p.add_argument("--rounds", type=int, default=4, help="message-passing rounds (or transformer layers)")
-    p.add_argument("--layer", default="mp",  # checked by FitConfig against the model's list of layers
+    # The defaults are FitConfig's (3000 steps, meta-batch 8, ...), not repeated here: this parser
+    # is built on every call, and importing FitConfig would load torch for `hypernas --help` too.
+    p.add_argument("--steps", type=int)
+    p.add_argument("--meta-batch", type=int, help="architectures per data batch")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--s-max", type=int, help="virtual edges up to this many hops (1 = none)")
+    p.add_argument("--hidden", type=int, help="width of the hypernetwork's node embeddings")
+    p.add_argument("--rounds", type=int, help="message-passing rounds (or transformer layers)")
+    p.add_argument("--layer",  # checked by FitConfig against the model's list of layers
                    help="hypernetwork layers: mp (message passing, GHN-2) or transformer (graph transformer, GHN-3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
     p.add_argument("--device", default="cpu")
