@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
+from scipy.stats import kendalltau
 
 from hypernas.bench import retraining
 from hypernas.bench.ground_truth import DEFAULT_TABLE
-from hypernas.bench.ranking import read_table
+from hypernas.bench.ranking import Table, read_table
 from hypernas.errors import HypernasError
 
 
@@ -41,7 +43,7 @@ def test_the_shipped_runs_cover_the_tables_cells_with_seeds_of_their_own(table):
     truth, extra = read_table(table), read_table(table.replace(".csv", "_seeds2-5.csv"))
     assert sorted(extra.archs) == sorted(truth.archs) and sorted(extra.by_seed) == [2, 3, 4, 5]
     rows = retraining.retraining_rows(truth, extra)
-    assert [r["runs"] for r in rows] == [1, 2, 4]
+    assert [r["runs"] for r in rows] == [1, 2, 3, 4]
     for r in rows:
         assert -1 <= r["kendall_tau"][1] <= r["kendall_tau"][0] <= r["kendall_tau"][2] <= 1
 
@@ -57,3 +59,25 @@ def test_missing_cells_or_shared_seeds_are_clear_errors(tmp_path):
         retraining.main(["--table", str(truth_path), "--extra", str(extra_path)])
     with pytest.raises(SystemExit):
         retraining.main(["--extra", str(tmp_path / "nowhere.csv")])
+
+
+def test_the_perfect_scorer_tau_is_recovered_from_noisy_runs_alone():
+    # Cells with a known expected accuracy, every run that plus Gaussian noise: the extrapolation
+    # from 1-4 extra runs must find the tau of the expected accuracy itself against the truth.
+    rng = np.random.default_rng(0)
+    expected = rng.normal(size=1500)
+    runs = {s: expected + rng.normal(scale=0.7, size=expected.size) for s in range(6)}
+    archs = [f"cell{i}" for i in range(expected.size)]
+    truth = read_table_from_rows(archs, {s: runs[s] for s in (0, 1)})
+    extra = read_table_from_rows(archs, {s: runs[s] for s in (2, 3, 4, 5)})
+    rows = retraining.retraining_rows(truth, extra)
+    exact = kendalltau(expected, (runs[0] + runs[1]) / 2)[0]
+    assert rows[-1]["kendall_tau"][0] < exact - 0.02  # four runs are still short of it
+    assert retraining.perfect_scorer_tau(rows) == pytest.approx(exact, abs=0.02)
+    low, high = retraining.perfect_scorer_interval(truth, extra, resamples=20)
+    assert low < retraining.perfect_scorer_tau(rows) < high and high - low < 0.1
+    assert retraining.perfect_scorer_tau(rows[:1]) is None  # one point fits no curve
+
+
+def read_table_from_rows(archs, by_seed):
+    return Table(archs=archs, by_seed={s: list(map(float, v)) for s, v in by_seed.items()})

@@ -8,7 +8,8 @@ the table's truth. The mean of several runs estimates each cell's expected accur
 the most any scorer that does not see seeds 0 and 1 can know.
 
 Each row is every combination of k of the extra seeds, with the mean and the range of its
-metrics over the combinations.
+metrics over the combinations. From the rows, `perfect_scorer_tau` extrapolates to k -> infinity:
+the tau of a scorer that knows every cell's expected accuracy exactly, the ceiling of any scorer.
 
 Usage:
     hypernas bench retraining --out-md runs/retraining.md
@@ -22,8 +23,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import statistics
+
+import numpy as np
+from scipy.optimize import curve_fit
 
 from hypernas.bench import report
 from hypernas.bench.ground_truth import DEFAULT_TABLE
@@ -35,28 +40,68 @@ EXTRA_TABLE = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")
 METRICS = ("kendall_tau", "spearman_rho", "precision_at_top", "top1_true")
 
 
-def retraining_rows(truth: Table, extra: Table, sizes: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
+def retraining_rows(truth: Table, extra: Table, sizes: tuple[int, ...] = (1, 2, 3, 4)) -> list[dict]:
     """Per k in `sizes`: the metrics of the mean of k extra runs against `truth`'s mean accuracy,
     over every combination of k extra seeds ({"runs": k, "combinations": n, metric: (mean, min, max)})."""
+    return rows_of_runs(truth.mean, aligned_runs(truth, extra), sizes)
+
+
+def aligned_runs(truth: Table, extra: Table) -> dict[int, list[float]]:
+    """The extra runs' accuracies per seed, in the order of `truth`'s cells."""
     position = {a: i for i, a in enumerate(extra.archs)}
     missing = [a for a in truth.archs if a not in position]
     if missing:
         raise HypernasError(f"the extra runs lack {len(missing)} of the table's {len(truth.archs)} cells, "
                             f"e.g. {missing[0]}; train them with the ground-truth script first")
-    by_seed = {s: [accs[position[a]] for a in truth.archs] for s, accs in extra.by_seed.items()}
-    overlap = set(by_seed) & set(truth.by_seed)
+    overlap = set(extra.by_seed) & set(truth.by_seed)
     if overlap:  # a seed in both would score the truth with itself
         raise HypernasError(f"seeds {sorted(overlap)} are in both tables; the extra runs need seeds of their own")
+    return {s: [accs[position[a]] for a in truth.archs] for s, accs in extra.by_seed.items()}
+
+
+def rows_of_runs(truth: list[float], by_seed: dict[int, list[float]], sizes: tuple[int, ...]) -> list[dict]:
     rows = []
     for k in sizes:
         if k > len(by_seed):
             continue
-        results = [ranking_metrics([statistics.fmean(accs) for accs in zip(*(by_seed[s] for s in seeds))], truth.mean)
+        results = [ranking_metrics([statistics.fmean(accs) for accs in zip(*(by_seed[s] for s in seeds))], truth)
                    for seeds in itertools.combinations(sorted(by_seed), k)]
         rows.append({"runs": k, "combinations": len(results),
                      **{m: (statistics.fmean(r[m] for r in results), min(r[m] for r in results),
                             max(r[m] for r in results)) for m in METRICS}})
     return rows
+
+
+def perfect_scorer_tau(rows: list[dict]) -> float | None:
+    """The Kendall tau against the truth of a scorer that knows each cell's expected accuracy,
+    extrapolated from the mean tau of k more runs (None with fewer than two positive rows).
+
+    Model: a run's accuracy is the cell's expected accuracy plus independent noise. Then the
+    Pearson r of the mean of k runs with the truth is R * sqrt(k / (k + c)) (Spearman-Brown; c
+    is the noise variance over the variance between cells), and for Gaussian scores Kendall's
+    tau is (2 / pi) * asin(r) (Greiner's relation). Fitting R and c to the rows gives the k ->
+    infinity tau, (2 / pi) * asin(R). Usage: perfect_scorer_tau(retraining_rows(truth, extra))
+    """
+    points = [(r["runs"], math.sin(math.pi * r["kendall_tau"][0] / 2)) for r in rows if r["kendall_tau"][0] > 0]
+    if len(points) < 2:
+        return None
+    k, r = map(np.array, zip(*points))
+    (ceiling, _), _ = curve_fit(lambda k, R, c: R * np.sqrt(k / (k + c)), k, r, p0=(r.max(), 1.0),
+                                bounds=((0.0, 0.0), (1.0, np.inf)))
+    return 2 / math.pi * math.asin(ceiling)
+
+
+def perfect_scorer_interval(truth: Table, extra: Table, resamples: int = 200, seed: int = 0) -> tuple[float, float]:
+    """A 95% bootstrap interval of `perfect_scorer_tau`, resampling the cells with replacement.
+    Usage: low, high = perfect_scorer_interval(truth, extra)"""
+    truth_mean, by_seed = np.array(truth.mean), {s: np.array(v) for s, v in aligned_runs(truth, extra).items()}
+    rng, estimates = np.random.default_rng(seed), []
+    for _ in range(resamples):
+        cells = rng.integers(len(truth_mean), size=len(truth_mean))
+        rows = rows_of_runs(list(truth_mean[cells]), {s: list(v[cells]) for s, v in by_seed.items()}, (1, 2, 3, 4))
+        estimates.append(perfect_scorer_tau(rows))
+    low, high = np.nanpercentile(np.array(estimates, dtype=float), [2.5, 97.5])
+    return float(low), float(high)
 
 
 def markdown(rows: list[dict], truth: Table, extra: Table) -> str:
@@ -71,6 +116,12 @@ def markdown(rows: list[dict], truth: Table, extra: Table) -> str:
         cells = [f"{r[m][0]:.3f} ({r[m][1]:.3f}-{r[m][2]:.3f})" if r["combinations"] > 1 else f"{r[m][0]:.3f}"
                  for m in METRICS]
         lines.append(f"| {name} | {r['combinations']} | " + " | ".join(cells) + " |")
+    ceiling = perfect_scorer_tau(rows)
+    if ceiling is not None:
+        low, high = perfect_scorer_interval(truth, extra)
+        lines += ["", f"Extrapolated to infinitely many runs (`perfect_scorer_tau`), a scorer that knows every "
+                      f"cell's expected accuracy would rank this truth at Kendall tau {ceiling:.3f} "
+                      f"(95% bootstrap interval over the cells {low:.3f}-{high:.3f})."]
     return "\n".join(lines)
 
 
