@@ -238,7 +238,8 @@ def plot(args: argparse.Namespace) -> None:
 
 
 # train-hypernet's options that are FitConfig fields, under the same names
-FIT_OPTIONS = ("steps", "meta_batch", "batch_size", "lr", "checkpoint_every", "seed", "s_max", "layer", "hidden", "rounds")
+FIT_OPTIONS = ("steps", "meta_batch", "batch_size", "lr", "checkpoint_every", "seed", "s_max", "layer", "hidden", "rounds",
+               "rank")
 
 BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steering on NB201's CIFAR-10 table",
            "speed": "scoring and training speed", "workers": "search throughput with several workers",
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--s-max", type=int, help="virtual edges up to this many hops (1 = none)")
     p.add_argument("--hidden", type=int, help="width of the hypernetwork's node embeddings")
     p.add_argument("--rounds", type=int, help="message-passing rounds (or transformer layers)")
+    p.add_argument("--rank", type=int, help="rank of each predicted weight's core (channels mix through it)")
     p.add_argument("--layer",  # checked by FitConfig against the model's list of layers
                    help="hypernetwork layers: mp (message passing, GHN-2) or transformer (graph transformer, GHN-3)")
     p.add_argument("--seed", type=int)

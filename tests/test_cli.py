@@ -52,9 +52,9 @@ def test_train_hypernet_takes_the_hypernetworks_size(tmp_path, mnist1d):
     out = tmp_path / "h.pt"
     assert main(["train-hypernet", "--space", "nb201", "--dataset", "mnist1d", "--channels", "2", "--cells", "1",
                  "--steps", "1", "--meta-batch", "1", "--batch-size", "8", "--hidden", "8", "--rounds", "1",
-                 "--out", str(out)]) == 0
+                 "--rank", "4", "--out", str(out)]) == 0
     hyper = torch.load(out, weights_only=True)["hyper"]
-    assert hyper["hidden"] == 8 and hyper["rounds"] == 1
+    assert hyper["hidden"] == 8 and hyper["rounds"] == 1 and hyper["rank"] == 4
 
 
 def test_draw_writes_a_png(tmp_path):
