@@ -26,7 +26,9 @@ def test_every_method_runs_through_the_search_loop(tmp_path):
             mean, std, runs = row[12]
             assert mean >= 0 and std >= 0 and runs == 2
     text = md.read_text()
-    assert "| tuned |" in text and "regret at 12" in text
+    assert "| tuned |" in text and "regret at 12 (best found)" in text
+    tuned = out["by_query"]["tuned"][12][0]
+    assert f"({out['best'] - tuned:.2f})" in text.split("| tuned |")[1].split("\n")[0]
     assert png.stat().st_size > 1000
 
 
