@@ -68,8 +68,8 @@ def test_the_perfect_scorer_tau_is_recovered_from_noisy_runs_alone():
     expected = rng.normal(size=1500)
     runs = {s: expected + rng.normal(scale=0.7, size=expected.size) for s in range(6)}
     archs = [f"cell{i}" for i in range(expected.size)]
-    truth = read_table_from_rows(archs, {s: runs[s] for s in (0, 1)})
-    extra = read_table_from_rows(archs, {s: runs[s] for s in (2, 3, 4, 5)})
+    truth = Table(archs, {s: list(runs[s]) for s in (0, 1)})
+    extra = Table(archs, {s: list(runs[s]) for s in (2, 3, 4, 5)})
     rows = retraining.retraining_rows(truth, extra)
     exact = kendalltau(expected, (runs[0] + runs[1]) / 2)[0]
     assert rows[-1]["kendall_tau"][0] < exact - 0.02  # four runs are still short of it
@@ -77,7 +77,3 @@ def test_the_perfect_scorer_tau_is_recovered_from_noisy_runs_alone():
     low, high = retraining.perfect_scorer_interval(truth, extra, resamples=20)
     assert low < retraining.perfect_scorer_tau(rows) < high and high - low < 0.1
     assert retraining.perfect_scorer_tau(rows[:1]) is None  # one point fits no curve
-
-
-def read_table_from_rows(archs, by_seed):
-    return Table(archs=archs, by_seed={s: list(map(float, v)) for s, v in by_seed.items()})

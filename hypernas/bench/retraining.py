@@ -38,9 +38,10 @@ from hypernas.errors import HypernasError
 
 EXTRA_TABLE = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")
 METRICS = ("kendall_tau", "spearman_rho", "precision_at_top", "top1_true")
+SIZES = (1, 2, 3, 4)  # how many extra runs are averaged, per row
 
 
-def retraining_rows(truth: Table, extra: Table, sizes: tuple[int, ...] = (1, 2, 3, 4)) -> list[dict]:
+def retraining_rows(truth: Table, extra: Table, sizes: tuple[int, ...] = SIZES) -> list[dict]:
     """Per k in `sizes`: the metrics of the mean of k extra runs against `truth`'s mean accuracy,
     over every combination of k extra seeds ({"runs": k, "combinations": n, metric: (mean, min, max)})."""
     return rows_of_runs(truth.mean, aligned_runs(truth, extra), sizes)
@@ -98,7 +99,7 @@ def perfect_scorer_interval(truth: Table, extra: Table, resamples: int = 200, se
     rng, estimates = np.random.default_rng(seed), []
     for _ in range(resamples):
         cells = rng.integers(len(truth_mean), size=len(truth_mean))
-        rows = rows_of_runs(list(truth_mean[cells]), {s: list(v[cells]) for s, v in by_seed.items()}, (1, 2, 3, 4))
+        rows = rows_of_runs(list(truth_mean[cells]), {s: list(v[cells]) for s, v in by_seed.items()}, SIZES)
         estimates.append(perfect_scorer_tau(rows))
     low, high = np.nanpercentile(np.array(estimates, dtype=float), [2.5, 97.5])
     return float(low), float(high)
