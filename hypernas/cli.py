@@ -153,7 +153,7 @@ def score(args: argparse.Namespace) -> None:
     ghn, ckpt = load_hypernet(args.hypernet, device=args.device)
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     check_data(ckpt, data, args.hypernet)
-    scorer = Scorer(ghn, data, samples=args.samples, seed=args.seed, device=args.device)
+    scorer = Scorer(ghn, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split)
     try:
         space = get_space(ckpt["space"])
     except HypernasError as err:
@@ -195,7 +195,7 @@ def search(args: argparse.Namespace) -> None:
 def _search_overrides(args: argparse.Namespace) -> dict:
     """The options given on the command line; they override the config file."""
     keys = ["space", "dataset", "data_dir", "val_fraction", "study", "runs", "storage", "trials", "sampler", "batch", "samples",
-            "warm_start",
+            "score_split", "warm_start",
             "hypernet", "top_k", "final_epochs", "seed", "device"]
     out = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     if args.distinct:
@@ -236,6 +236,9 @@ def plot(args: argparse.Namespace) -> None:
     plot_study(load_study(_storage_url(args), args.study), args.kind, args.out)
     print(args.out)
 
+
+SPLIT_HELP = ("score on the validation slice (val), or on as many samples of the hypernetwork's own training "
+              "split (train), which ranked better in BENCHMARKS.md")
 
 # train-hypernet's options that are FitConfig fields, under the same names
 FIT_OPTIONS = ("steps", "meta_batch", "batch_size", "lr", "checkpoint_every", "seed", "s_max", "layer", "hidden", "rounds",
@@ -323,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hypernet", required=True)
     p.add_argument("--archs", required=True, help="file with one architecture per line, or - for stdin")
     p.add_argument("--samples", type=int, default=3, help="draws of the hypernetwork's noise per architecture")
+    p.add_argument("--split", choices=["val", "train"], default="val", help=SPLIT_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--device", default="cpu")
@@ -343,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-start", type=int, help="try first the K best of warm_pool random architectures by synflow")
     p.add_argument("--batch", type=int, help="trials asked and scored together")
     p.add_argument("--samples", type=int, help="hypernetwork draws per score")
+    p.add_argument("--score-split", choices=["val", "train"], help=SPLIT_HELP + " (default val)")
     p.add_argument("--hypernet", help="a trained checkpoint; without it one is trained first")
     p.add_argument("--hypernet-steps", type=int, help="hypernetwork training steps")
     p.add_argument("--meta-batch", type=int, help="architectures per hypernetwork training step")

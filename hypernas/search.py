@@ -35,7 +35,7 @@ from hypernas.errors import HypernasError, SpaceError, require_int
 from hypernas.ghn.checkpoint import check_space, load_checkpoint, load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.graph import canonical_hash
-from hypernas.score import Scorer
+from hypernas.score import SPLITS, Scorer
 from hypernas.spaces import get_space
 from hypernas.study import StorageError, annotate_trial, attach_artifact, open_storage, redact, study_lock
 from hypernas.train import TrainConfig, train
@@ -65,6 +65,7 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("score",)
     batch: int = 64
     samples: int = 2  # hypernetwork draws per score: the std is their spread
+    score_split: str = "val"  # "train" scores on training samples instead (hypernas.score: ranked better)
     hypernet: str | None = None  # a trained checkpoint; otherwise one is trained with `fit`
     fit: FitConfig = FitConfig()
     top_k: int = 5
@@ -79,6 +80,8 @@ class SearchConfig:
             raise HypernasError(f"--objectives must start with 'score' and may add params or flops, got {','.join(self.objectives)}")
         if self.sampler not in SAMPLERS:
             raise HypernasError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if self.score_split not in SPLITS:
+            raise HypernasError(f"--score-split must be one of {', '.join(SPLITS)}, not {self.score_split!r}")
         if self.sampler in ("grid", "evolution", "local") and len(self.objectives) > 1:
             raise HypernasError(f"the {self.sampler} sampler serves one objective; use tpe or nsga2 for several objectives")
         for name, low in (("trials", 1), ("batch", 1), ("samples", 1), ("top_k", 0), ("final_epochs", 0), ("seed", 0),
@@ -207,7 +210,7 @@ def _open_study(cfg: SearchConfig, storage, hypernet: str, data: Dataset) -> opt
     except ValueError as err:
         raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {err}") from None
     record = {"space": cfg.space, "space_options": get_space(cfg.space).resolve_options(cfg.space_options),
-              "dataset": cfg.dataset, "objectives": list(cfg.objectives)}
+              "dataset": cfg.dataset, "objectives": list(cfg.objectives), "score_split": cfg.score_split}
     for key, value in record.items():
         if key in study.user_attrs and study.user_attrs[key] != value:
             raise StorageError(f"study {cfg.study!r} was created with {key} = {study.user_attrs[key]!r}, this run "
@@ -237,7 +240,8 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     with study_lock(storage, cfg.study, "hypernet"):  # workers started together train it once
         hypernet = _prepare_hypernet(cfg, data)
     study = _open_study(cfg, storage, hypernet, data)
-    scorer = Scorer.from_checkpoint(hypernet, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device)
+    scorer = Scorer.from_checkpoint(hypernet, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device,
+                                    split=cfg.score_split)
     initial = None
     if cfg.warm_start and not study.get_trials(deepcopy=False):  # a resumed study has its start already
         from hypernas.initial_design import synflow_design

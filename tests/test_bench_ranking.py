@@ -28,7 +28,7 @@ def test_every_scorer_ranks_a_tiny_table(tmp_path, mnist1d, monkeypatch):
                          "--out-png", str(png), "--scorers", ",".join(ranking.SCORERS)])
 
     labels = [label for label, _ in ranking.SCORERS.values()]
-    assert len(labels) == 12 and [r["scorer"] for r in rows] == labels
+    assert len(labels) == 14 and [r["scorer"] for r in rows] == labels
     for r in rows:
         assert -1 <= r["kendall_tau"] <= 1 and -1 <= r["spearman_rho"] <= 1, r["scorer"]
         assert 0 <= r["precision_at_top"] <= 1 and r["top1_true"] in table.mean

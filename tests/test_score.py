@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import DEAD_CELL, GOOD_CELL, small_nb201
 from hypernas.cli import main
 from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.errors import HypernasError
 from hypernas.score import Scorer
 
 TINY = FitConfig(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2)
@@ -63,6 +65,18 @@ def test_one_draw_score_is_the_likelihood_of_the_loss(checkpoint, mnist1d):
     assert s.score == pytest.approx(math.exp(-s.loss)) and s.score_std == 0
 
 
+def test_train_split_scores_on_as_many_training_samples(checkpoint, mnist1d):
+    graphs = [small_nb201(GOOD_CELL), small_nb201(SAME_A)]
+    n = len(mnist1d.x_val)
+    on_train = Scorer.from_checkpoint(checkpoint, mnist1d, split="train").score(graphs)
+    # the same as scoring a dataset whose validation slice is the train split's first n samples
+    moved = dataclasses.replace(mnist1d, x_val=mnist1d.x_train[:n], y_val=mnist1d.y_train[:n])
+    assert on_train == Scorer.from_checkpoint(checkpoint, moved).score(graphs)
+    assert on_train != Scorer.from_checkpoint(checkpoint, mnist1d).score(graphs)
+    with pytest.raises(HypernasError, match="score split must be one of val, train, not 'test'"):
+        Scorer.from_checkpoint(checkpoint, mnist1d, split="test")
+
+
 def test_score_command(checkpoint, tmp_path, capsys):
     archs = tmp_path / "archs.txt"
     archs.write_text(f"{GOOD_CELL}\n# a comment\n\n{SAME_A}\n{SAME_B}\n")
@@ -73,6 +87,10 @@ def test_score_command(checkpoint, tmp_path, capsys):
     assert {"score", "score_std", "accuracy", "accuracy_std", "loss", "loss_std", "params", "flops", "hash"} <= set(rows[0])
     assert main(["score", "--hypernet", checkpoint, "--archs", str(archs)]) == 0
     assert "±" in capsys.readouterr().out
+    assert main(["score", "--hypernet", checkpoint, "--archs", str(archs), "--json", "--samples", "2",
+                 "--split", "train"]) == 0
+    on_train = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["hash"] for r in on_train] == [r["hash"] for r in rows] and on_train[0]["loss"] != rows[0]["loss"]
 
 
 def test_score_command_bad_input(checkpoint, tmp_path, capsys):

@@ -9,9 +9,11 @@ import torch
 
 import hypernas
 from hypernas.cli import main
+from hypernas.data import load_dataset
 from hypernas.errors import HypernasError
-from hypernas.export import export_trial
+from hypernas.export import export_trial, trial_graph
 from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.score import Scorer
 from hypernas.search import SearchConfig, run_search, search_config
 from hypernas.study import load_study
 
@@ -156,7 +158,6 @@ def test_export_and_load_round_trip(finished, tmp_path, mnist1d):
     model = hypernas.load(str(tmp_path / "a"))
     study = load_study(cfg.storage_url, "t")
     t = next(t for t in completed(study) if t.number == trained_trial)
-    from hypernas.export import trial_graph
 
     reference = hypernas.compile_graph(trial_graph(study, t), 1)
     reference.load_state_dict(torch.load(t.user_attrs["trained_weights"], weights_only=True))
@@ -180,6 +181,8 @@ def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
         run_search(config(tmp_path, hypernet, sampler_options={"multivariat": True}), progress=False)
     with pytest.raises(HypernasError, match="grid sampler"):
         config(tmp_path, hypernet, sampler="grid", objectives=("score", "params"))
+    with pytest.raises(HypernasError, match="--score-split must be one of val, train, not 'test'"):
+        config(tmp_path, hypernet, score_split="test")
     bad = tmp_path / "bad.toml"
     bad.write_text('space = "nb201"\ntrails = 10\n')
     with pytest.raises(HypernasError, match="trails"):
@@ -194,6 +197,17 @@ def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
     with pytest.raises(HypernasError, match="was trained on space 'nb201' with options"):
         run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix", space_options={"channels": 2, "cells": 1}),
                    progress=False)
+    # scores on other samples would not compare with the study's: refused too
+    with pytest.raises(HypernasError, match="created with score_split = 'val', this run asks for 'train'"):
+        run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix", score_split="train"), progress=False)
+    study = run_search(config(tmp_path, hypernet, trials=4, top_k=0, study="tr", score_split="train"),
+                       progress=False).study
+    t = completed(study)[0]
+    assert study.user_attrs["score_split"] == "train"
+    # the same up to float summation, which depends on the batch the trial was scored in
+    (train_score,), (val_score,) = (Scorer.from_checkpoint(hypernet, load_dataset("mnist1d"), samples=2, split=split)
+                                    .score([trial_graph(study, t)]) for split in ("train", "val"))
+    assert t.values[0] == pytest.approx(train_score.score, rel=1e-5) != val_score.score
 
 
 def test_shipped_study_configs_parse():

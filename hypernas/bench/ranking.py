@@ -7,7 +7,9 @@ architecture; the hypernetwork's own training is not in it, the run prints it ap
 
 Scorers (`--scorers`, a comma list of these keys; default all): the hypernetwork's score
 and validation accuracy (`hypernet_score`, `hypernet_accuracy`), `params`, the average of
-the hypernetwork's and the parameter count's ranks (`hypernet_params`), `flops`, the
+the hypernetwork's and the parameter count's ranks (`hypernet_params`), the same two with the
+score on training samples instead of the validation slice (`hypernet_score_train`,
+`hypernet_params_train`; `hypernas.score` says why), `flops`, the
 zero-cost proxies of `hypernas.proxies` (`synflow`, `jacob_cov`, `naswot`, `snip`,
 `grad_norm`) and `one_epoch` (one epoch of the normal protocol without the validation
 slice, scored on that slice). Nothing here looks at the test split except the truth.
@@ -86,11 +88,12 @@ def read_table(path: str = DEFAULT_TABLE) -> Table:
     return Table(archs, {s: [rows[a][s] for a in archs] for s in seeds})
 
 
-def hypernet_scorer(path: str, data: Dataset, samples: int = 1, key: str = "score") -> Callable:
-    """The hypernetwork's score (exp(-validation loss)), or with key='accuracy' its validation accuracy."""
+def hypernet_scorer(path: str, data: Dataset, samples: int = 1, key: str = "score", split: str = "val") -> Callable:
+    """The hypernetwork's score (exp(-loss)), or with key='accuracy' its accuracy, on the
+    validation slice or (split='train') as many training samples (`hypernas.score`)."""
 
     def score(graphs: list[nx.DiGraph]) -> list[float]:
-        results = Scorer.from_checkpoint(path, data, samples=samples).score(graphs)
+        results = Scorer.from_checkpoint(path, data, samples=samples, split=split).score(graphs)
         return [getattr(r, key) for r in results]
 
     return score
@@ -146,11 +149,16 @@ SCORERS: dict[str, tuple[str, Callable[[Setup], Callable[[list[nx.DiGraph]], lis
     "params": ("parameter count", lambda s: param_scorer(s.data)),
     "hypernet_params": ("hypernetwork score and parameter count, rank average",
                         lambda s: rank_average(hypernet_scorer(s.hypernet, s.data, s.samples), param_scorer(s.data))),
+    "hypernet_score_train": ("hypernetwork score on training samples",
+                             lambda s: hypernet_scorer(s.hypernet, s.data, s.samples, "score", "train")),
+    "hypernet_params_train": ("hypernetwork score on training samples and parameter count, rank average",
+                              lambda s: rank_average(hypernet_scorer(s.hypernet, s.data, s.samples, "score", "train"),
+                                                     param_scorer(s.data))),
     "flops": ("FLOPs", lambda s: lambda gs: [flops(G, s.data.input_size) for G in gs]),
     **{name: (name, lambda s, name=name: proxy_scorer(name, s.data, s.seed)) for name in PROXIES},
     "one_epoch": ("one-epoch training", lambda s: one_epoch_scorer(s.data, s.seed)),
 }
-HYPERNET_SCORERS = ("hypernet_score", "hypernet_accuracy", "hypernet_params")
+HYPERNET_SCORERS = tuple(k for k in SCORERS if k.startswith("hypernet"))
 
 
 def prepare_hypernet(path: str | None, runs_dir: str, data: Dataset) -> str:
