@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from hypernas.bench import retraining
+from hypernas.bench import ranking, retraining
 from hypernas.bench.ground_truth import DEFAULT_TABLE
 from hypernas.bench.ranking import Table, read_table
 from hypernas.errors import HypernasError
@@ -59,6 +59,11 @@ def test_missing_cells_or_shared_seeds_are_clear_errors(tmp_path):
         retraining.main(["--table", str(truth_path), "--extra", str(extra_path)])
     with pytest.raises(SystemExit):
         retraining.main(["--extra", str(tmp_path / "nowhere.csv")])
+    # beside a table, such runs only cost `bench ranking` its ceiling line, which says why
+    write_table(tmp_path / "truth_seeds2-5.csv", [(a, 1, 0.5) for a in ("a", "b", "c")])
+    (note,) = ranking.ceiling_note(str(truth_path), read_table(str(truth_path)))
+    assert note.startswith("No ceiling from truth_seeds2-5.csv: seeds [1] are in both tables")
+    assert ranking.ceiling_note(str(tmp_path / "alone.csv"), read_table(str(truth_path))) == []
 
 
 def test_the_perfect_scorer_tau_is_recovered_from_noisy_runs_alone():

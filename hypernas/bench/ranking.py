@@ -53,6 +53,7 @@ from hypernas.bench import report
 from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL
 from hypernas.bench.metrics import ranking_metrics
 from hypernas.data import Dataset, load_dataset, load_dataset_like
+from hypernas.errors import HypernasError
 from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.graph import flops, param_count
@@ -185,6 +186,23 @@ def run(table: Table, scorers: dict[str, Callable], data: Dataset) -> list[dict]
     return rows
 
 
+def ceiling_note(path: str, table: Table) -> list[str]:
+    """Where the table's cells were trained again (`bench retraining`'s extra seeds, beside it):
+    the tau a scorer knowing each cell's expected accuracy would reach, to read every row against."""
+    from hypernas.bench import retraining  # it imports this module
+
+    extra_path = path.replace(".csv", "_seeds2-5.csv")
+    if not os.path.exists(extra_path):
+        return []
+    try:
+        ceiling = retraining.perfect_scorer_tau(retraining.retraining_rows(table, read_table(extra_path)))
+    except HypernasError as err:  # a note, not the benchmark: say why it is missing
+        return [f"No ceiling from {os.path.basename(extra_path)}: {err}"]
+    return [] if ceiling is None else [f"Ceiling of any scorer on this truth (a perfect predictor of expected "
+                                       f"accuracy, extrapolated from the runs in {os.path.basename(extra_path)}): "
+                                       f"Kendall tau {ceiling:.3f}."]
+
+
 def noise_ceiling(table: Table) -> float:
     """Kendall tau between the first two seeds: how consistently a second training ranks."""
     a, b = list(table.by_seed.values())[:2]
@@ -281,7 +299,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     data = load_dataset_like(load_checkpoint(args.hypernet)["data"]) if args.hypernet else load_dataset("mnist1d")
     table = read_table(args.table).head(args.limit)
     notes = [f"Data proxies: first {PROXY_BATCH} samples of the validation slice; weights and one-epoch "
-             f"training seeded with {args.seed}; {args.threads} thread(s)."]
+             f"training seeded with {args.seed}; {args.threads} thread(s).", *ceiling_note(args.table, table)]
     hypernet = None
     if any(k in HYPERNET_SCORERS for k in chosen):
         start = time.perf_counter()

@@ -87,8 +87,11 @@ def perfect_scorer_tau(rows: list[dict]) -> float | None:
     if len(points) < 2:
         return None
     k, r = map(np.array, zip(*points))
-    (ceiling, _), _ = curve_fit(lambda k, R, c: R * np.sqrt(k / (k + c)), k, r, p0=(r.max(), 1.0),
-                                bounds=((0.0, 0.0), (1.0, np.inf)))
+    try:
+        (ceiling, _), _ = curve_fit(lambda k, R, c: R * np.sqrt(k / (k + c)), k, r, p0=(r.max(), 1.0),
+                                    bounds=((0.0, 0.0), (1.0, np.inf)))
+    except RuntimeError:  # no convergence: rows too noisy (a few cells) to extrapolate
+        return None
     return 2 / math.pi * math.asin(ceiling)
 
 
