@@ -64,12 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--draw-seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default=DEFAULT_TABLE)
+    ap.add_argument("--dataset", default="mnist1d", help="the reference is mnist1d; another makes a table of its own")
     ap.add_argument("--exclude", help="another table whose networks must not be drawn again (a disjoint dev set)")
     ap.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
                     help="train only every N-th job from the K-th, to spread a table over N processes")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = load_dataset("mnist1d")
+    data = load_dataset(args.dataset)
     done = set()
     if os.path.exists(args.out):
         with open(args.out, newline="") as f:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         for arch, seed in tqdm(todo, desc="ground truth", unit="run"):
             G = nb201.from_string(arch, data.in_channels, data.num_classes, **PROTOCOL)
             r = train(G, data, seed=seed, progress=False)
-            writer.writerow({"arch": arch, "hash": canonical_hash(G), "params": param_count(G, 1),
+            writer.writerow({"arch": arch, "hash": canonical_hash(G), "params": param_count(G, data.ndim),
                              "flops": flops(G, data.input_size), "seed": seed,
                              "test_accuracy": f"{r.test_accuracy:.4f}", "test_loss": f"{r.test_loss:.4f}",
                              "seconds": f"{r.seconds:.2f}"})
