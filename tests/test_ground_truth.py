@@ -13,6 +13,7 @@ from search_spaces import nb201
 DEV_TABLE = DEFAULT_TABLE.replace(".csv", "_dev.csv")
 EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")
 DEV_EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_dev_seeds2-5.csv")
+DIGITS_TABLE = DEFAULT_TABLE.replace("mnist1d", "digits")
 
 
 def rows(path):
@@ -20,7 +21,7 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS, DEV_EXTRA_SEEDS])
+@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS, DEV_EXTRA_SEEDS, DIGITS_TABLE])
 def test_stored_hashes_match_the_current_canonical_hash(path):
     for r in rows(path):
         assert canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) == r["hash"], r["arch"]
@@ -31,6 +32,7 @@ def test_the_tables_are_the_documented_draws():
     assert draw_cells(300, 0) == reference
     exclude = {r["hash"] for r in rows(DEFAULT_TABLE)}
     assert draw_cells(80, 1, exclude) == [r["arch"] for r in rows(DEV_TABLE) if r["seed"] == "0"]
+    assert draw_cells(100, 0) == [r["arch"] for r in rows(DIGITS_TABLE) if r["seed"] == "0"]  # the first 100
 
 
 def test_shards_split_the_jobs_exactly_once():
@@ -45,3 +47,16 @@ def test_a_bad_shard_is_a_clear_error(shard, capsys):
     with pytest.raises(SystemExit):
         main(["--shard", shard, "--out", "/nonexistent/never-written.csv"])
     assert "--shard" in capsys.readouterr().err
+
+
+def test_a_table_for_another_dataset_counts_its_networks_in_its_own_dimensions(tmp_path):
+    from hypernas.graph import param_count
+
+    out = tmp_path / "digits.csv"
+    main(["--dataset", "digits", "--cells", "1", "--seeds", "0", "--threads", "1", "--out", str(out)])
+    (row,) = rows(out)
+    G = nb201.from_string(row["arch"], 1, 10, **PROTOCOL)
+    assert int(row["params"]) == param_count(G, 2) != param_count(G, 1)  # 3x3 kernels on images
+    assert 0 <= float(row["test_accuracy"]) <= 1
+    main(["--dataset", "digits", "--cells", "1", "--seeds", "0", "--threads", "1", "--out", str(out)])
+    assert len(rows(out)) == 1  # a rerun resumes: nothing trained twice
