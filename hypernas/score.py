@@ -11,13 +11,13 @@ no running statistics, and one fixed batch makes every architecture see the same
 Isomorphic duplicates are scored once: results are cached by canonical hash.
 
 `split="train"` scores on the first samples of the hypernetwork's own training split instead,
-as many as the validation slice holds (same cost). It ranked better on average (BENCHMARKS.md,
-"Scoring on training data": 14 of 18 hypernetworks on the development table, 5 of 7 and +0.02
-Kendall tau on the reference table). A likely reason: on held-out samples the score also
-measures how well predicted weights generalise, which adds noise; on the samples the
-hypernetwork was fitted to, it measures how well each architecture can fit, closer to what
-normal training rewards. It is not the default: issue 3 specifies the validation slice, and
-the gain is small and inconsistent. Neither ever touches the test set.
+as many as the validation slice holds (same cost). On MNIST-1D it ranked better on average
+(BENCHMARKS.md, "Scoring on training data": 14 of 18 hypernetworks on the development table,
+5 of 7 and +0.02 Kendall tau on the reference table): there a score on held-out samples also
+measures how well predicted weights generalise, which adds noise. On digits it ranked worse for
+all 3 hypernetworks: they memorise a small training split, and a score on memorised samples
+says little. So it is not the default (issue 3 also specifies the validation slice). Neither
+ever touches the test set.
 
 Usage:
     scorer = Scorer.from_checkpoint("runs/a/hypernet.pt", load_dataset("mnist1d"), samples=3)
