@@ -238,7 +238,7 @@ def plot(args: argparse.Namespace) -> None:
 
 
 SPLIT_HELP = ("score on the validation slice (val), or on as many samples of the hypernetwork's own training "
-              "split (train), which ranked better in BENCHMARKS.md")
+              "split (train; it ranked better on MNIST-1D and worse on digits, BENCHMARKS.md)")
 
 # train-hypernet's options that are FitConfig fields, under the same names
 FIT_OPTIONS = ("steps", "meta_batch", "batch_size", "lr", "checkpoint_every", "seed", "s_max", "layer", "hidden", "rounds",

@@ -65,7 +65,7 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("score",)
     batch: int = 64
     samples: int = 2  # hypernetwork draws per score: the std is their spread
-    score_split: str = "val"  # "train" scores on training samples instead (hypernas.score: ranked better)
+    score_split: str = "val"  # "train" scores on training samples instead (hypernas.score says when that helps)
     hypernet: str | None = None  # a trained checkpoint; otherwise one is trained with `fit`
     fit: FitConfig = FitConfig()
     top_k: int = 5
