@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL, draw_cells, jobs, main
-from hypernas.graph import canonical_hash
+from hypernas.graph import canonical_hash, param_count
 from search_spaces import nb201
 
 DEV_TABLE = DEFAULT_TABLE.replace(".csv", "_dev.csv")
@@ -49,9 +49,10 @@ def test_a_bad_shard_is_a_clear_error(shard, capsys):
     assert "--shard" in capsys.readouterr().err
 
 
-def test_a_table_for_another_dataset_counts_its_networks_in_its_own_dimensions(tmp_path):
-    from hypernas.graph import param_count
-
+def test_a_table_for_another_dataset_counts_its_networks_in_its_own_dimensions(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # never appended to the MNIST-1D reference table
+        main(["--dataset", "digits", "--cells", "1"])
+    assert "needs an --out of its own" in capsys.readouterr().err
     out = tmp_path / "digits.csv"
     main(["--dataset", "digits", "--cells", "1", "--seeds", "0", "--threads", "1", "--out", str(out)])
     (row,) = rows(out)

@@ -10,6 +10,8 @@ Usage:
     # a disjoint development table, for design decisions that must not see the reference table:
     python -m hypernas.bench.ground_truth --cells 80 --draw-seed 1 \
         --exclude hypernas/bench/data/nb201_mnist1d.csv --out hypernas/bench/data/nb201_mnist1d_dev.csv
+    # the same cells on another dataset, in a table of its own:
+    python -m hypernas.bench.ground_truth --dataset digits --cells 100 --out hypernas/bench/data/nb201_digits.csv
     # more seeds of the same cells on many cores: one process per shard, each with its own file
     for k in 0 1 2 3; do python -m hypernas.bench.ground_truth --seeds 2 3 --threads 1 --shard $k/4 --out s$k.csv & done
 """
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
                     help="train only every N-th job from the K-th, to spread a table over N processes")
     args = ap.parse_args(argv)
+    if args.dataset != "mnist1d" and os.path.abspath(args.out) == os.path.abspath(DEFAULT_TABLE):
+        ap.error(f"--dataset {args.dataset} needs an --out of its own: the default is the MNIST-1D reference table")
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
     done = set()
