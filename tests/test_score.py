@@ -9,6 +9,7 @@ import math
 import pytest
 
 from conftest import DEAD_CELL, GOOD_CELL, small_nb201
+from hypernas import cli, score
 from hypernas.cli import main
 from hypernas.ghn.fit import FitConfig, fit_hypernet
 from hypernas.errors import HypernasError
@@ -75,6 +76,7 @@ def test_train_split_scores_on_as_many_training_samples(checkpoint, mnist1d):
     assert on_train != Scorer.from_checkpoint(checkpoint, mnist1d).score(graphs)
     with pytest.raises(HypernasError, match="score split must be one of val, train, not 'test'"):
         Scorer.from_checkpoint(checkpoint, mnist1d, split="test")
+    assert cli.SPLITS == score.SPLITS  # the command line's own copy (hypernas.cli says why)
 
 
 def test_score_command(checkpoint, tmp_path, capsys):
