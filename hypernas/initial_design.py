@@ -14,14 +14,12 @@ Usage:
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
-import optuna
 import torch
 from tqdm.auto import tqdm
 
-from hypernas.errors import HypernasError
-from hypernas.graph import canonical_hash, param_count
+from hypernas.graph import canonical_hash
 from hypernas.proxies import synflow
 from hypernas.spaces import RandomTrial, Space
 
@@ -49,49 +47,8 @@ def synflow_design(space: Space, options: dict[str, Any], in_channels: int, num_
             bar.update()
             if info.degenerate:  # a dead network is never worth a first look
                 continue
-            scored.append((_synflow_cached(G, key, x, cache), len(scored), trial.params))
+            if key not in cache:
+                cache[key] = synflow(G, x, seed=0)
+            scored.append((cache[key], len(scored), trial.params))
     scored.sort(key=lambda s: (-s[0], s[1]))
     return [params for _, _, params in scored[:k]]
-
-
-def _synflow_cached(G, key: str, x: torch.Tensor, cache: dict[str, float]) -> float:
-    if key not in cache:
-        cache[key] = synflow(G, x, seed=0)
-    return cache[key]
-
-
-MOVE_PROXIES = ("synflow", "params")
-
-
-def move_proxy(name: str, space: Space, options: dict[str, Any], in_channels: int, num_classes: int,
-               input_size: tuple[int, ...], cache: dict[str, float] | None = None) -> Callable[[dict[str, Any]], float]:
-    """Parameters -> a data-free score of their architecture, for local search to order its
-    moves by: synflow (cached by canonical hash, in `cache`) or the parameter count. A dead
-    (degenerate) network scores -inf. Parameters that do not make a network also score -inf.
-
-    Usage: proxy = move_proxy("synflow", get_space("nb201"), {}, 3, 10, (32, 32)); proxy(trial.params)
-    """
-    if name not in MOVE_PROXIES:
-        raise HypernasError(f"unknown move proxy {name!r}; choose from {', '.join(MOVE_PROXIES)}")
-    cache = {} if cache is None else cache
-    x = torch.zeros(1, in_channels, *input_size)
-    known: dict[tuple, float] = {}  # parameters -> score: building the network again costs more than a lookup
-
-    def score(params: dict[str, Any]) -> float:
-        key = tuple(sorted(params.items()))
-        if key not in known:
-            known[key] = _score(params)
-        return known[key]
-
-    def _score(params: dict[str, Any]) -> float:
-        try:
-            G, info = space.build_info(optuna.trial.FixedTrial(params), in_channels, num_classes, **options)
-        except (HypernasError, ValueError):  # FixedTrial: a parameter the move's branch needs is missing
-            return float("-inf")
-        if info.degenerate:
-            return float("-inf")
-        if name == "params":
-            return float(param_count(info, len(input_size)))
-        return _synflow_cached(G, canonical_hash(info), x, cache)
-
-    return score

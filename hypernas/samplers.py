@@ -32,9 +32,10 @@ is drawn at random among those. So a better neighbor becomes the next center at 
 improvement), and a local optimum whose neighbors are all seen hands over to the next-best trial,
 which searches the plateau around it. Other parameters are inherited from the center. When no
 trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
-Three variants lost to this plain form on the development objective and were taken out
-(BENCHMARKS.md, rounds 6 to 8): restarting from a new cell at a local optimum, ranking the
-moves by an additive model of the values seen, and letting a model propose at a local optimum.
+Four variants lost to this plain form on the development objectives and were taken out
+(BENCHMARKS.md, rounds 6 to 8 and 10): restarting from a new cell at a local optimum, ranking the
+moves by an additive model of the values seen, letting a model propose at a local optimum, and
+taking the move a data-free proxy (synflow, the parameter count) scores best.
 
 Usage:
     from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -56,7 +57,6 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import kendalltau
 
 from hypernas.errors import HypernasError
 
@@ -163,22 +163,13 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
 
 class LocalSearchSampler(optuna.samplers.BaseSampler):
     """Best-first, first-improvement local search over one-parameter moves, after
-    `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves.
-
-    `move_proxy` (parameters -> a data-free score, higher better) makes the next move the
-    center's unseen neighbor it scores best (`proxy_trust="always"`), or does so only with a
-    probability equal to the proxy's Kendall tau with the values seen so far, clipped at 0
-    (`"agreement"`); otherwise the move is drawn at random."""
+    `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves."""
 
     def __init__(self, n_startup_trials: int = 10, startup: optuna.samplers.BaseSampler | None = None,
-                 seed: int | None = None, move_proxy: Callable[[dict[str, Any]], float] | None = None,
-                 proxy_trust: str = "always"):
+                 seed: int | None = None):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 1:
             raise HypernasError(f"n_startup_trials must be an integer >= 1, got {n_startup_trials!r}")
-        if proxy_trust not in PROXY_TRUST:
-            raise HypernasError(f"proxy_trust must be one of {', '.join(PROXY_TRUST)}, got {proxy_trust!r}")
         self.n_startup_trials = n_startup_trials
-        self.move_proxy, self.proxy_trust = move_proxy, proxy_trust
         self._startup = startup if startup is not None else optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 2])
         # trial -> (center, parameter, new value); absent while the startup sampler proposes
@@ -254,26 +245,9 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
                 continue
             moves = [(n, v) for n, v in moves if pending.unseen(center, n, v)]
             if moves:
-                name, value = self._pick(center, moves, memory)
+                name, value = moves[self._rng.integers(len(moves))]
                 return center, name, value
         return None
-
-    def _pick(self, center: FrozenTrial, moves: list[tuple[str, Any]], memory: _StudyMemory) -> tuple[str, Any]:
-        """A move drawn at random, or the one the proxy scores best (ties drawn at random)."""
-        if self.move_proxy is not None:
-            trust = 1.0 if self.proxy_trust == "always" else self._agreement(memory)
-            if trust >= 1.0 or self._rng.random() < trust:
-                scores = [self.move_proxy({**center.params, n: v}) for n, v in moves]
-                moves = [m for m, s in zip(moves, scores) if s == max(scores)]
-        return moves[self._rng.integers(len(moves))]
-
-    def _agreement(self, memory: _StudyMemory) -> float:
-        """Kendall tau between the proxy and the values of the complete trials, 0 if undefined or negative."""
-        ranked = [memory.finished[number] for _, number in memory.ranked]
-        if len(ranked) < 3:
-            return 0.0
-        tau = kendalltau([self.move_proxy(t.params) for t in ranked], [memory.sign * t.value for t in ranked])[0]
-        return 0.0 if not tau > 0 else float(tau)  # nan (a constant proxy) counts as no agreement
 
 
 class _StudyMemory:
@@ -305,7 +279,6 @@ class _StudyMemory:
             for names, sets in self.seen.items())
 
 
-PROXY_TRUST = ("always", "agreement")
 _MOVE = "hypernas:local_search_move"  # trial system attribute: the move that proposed it
 
 

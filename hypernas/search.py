@@ -23,7 +23,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import torch
@@ -148,15 +148,12 @@ def search_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
     return SearchConfig(**merged, fit=FitConfig(**fit))
 
 
-def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None,
-                 move_proxy: Callable[[dict[str, Any]], float] | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
     """A seeded sampler: Optuna's TPE, Gaussian-process (gp), NSGA-II, random or grid, or
     regularized evolution, or local search.
     `options` are the sampler's own keyword arguments (e.g. {"multivariate": True} for TPE).
     `grid` needs a space that lists its grid. Local search takes `startup` (a sampler name) and
-    `startup_options` for the sampler of its first `n_startup_trials`, and may order its moves
-    by a data-free proxy: the option `"move_proxy"` names it, the caller passes it built
-    (`hypernas.initial_design.move_proxy`), or the sampler is built without it for a check.
+    `startup_options` for the sampler of its first `n_startup_trials`.
 
     Usage: make_sampler("tpe", 0, get_space("nb201"), {"n_startup_trials": 5})
            make_sampler("local", 0, get_space("nb201"), {"n_startup_trials": 20, "startup": "tpe"})
@@ -173,13 +170,6 @@ def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = N
         if startup not in LOCAL_STARTUPS:  # grid and evolution keep state of their own that moves would confuse
             raise HypernasError(f"local search starts from {', '.join(LOCAL_STARTUPS)}, not {startup!r}")
         args["startup"] = make_sampler(startup, seed, space, args.pop("startup_options", None))
-        proxy = args.pop("move_proxy", None)
-        if proxy is not None:
-            from hypernas.initial_design import MOVE_PROXIES
-
-            if proxy not in MOVE_PROXIES:
-                raise HypernasError(f"unknown move_proxy {proxy!r}; choose from {', '.join(MOVE_PROXIES)}")
-            args["move_proxy"] = move_proxy
     elif name == "grid":
         if space.grid is None:
             raise HypernasError(f"space {space.name!r} has no finite grid; use tpe, nsga2 or random")
@@ -396,20 +386,18 @@ def _join(study: optuna.Study) -> int:
 
 
 def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str, Any], in_channels: int,
-                num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None,
-                move_proxy: Callable[[dict[str, Any]], float] | None = None) -> dict[str, float]:
+                num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None) -> dict[str, float]:
     """Ask, build, deduplicate, score and tell until `study` holds `cfg.trials` completed trials
     (distinct architectures with `cfg.distinct`); returns seconds per phase. Several processes
     may run it on one study at once: together they reach the total exactly.
 
     `scorer` is anything with `score(infos, keys) -> list[Score]`: the hypernetwork's `Scorer`,
     or the benchmark's table oracle, which is how the oracle benchmark runs this very loop.
-    `initial` holds parameters to try first (`hypernas.initial_design`), when the study is new;
-    `move_proxy` is the built proxy that local search's `"move_proxy"` option names.
+    `initial` holds parameters to try first (`hypernas.initial_design`), when the study is new.
 
     Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
     """
-    sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * _join(study), space, cfg.sampler_options, move_proxy)
+    sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * _join(study), space, cfg.sampler_options)
     steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()

@@ -385,60 +385,6 @@ def test_local_search_bad_input():
     assert isinstance(sampler._startup, optuna.samplers.TPESampler)
 
 
-def _conv3s(params: dict) -> float:
-    return sum(v == "conv3" for v in params.values())
-
-
-def test_local_search_with_a_trusted_proxy_takes_the_neighbor_it_scores_best():
-    """Proxy = objective: every move adds a conv3 while one is left to add, so the climb from
-    the start-up's best reaches the optimum in as many moves as it lacks conv3s."""
-    sampler = LocalSearchSampler(n_startup_trials=3, seed=0, move_proxy=_conv3s)
-    study = run(sampler, n=3)
-    start = max(t.value for t in study.trials)
-    study.optimize(toy, n_trials=int(6 - start))
-    assert [t.value for t in study.trials[3:]] == list(range(int(start) + 1, 7))
-
-
-@pytest.mark.parametrize("sign, expected", [(1, 1.0), (-1, 0.0)])
-def test_local_search_trusts_a_proxy_as_far_as_it_agrees_with_the_values(sign, expected):
-    sampler = LocalSearchSampler(n_startup_trials=10, seed=0, move_proxy=lambda p: sign * _conv3s(p),
-                                 proxy_trust="agreement")
-    study = run(sampler, n=30)
-    from hypernas.samplers import _StudyMemory
-
-    memory = _StudyMemory(1.0)
-    for t in study.trials:
-        memory.add(t)
-    assert sampler._agreement(memory) == pytest.approx(expected)
-    assert len({tuple(t.params.values()) for t in study.trials}) == 30  # it still never repeats
-
-
-def test_move_proxies_score_the_architecture():
-    from hypernas.initial_design import move_proxy
-
-    space = get_space("nb201")
-    wide = dict.fromkeys(space.grid, "nor_conv_3x3")
-    thin = {**wide, "edge_1_2": "skip_connect"}
-    params = move_proxy("params", space, {"channels": 4, "cells": 1}, 1, 3, (16,))
-    synflow = move_proxy("synflow", space, {"channels": 4, "cells": 1}, 1, 3, (16,))
-    assert params(wide) > params(thin) > 0 and synflow(wide) > synflow(thin) > 0
-    dead = dict.fromkeys(space.grid, "none")
-    assert params(dead) == synflow(dead) == float("-inf")  # a dead network is never the proxy's pick
-
-
-def test_move_proxy_bad_input():
-    from hypernas.initial_design import move_proxy
-
-    space = get_space("nb201")
-    with pytest.raises(HypernasError, match="proxy_trust must be one of always, agreement"):
-        LocalSearchSampler(move_proxy=_conv3s, proxy_trust="sometimes")
-    with pytest.raises(HypernasError, match="unknown move_proxy 'flops'; choose from synflow, params"):
-        make_sampler("local", 0, space, {"move_proxy": "flops"})
-    with pytest.raises(HypernasError, match="unknown move proxy 'flops'"):
-        move_proxy("flops", space, {}, 3, 10, (32, 32))
-    assert move_proxy("params", space, {}, 3, 10, (32, 32))({"edge_0_1": "none"}) == float("-inf")  # half a cell
-
-
 def test_sampler_overhead_bench_runs_each_sampler(capsys):
     from hypernas.bench import sampler_overhead
 

@@ -52,7 +52,7 @@ from hypernas.data import load_dataset_like
 from hypernas.errors import CheckpointError
 from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
-from hypernas.initial_design import move_proxy, synflow_design
+from hypernas.initial_design import synflow_design
 from hypernas.score import Score, Scorer
 from hypernas.search import SearchConfig, file_digest, search_loop
 from hypernas.spaces import get_space
@@ -143,20 +143,9 @@ CANDIDATES: dict[str, SearchConfig] = {
     # (`Networks`). Rerun under that fix: `tpe_warm10` and `local_warm10` above, beside `tpe`
     # and `local`. Same criterion as round 8. (I knew before listing this that the warm start
     # had helped TPE on the table; the fix is right whatever it gives.)
-    # Round 10 (session 8), listed before any run: local search whose next move is the
-    # center's unseen neighbor a data-free proxy scores best, Abdelfattah et al. 2021's
-    # "zero-cost move proposal" (synflow), or the parameter count; and synflow trusted only as
-    # far as it agrees with the values seen (the move is synflow's pick with probability equal
-    # to its Kendall tau with them, clipped at 0, else random), so that a proxy that misleads on
-    # a user's data is followed less. Computed on the objective's own networks, as the warm
-    # start is. Same criterion as rounds 8 and 9. I knew when listing this that proxies rank
-    # the development objectives weakly (Kendall tau 0.18 to 0.34 over 600 of their cells:
-    # synflow 0.18 and 0.31, parameter count 0.29 and 0.33) and, from the literature, that they
-    # rank CIFAR-10 far better; the agreement variant is my answer to that gap.
-    "local_synflow": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10, "move_proxy": "synflow"}),
-    "local_params": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10, "move_proxy": "params"}),
-    "local_synflow_agree": replace(BASE, sampler="local", sampler_options={
-        "n_startup_trials": 10, "move_proxy": "synflow", "proxy_trust": "agreement"}),
+    # Round 10 (session 8): local search moves ordered by a data-free proxy (synflow, the
+    # parameter count, or synflow as far as it agrees with the values seen) lost on both
+    # development objectives; the option and its candidates are in commit 95d13f4.
 }
 # The development objective's choice (round 5: local search, sum of regrets 0.694 against GP's
 # 0.900 and plain TPE's 0.928). Session 2's tuned row, TPE with a synflow warm start
@@ -237,8 +226,8 @@ def hypernet_networks(path: str) -> Networks:
 
 def run_method(cfg: SearchConfig, seed: int, table: dict[str, float], synflow_cache: dict | None = None,
                networks: Networks = CIFAR10) -> optuna.Study:
-    """One seeded search through the product's loop, in an in-memory study. A warm start (and
-    a move proxy) is computed as `hypernas search` computes it, on the objective's own `networks`;
+    """One seeded search through the product's loop, in an in-memory study. A warm start is
+    computed as `hypernas search` computes it, by synflow of the objective's own `networks`;
     `synflow_cache` shares synflow values across runs of one objective. The loop itself builds
     CIFAR-10's networks: the table (and a development table) is looked up by the cell alone."""
     cfg = replace(cfg, seed=seed)
@@ -248,13 +237,9 @@ def run_method(cfg: SearchConfig, seed: int, table: dict[str, float], synflow_ca
         initial = synflow_design(space, networks.space_options, networks.in_channels, networks.num_classes,
                                  networks.input_size, cfg.warm_start, cfg.warm_pool, seed, cache=synflow_cache,
                                  progress=False)
-    proxy = None
-    if cfg.sampler_options.get("move_proxy"):
-        proxy = move_proxy(cfg.sampler_options["move_proxy"], space, networks.space_options, networks.in_channels,
-                           networks.num_classes, networks.input_size, cache=synflow_cache)
     study = optuna.create_study(direction="maximize")
     search_loop(cfg, study, space, {}, CIFAR10.in_channels, CIFAR10.num_classes, TableScorer(table),
-                progress=False, initial=initial, move_proxy=proxy)
+                progress=False, initial=initial)
     return study
 
 
