@@ -61,3 +61,7 @@ def test_a_table_for_another_dataset_counts_its_networks_in_its_own_dimensions(t
     assert 0 <= float(row["test_accuracy"]) <= 1
     main(["--dataset", "digits", "--cells", "1", "--seeds", "0", "--threads", "1", "--out", str(out)])
     assert len(rows(out)) == 1  # a rerun resumes: nothing trained twice
+    with pytest.raises(SystemExit):  # resumed with another dataset: refused, the table untouched
+        main(["--cells", "2", "--seeds", "0", "--threads", "1", "--out", str(out)])
+    assert "was made with another dataset: its networks are not mnist1d's" in capsys.readouterr().err
+    assert rows(out) == [row]

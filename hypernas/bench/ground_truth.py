@@ -78,7 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     done = set()
     if os.path.exists(args.out):
         with open(args.out, newline="") as f:
-            done = {(r["arch"], int(r["seed"])) for r in csv.DictReader(f)}
+            existing = list(csv.DictReader(f))
+        done = {(r["arch"], int(r["seed"])) for r in existing}
+        # The table stores no dataset name, but its networks' sizes tell: resuming it with another
+        # dataset would mix two ground truths in one file.
+        for r in existing[:10]:
+            G = nb201.from_string(r["arch"], data.in_channels, data.num_classes, **PROTOCOL)
+            if int(r["params"]) != param_count(G, data.ndim):
+                ap.error(f"{args.out} was made with another dataset: its networks are not {args.dataset}'s "
+                         f"({r['params']} parameters in {r['arch']}, {param_count(G, data.ndim)} here)")
     exclude = set()
     if args.exclude:  # hashed afresh: a stored hash goes stale if the hash convention changes
         with open(args.exclude, newline="") as f:
