@@ -23,7 +23,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 import torch
@@ -41,7 +41,7 @@ from hypernas.study import StorageError, annotate_trial, attach_artifact, open_s
 from hypernas.train import TrainConfig, train
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}
-SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution", "local")
+SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution", "local", "wlgp")
 LOCAL_STARTUPS = ("random", "tpe", "gp")  # samplers local search may take its first trials from
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
@@ -148,12 +148,14 @@ def search_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
     return SearchConfig(**merged, fit=FitConfig(**fit))
 
 
-def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = None,
+                 graph_of: Callable[[dict[str, Any]], Any] | None = None) -> optuna.samplers.BaseSampler:
     """A seeded sampler: Optuna's TPE, Gaussian-process (gp), NSGA-II, random or grid, or
     regularized evolution, or local search.
     `options` are the sampler's own keyword arguments (e.g. {"multivariate": True} for TPE).
     `grid` needs a space that lists its grid. Local search takes `startup` (a sampler name) and
-    `startup_options` for the sampler of its first `n_startup_trials`.
+    `startup_options` for the sampler of its first `n_startup_trials`. `wlgp` (a GP over the
+    graphs, `hypernas.wlgp`) needs `graph_of`, parameters -> network, which `search_loop` gives it.
 
     Usage: make_sampler("tpe", 0, get_space("nb201"), {"n_startup_trials": 5})
            make_sampler("local", 0, get_space("nb201"), {"n_startup_trials": 20, "startup": "tpe"})
@@ -170,6 +172,10 @@ def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = N
         if startup not in LOCAL_STARTUPS:  # grid and evolution keep state of their own that moves would confuse
             raise HypernasError(f"local search starts from {', '.join(LOCAL_STARTUPS)}, not {startup!r}")
         args["startup"] = make_sampler(startup, seed, space, args.pop("startup_options", None))
+    elif name == "wlgp":
+        from hypernas.wlgp import WLGPSampler as cls
+
+        args["graph_of"] = graph_of
     elif name == "grid":
         if space.grid is None:
             raise HypernasError(f"space {space.name!r} has no finite grid; use tpe, nsga2 or random")
@@ -397,7 +403,10 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
 
     Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
     """
-    sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * _join(study), space, cfg.sampler_options)
+    def graph_of(params: dict[str, Any]):
+        return space.build_info(optuna.trial.FixedTrial(params), in_channels, num_classes, **options)[1]
+
+    sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * _join(study), space, cfg.sampler_options, graph_of)
     steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()

@@ -146,6 +146,14 @@ CANDIDATES: dict[str, SearchConfig] = {
     # Round 10 (session 8): local search moves ordered by a data-free proxy (synflow, the
     # parameter count, or synflow as far as it agrees with the values seen) lost on both
     # development objectives; the option and its candidates are in commit 95d13f4.
+    # Round 11 (session 8), listed before any run, after round 10: the issue's "encode the
+    # space better". A Gaussian process whose kernel compares the architectures' graphs
+    # (Weisfeiler-Lehman subtree labels of the simplified network, NAS-BOWL, Ru et al. ICLR
+    # 2021), expected improvement over the unseen neighbors of the 3 best trials and 50 random
+    # draws, after 10 random trials. One-hot encodings (TPE, GP, the ridge of round 7) treat
+    # equivalent or near-equivalent cells as unrelated; the graph kernel does not. Same
+    # criterion as rounds 8 to 10.
+    "wlgp": replace(BASE, sampler="wlgp"),
 }
 # The development objective's choice (round 5: local search, sum of regrets 0.694 against GP's
 # 0.900 and plain TPE's 0.928). Session 2's tuned row, TPE with a synflow warm start

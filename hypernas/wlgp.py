@@ -1,0 +1,163 @@
+"""Bayesian optimisation over the architecture graph itself: a GP with a Weisfeiler-Lehman kernel.
+
+NAS-BOWL (Ru, Wan, Dong, Osborne, ICLR 2021) models an architecture's score as a Gaussian
+process whose kernel compares the graphs: each graph is the bag of its Weisfeiler-Lehman
+subtree labels (a node's operation, then that with the labels of its inputs, and so on for
+`h` rounds), and the kernel is the normalised dot product of those bags. The depth `h` is
+chosen by marginal likelihood. The next trial is the candidate of largest expected
+improvement among the unseen one-parameter neighbors of the best trials and some random
+draws. Unlike one-hot parameters, the graph encoding shares what it learns between cells
+that compute alike, and it needs no per-space code: it reads the simplified graph
+(`hypernas.graph.simplify`) that the canonical hash also reads.
+
+Works on spaces whose parameters are all categorical (NB201's edges); single objective.
+
+Usage:
+    sampler = WLGPSampler(graph_of=lambda p: space.build_info(optuna.trial.FixedTrial(p), 3, 10)[1], seed=0)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Any, Callable
+
+import networkx as nx
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.search_space import intersection_search_space
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import norm
+
+from hypernas.errors import HypernasError
+from hypernas.graph import GraphInfo, canonical_hash, simplify
+
+DEPTHS = (0, 1, 2)  # WL rounds the marginal likelihood chooses from (NAS-BOWL's range)
+NOISES = (1e-4, 1e-3, 1e-2, 1e-1)  # noise variances of the standardised scores, chosen the same way
+
+
+class WLGPSampler(optuna.samplers.BaseSampler):
+    """GP-EI with a Weisfeiler-Lehman graph kernel after `n_startup_trials` random trials.
+    `graph_of(params)` builds a trial's network (`GraphInfo`); `top` best trials lend their
+    neighbors as candidates, beside `n_random` random draws. `seed` fixes the sequence."""
+
+    def __init__(self, graph_of: Callable[[dict[str, Any]], GraphInfo] | None = None, n_startup_trials: int = 10,
+                 top: int = 3, n_random: int = 50, seed: int | None = None):
+        if not isinstance(n_startup_trials, int) or n_startup_trials < 2:
+            raise HypernasError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
+        self.graph_of, self.n_startup_trials, self.top, self.n_random = graph_of, n_startup_trials, top, n_random
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._rng = np.random.default_rng(None if seed is None else [seed, 3])
+        self._bags: dict[tuple, tuple[str, list[Counter]] | None] = {}  # params -> (hash, WL bags by depth)
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+        self._rng = np.random.default_rng()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if len(study.directions) > 1:
+            raise HypernasError("the wlgp sampler serves single-objective studies only")
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) < self.n_startup_trials:
+            return {}
+        space = intersection_search_space(complete)
+        if not all(isinstance(d, CategoricalDistribution) for d in space.values()):
+            raise HypernasError("the wlgp sampler needs a space whose parameters are all categorical")
+        return space
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        if self.graph_of is None:
+            raise HypernasError("the wlgp sampler needs graph_of, the function that builds a trial's network")
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if self._bag(t.params) is not None]
+        seen = {self._bag(t.params)[0] for t in study.get_trials(deepcopy=False) if t.params
+                and self._bag(t.params) is not None}
+        candidates = self._candidates(done, search_space, seen, sign)
+        if not candidates:
+            return {}  # everything near is seen: the random sampler proposes
+        y = np.array([sign * t.value for t in done])
+        scores = self._expected_improvement([self._bag(t.params)[1] for t in done], y,
+                                            [self._bag(c)[1] for c in candidates])
+        best = np.flatnonzero(scores == scores.max())
+        return candidates[best[self._rng.integers(len(best))]]
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    # -- the model ----------------------------------------------------------------------------
+
+    def _bag(self, params: dict[str, Any]) -> tuple[str, list[Counter]] | None:
+        """(canonical hash, WL label bags for depths 0..max), None if the parameters build no network."""
+        key = tuple(sorted(params.items()))
+        if key not in self._bags:
+            try:
+                info = self.graph_of(params)
+            except (HypernasError, ValueError):  # FixedTrial: a parameter is missing
+                self._bags[key] = None
+                return None
+            S = simplify(info).reverse(copy=False)  # each node hashes its inputs, upstream
+            with warnings.catch_warnings():  # networkx notes a 3.5 change in directed hashes
+                warnings.simplefilter("ignore", UserWarning)
+                hashes = nx.weisfeiler_lehman_subgraph_hashes(S, node_attr="label", iterations=max(DEPTHS))
+            bags = [Counter(S.nodes[n]["label"] for n in S)]
+            for depth in range(max(DEPTHS)):
+                bags.append(bags[-1] + Counter(h[depth] for h in hashes.values()))
+            self._bags[key] = (canonical_hash(info), bags)
+        return self._bags[key]
+
+    def _candidates(self, done: list[FrozenTrial], space: dict[str, CategoricalDistribution], seen: set[str],
+                    sign: float) -> list[dict[str, Any]]:
+        """Unseen architectures: the one-parameter neighbors of the `top` best, and random draws."""
+        ranked = sorted(done, key=lambda t: -sign * t.value)[: self.top]
+        pool = [{**t.params, n: v} for t in ranked for n, d in space.items() for v in d.choices if v != t.params[n]]
+        for _ in range(self.n_random):
+            pool.append({n: d.choices[self._rng.integers(len(d.choices))] for n, d in space.items()})
+        out, hashes = [], set(seen)
+        for params in pool:
+            bag = self._bag(params)
+            if bag is not None and bag[0] not in hashes:
+                hashes.add(bag[0])
+                out.append(params)
+        return out
+
+    def _expected_improvement(self, train: list[list[Counter]], y: np.ndarray, test: list[list[Counter]]) -> np.ndarray:
+        """EI of each test graph under the GP whose depth and noise maximise the marginal likelihood."""
+        y = (y - y.mean()) / (y.std() or 1.0)
+        best = None
+        for depth in DEPTHS:  # labels only the candidates have count in their norm, as in the full kernel
+            labels = sorted({label for bags in train + test for label in bags[depth]})
+            vocab = {label: i for i, label in enumerate(labels)}
+            F = _features([b[depth] for b in train], vocab)
+            K = F @ F.T
+            for noise in NOISES:
+                L = np.linalg.cholesky(K + noise * np.eye(len(y)))
+                alpha = np.linalg.solve(L.T, np.linalg.solve(L, y))
+                evidence = -0.5 * y @ alpha - np.log(np.diag(L)).sum()
+                if best is None or evidence > best[0]:
+                    best = (evidence, depth, vocab, F, L, alpha)
+        _, depth, vocab, F, L, alpha = best
+        Ft = _features([b[depth] for b in test], vocab)
+        Ks = Ft @ F.T
+        mean = Ks @ alpha
+        v = np.linalg.solve(L, Ks.T)
+        std = np.sqrt(np.maximum(1.0 - (v * v).sum(0), 1e-12))  # k(x, x) = 1 after normalising
+        z = (mean - y.max()) / std
+        return (mean - y.max()) * norm.cdf(z) + std * norm.pdf(z)
+
+
+def _features(bags: list[Counter], vocab: dict[str, int]) -> np.ndarray:
+    """Rows of label counts over `vocab`, unit length: the normalised WL kernel, so that
+    repeated cells do not outweigh what distinguishes them."""
+    F = np.zeros((len(bags), len(vocab)))
+    for i, bag in enumerate(bags):
+        for label, count in bag.items():
+            if label in vocab:
+                F[i, vocab[label]] = count
+    return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
