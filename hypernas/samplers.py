@@ -32,6 +32,9 @@ is drawn at random among those. So a better neighbor becomes the next center at 
 improvement), and a local optimum whose neighbors are all seen hands over to the next-best trial,
 which searches the plateau around it. Other parameters are inherited from the center. When no
 trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
+With `at_local_optimum="startup"`, only the best trial is ever a center: once its neighbors
+are all seen, the startup sampler (a model) proposes until one of its cells beats it, and the
+climb goes on from there.
 Four variants lost to this plain form on the development objectives and were taken out
 (BENCHMARKS.md, rounds 6 to 8 and 10): restarting from a new cell at a local optimum, ranking the
 moves by an additive model of the values seen, letting a model propose at a local optimum, and
@@ -166,10 +169,13 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
     `n_startup_trials` from `startup` (a seeded `RandomSampler` by default). `seed` fixes the moves."""
 
     def __init__(self, n_startup_trials: int = 10, startup: optuna.samplers.BaseSampler | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, at_local_optimum: str = "next_best"):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 1:
             raise HypernasError(f"n_startup_trials must be an integer >= 1, got {n_startup_trials!r}")
+        if at_local_optimum not in AT_LOCAL_OPTIMUM:
+            raise HypernasError(f"at_local_optimum is one of {', '.join(AT_LOCAL_OPTIMUM)}, got {at_local_optimum!r}")
         self.n_startup_trials = n_startup_trials
+        self.at_local_optimum = at_local_optimum
         self._startup = startup if startup is not None else optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 2])
         # trial -> (center, parameter, new value); absent while the startup sampler proposes
@@ -233,7 +239,8 @@ class LocalSearchSampler(optuna.samplers.BaseSampler):
         for t in trials:
             if t.number not in memory.finished:
                 (memory if t.state.is_finished() else pending).add(t)
-        for _, number in memory.ranked:
+        ranked = memory.ranked[:1] if self.at_local_optimum == "startup" else memory.ranked
+        for _, number in ranked:
             if number in memory.exhausted:
                 continue
             center = memory.finished[number]
@@ -279,6 +286,9 @@ class _StudyMemory:
             for names, sets in self.seen.items())
 
 
+# What local search does once the best trial's neighbors are all seen: search around the
+# next-best trial (White et al.), or let the startup sampler propose until it beats the best.
+AT_LOCAL_OPTIMUM = ("next_best", "startup")
 _MOVE = "hypernas:local_search_move"  # trial system attribute: the move that proposed it
 
 

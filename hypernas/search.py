@@ -42,7 +42,7 @@ from hypernas.train import TrainConfig, train
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}
 SAMPLERS = ("tpe", "gp", "nsga2", "random", "grid", "evolution", "local", "wlgp")
-LOCAL_STARTUPS = ("random", "tpe", "gp")  # samplers local search may take its first trials from
+LOCAL_STARTUPS = ("random", "tpe", "gp", "wlgp")  # samplers local search may take its first trials from
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
 
@@ -171,7 +171,7 @@ def make_sampler(name: str, seed: int, space, options: dict[str, Any] | None = N
         startup = args.pop("startup", "random")
         if startup not in LOCAL_STARTUPS:  # grid and evolution keep state of their own that moves would confuse
             raise HypernasError(f"local search starts from {', '.join(LOCAL_STARTUPS)}, not {startup!r}")
-        args["startup"] = make_sampler(startup, seed, space, args.pop("startup_options", None))
+        args["startup"] = make_sampler(startup, seed, space, args.pop("startup_options", None), graph_of)
     elif name == "wlgp":
         from hypernas.wlgp import WLGPSampler as cls
 

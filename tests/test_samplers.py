@@ -377,7 +377,7 @@ def test_local_search_bad_input():
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
     space = get_space("nb201")
     for startup in ("local", "grid", "evolution", "tpee"):
-        with pytest.raises(HypernasError, match=f"local search starts from random, tpe, gp, not '{startup}'"):
+        with pytest.raises(HypernasError, match=f"local search starts from random, tpe, gp, wlgp, not '{startup}'"):
             make_sampler("local", 0, space, {"startup": startup})
     with pytest.raises(HypernasError, match="does not take"):
         make_sampler("local", 0, space, {"startup": "tpe", "startup_options": {"n_startups": 3}})
