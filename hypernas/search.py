@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import time
 import warnings
@@ -405,6 +406,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     """
     def graph_of(params: dict[str, Any]):
         return space.build_info(optuna.trial.FixedTrial(params), in_channels, num_classes, **options)[1]
+
+    graph_of.context = (space.name, json.dumps(options, sort_keys=True, default=str), in_channels, num_classes)
 
     sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * _join(study), space, cfg.sampler_options, graph_of)
     steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)

@@ -291,6 +291,36 @@ def test_local_search_memory_matches_a_fresh_reading_of_the_study():
         assert not any(fresh.unseen(center, n, v) for n in NAMES for v in OPS if v != center.params[n])
 
 
+@pytest.mark.parametrize("at_local_optimum", ["next_best", "startup"])
+def test_local_search_at_a_local_optimum(at_local_optimum):
+    """All 24 neighbors of the best cell (every edge 'none') are seen and worse. By default the
+    search moves on around the next best; with "startup" the startup sampler proposes, and a
+    proposal that beats the best becomes the center of the next move."""
+    def fewer_edges(trial):
+        return -sum(trial.suggest_categorical(n, OPS) != "none" for n in NAMES)
+
+    sampler = LocalSearchSampler(n_startup_trials=1, seed=0, at_local_optimum=at_local_optimum)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    center = {n: "none" for n in NAMES}
+    study.enqueue_trial(center)
+    for n in NAMES:
+        for op in OPS[1:]:
+            study.enqueue_trial({**center, n: op})
+    study.optimize(fewer_edges, n_trials=25)
+    t = study.ask()
+    fewer_edges(t)
+    moved = "hypernas:local_search_move" in study.trials[-1].system_attrs
+    if at_local_optimum == "next_best":
+        assert moved
+        assert any(n_diff(t.params, s.params) == 1 for s in study.trials[1:25]) and n_diff(t.params, center) == 2
+        return
+    assert not moved  # the startup sampler's own proposal
+    study.tell(t, 10)
+    nxt = study.ask()
+    fewer_edges(nxt)
+    assert "hypernas:local_search_move" in study.trials[-1].system_attrs and n_diff(nxt.params, t.params) == 1
+
+
 def test_local_search_spends_no_move_on_an_enqueued_trial():
     """Enqueued trials (a warm start) bring their own parameters: they must not use up a move,
     so the best trial's four neighbors still come next."""
@@ -372,6 +402,8 @@ def test_local_search_on_blocks_never_repeats_an_architecture():
 def test_local_search_bad_input():
     with pytest.raises(HypernasError, match="n_startup_trials"):
         LocalSearchSampler(n_startup_trials=0)
+    with pytest.raises(HypernasError, match="at_local_optimum is one of next_best, startup, got 'restart'"):
+        LocalSearchSampler(at_local_optimum="restart")
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=local())
     with pytest.raises(HypernasError, match="^LocalSearchSampler serves single-objective studies only"):
         study.optimize(lambda t: (toy(t), 0.0), n_trials=1)
