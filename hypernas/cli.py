@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="folder for run directories (default runs)")
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run directory)")
     p.add_argument("--trials", type=int, help="scored trials to reach in total")
-    p.add_argument("--sampler", help="tpe, gp, nsga2, random, grid, evolution or local (options: [sampler_options] in --config)")
+    p.add_argument("--sampler", help="tpe, gp, nsga2, random, grid, evolution, local or wlgp (options: [sampler_options] in --config)")
     p.add_argument("--distinct", action="store_true", default=None,
                    help="--trials counts distinct architectures; isomorphic duplicates are free")
     p.add_argument("--objectives", help="score, score,params or score,flops")

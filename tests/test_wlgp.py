@@ -66,3 +66,18 @@ def test_bad_input():
     study = optuna.create_study(sampler=WLGPSampler(graph_of, 2))
     with pytest.raises(HypernasError, match="all categorical"):
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+
+
+def test_the_search_loop_gives_the_sampler_its_networks():
+    """Through `hypernas search`'s loop (here with the CIFAR-10 table as the scorer), on its own
+    and as local search's model at a local optimum: every query a new network."""
+    from dataclasses import replace
+
+    from hypernas.bench import oracle
+    from hypernas.bench.nb201_table import load_cifar10_table
+
+    table = load_cifar10_table()
+    for method in ("wlgp", "local_escape_wlgp"):
+        study = oracle.run_method(replace(oracle.CANDIDATES[method], trials=14), 0, table)
+        fresh = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+        assert len(fresh) == 14 and len({t.user_attrs["hash"] for t in fresh}) == 14
