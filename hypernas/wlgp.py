@@ -35,6 +35,7 @@ from hypernas.errors import HypernasError
 from hypernas.graph import GraphInfo, canonical_hash, simplify
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
+CACHE_LIMIT = 10_000  # bags kept per context (NB201 has 15,625 cells; a long study draws more)
 DEPTHS = (0, 1, 2)  # WL rounds the marginal likelihood chooses from (NAS-BOWL's range)
 NOISES = (1e-4, 1e-3, 1e-2, 1e-1)  # noise variances of the standardised scores, chosen the same way
 
@@ -102,6 +103,8 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         """(canonical hash, WL label bags for depths 0..max), None if the parameters build no network."""
         key = tuple(sorted(params.items()))
         if key not in self._bags:
+            if len(self._bags) >= CACHE_LIMIT:  # about 30 kB each: start afresh rather than grow without end
+                self._bags.clear()
             try:
                 info = self.graph_of(params)
             except (HypernasError, ValueError):  # FixedTrial: a parameter is missing
@@ -163,6 +166,5 @@ def _features(bags: list[Counter], vocab: dict[str, int]) -> np.ndarray:
     F = np.zeros((len(bags), len(vocab)))
     for i, bag in enumerate(bags):
         for label, count in bag.items():
-            if label in vocab:
-                F[i, vocab[label]] = count
+            F[i, vocab[label]] = count
     return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)

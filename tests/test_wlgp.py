@@ -44,6 +44,24 @@ def test_same_seed_same_sequence_and_no_network_twice():
     assert not earlier & set(hashes)
 
 
+def test_the_bag_cache_changes_nothing(monkeypatch):
+    """Bags are cached per process and context, and the cache starts afresh when full: the
+    sequence is the same either way."""
+    import hypernas.wlgp as wlgp
+
+    alone = [t.params for t in run(1, n=12).trials]  # no context: a cache of its own
+    try:
+        graph_of.context = ("test", "shared")
+        assert [t.params for t in run(1, n=12).trials] == alone
+        assert [t.params for t in run(1, n=12).trials] == alone  # every bag from the shared cache
+        monkeypatch.setattr(wlgp, "CACHE_LIMIT", 5)
+        graph_of.context = ("test", "small")
+        assert [t.params for t in run(1, n=12).trials] == alone
+        assert len(wlgp._SHARED[("test", "small")]) <= 5
+    finally:
+        del graph_of.context
+
+
 def test_the_model_finds_what_the_graph_explains():
     """The score counts a graph feature, so the kernel can learn it: 15 model-chosen trials
     after 5 random ones reach the best network in every seed; 20 random trials mostly do not."""
