@@ -34,11 +34,12 @@ which searches the plateau around it. Other parameters are inherited from the ce
 trial has an unseen neighbor, the startup sampler takes over again. Single objective only.
 With `at_local_optimum="startup"`, only the best trial is ever a center: once its neighbors
 are all seen, the startup sampler (a model) proposes until one of its cells beats it, and the
-climb goes on from there.
-Four variants lost to this plain form on the development objectives and were taken out
-(BENCHMARKS.md, rounds 6 to 8 and 10): restarting from a new cell at a local optimum, ranking the
-moves by an additive model of the values seen, letting a model propose at a local optimum, and
-taking the move a data-free proxy (synflow, the parameter count) scores best.
+climb goes on from there. With TPE or GP as that model it lost to the plain form (round 8);
+with the graph GP (`hypernas.wlgp`) it is the oracle benchmark's choice (round 13).
+Three variants lost to the plain form on the development objectives and were taken out
+(BENCHMARKS.md, rounds 6, 7 and 10): restarting from a new cell at a local optimum, ranking the
+moves by an additive model of the values seen, and taking the move a data-free proxy (synflow,
+the parameter count) scores best.
 
 Usage:
     from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
