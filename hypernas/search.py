@@ -83,7 +83,7 @@ class SearchConfig:
             raise HypernasError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         if self.score_split not in SPLITS:
             raise HypernasError(f"--score-split must be one of {', '.join(SPLITS)}, not {self.score_split!r}")
-        if self.sampler in ("grid", "evolution", "local") and len(self.objectives) > 1:
+        if self.sampler in ("grid", "evolution", "local", "wlgp") and len(self.objectives) > 1:
             raise HypernasError(f"the {self.sampler} sampler serves one objective; use tpe or nsga2 for several objectives")
         for name, low in (("trials", 1), ("batch", 1), ("samples", 1), ("top_k", 0), ("final_epochs", 0), ("seed", 0),
                           ("warm_start", 0), ("warm_pool", 1)):

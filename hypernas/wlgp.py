@@ -33,6 +33,7 @@ from scipy.stats import norm
 
 from hypernas.errors import HypernasError
 from hypernas.graph import GraphInfo, canonical_hash, simplify
+from hypernas.samplers import _check_single_objective
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
 CACHE_LIMIT = 10_000  # bags kept per context (NB201 has 15,625 cells; a long study draws more)
@@ -63,8 +64,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        if len(study.directions) > 1:
-            raise HypernasError("the wlgp sampler serves single-objective studies only")
+        _check_single_objective(study, type(self).__name__)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < self.n_startup_trials:
             return {}
@@ -80,10 +80,9 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         if self.graph_of is None:
             raise HypernasError("the wlgp sampler needs graph_of, the function that builds a trial's network")
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if self._bag(t.params) is not None]
-        seen = {self._bag(t.params)[0] for t in study.get_trials(deepcopy=False) if t.params
-                and self._bag(t.params) is not None}
+        trials = [(t, self._bag(t.params)) for t in study.get_trials(deepcopy=False) if t.params]
+        done = [t for t, bag in trials if t.state == TrialState.COMPLETE and bag is not None]
+        seen = {bag[0] for _, bag in trials if bag is not None}  # running and failed trials too
         candidates = self._candidates(done, search_space, seen, sign)
         if not candidates:
             return {}  # everything near is seen: the random sampler proposes

@@ -293,6 +293,7 @@ def test_sqlite_path_that_cannot_be_created(files, tmp_path, capsys):
 @pytest.mark.parametrize("options, expected", [
     ({"--sampler": "grid", "--objectives": "score,params"}, "grid sampler serves one objective"),
     ({"--sampler": "local", "--objectives": "score,flops"}, "local sampler serves one objective"),
+    ({"--sampler": "wlgp", "--objectives": "score,params"}, "wlgp sampler serves one objective"),
     ({"--objectives": "params"}, "--objectives must start with 'score'"),
     ({"--objectives": "score,score"}, "--objectives must start with 'score'"),
     ({"--trials": 0}, "--trials must be an integer >= 1"),
