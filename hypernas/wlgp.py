@@ -55,7 +55,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng(None if seed is None else [seed, 3])
         # params -> (hash, WL bags by depth). A `graph_of` that names its `context` (the space,
         # its options and the data's shape) shares them with every sampler of that context in
-        # this process, as a benchmark's seeds do: building a network costs 6 ms.
+        # this process, as a benchmark's seeds do: building the networks is most of this sampler's time.
         context = getattr(graph_of, "context", None)
         self._bags: dict[tuple, tuple[str, list[Counter]] | None] = {} if context is None else _SHARED.setdefault(context, {})
 
