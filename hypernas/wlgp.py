@@ -6,7 +6,9 @@ subtree labels (a node's operation, then that with the labels of its inputs, and
 `h` rounds), and the kernel is the normalised dot product of those bags. The depth `h` is
 chosen by marginal likelihood. The next trial is the candidate of largest expected
 improvement among the unseen one-parameter neighbors of the best trials and some random
-draws. Unlike one-hot parameters, the graph encoding shares what it learns between cells
+draws (`pool="near"`), or among every unseen architecture of a space small enough to list
+(`pool="all"`, NB201's 15,625 cells; the space is enumerated once per process, which costs a
+few ms per cell, and the acquisition is then exact). Unlike one-hot parameters, the graph encoding shares what it learns between cells
 that compute alike, and it needs no per-space code: it reads the simplified graph
 (`hypernas.graph.simplify`) that the canonical hash also reads.
 
@@ -14,12 +16,15 @@ Works on spaces whose parameters are all categorical (NB201's edges); single obj
 
 Usage:
     sampler = WLGPSampler(graph_of=lambda p: space.build_info(optuna.trial.FixedTrial(p), 3, 10)[1], seed=0)
+    sampler = WLGPSampler(graph_of=..., pool="all", seed=0)  # EI over the whole space
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import networkx as nx
@@ -29,35 +34,46 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from scipy import sparse
 from scipy.stats import norm
+from tqdm.auto import tqdm
 
 from hypernas.errors import HypernasError
 from hypernas.graph import GraphInfo, canonical_hash, simplify
 from hypernas.samplers import _check_single_objective
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
+_SPACES: dict[Any, "_Listing"] = {}  # (context, space) -> the listed space, for `pool="all"`
 CACHE_LIMIT = 10_000  # bags kept per context (NB201 has 15,625 cells; a long study draws more)
+LIST_LIMIT = 50_000  # the most parameter combinations `pool="all"` lists
+POOLS = ("near", "all")
 DEPTHS = (0, 1, 2)  # WL rounds the marginal likelihood chooses from (NAS-BOWL's range)
 NOISES = (1e-4, 1e-3, 1e-2, 1e-1)  # noise variances of the standardised scores, chosen the same way
 
 
 class WLGPSampler(optuna.samplers.BaseSampler):
     """GP-EI with a Weisfeiler-Lehman graph kernel after `n_startup_trials` random trials.
-    `graph_of(params)` builds a trial's network (`GraphInfo`); `top` best trials lend their
-    neighbors as candidates, beside `n_random` random draws. `seed` fixes the sequence."""
+    `graph_of(params)` builds a trial's network (`GraphInfo`). The candidates: with `pool="near"`
+    the `top` best trials' neighbors and `n_random` random draws; with `pool="all"` every
+    unseen architecture of the space (at most `LIST_LIMIT` combinations). `seed` fixes the sequence."""
 
     def __init__(self, graph_of: Callable[[dict[str, Any]], GraphInfo] | None = None, n_startup_trials: int = 10,
-                 top: int = 3, n_random: int = 50, seed: int | None = None):
+                 top: int = 3, n_random: int = 50, pool: str = "near", seed: int | None = None):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 2:
             raise HypernasError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
+        if pool not in POOLS:
+            raise HypernasError(f"pool is one of {', '.join(POOLS)}, got {pool!r}")
         self.graph_of, self.n_startup_trials, self.top, self.n_random = graph_of, n_startup_trials, top, n_random
+        self.pool = pool
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 3])
         # params -> (hash, WL bags by depth). A `graph_of` that names its `context` (the space,
         # its options and the data's shape) shares them with every sampler of that context in
         # this process, as a benchmark's seeds do: building the networks is most of this sampler's time.
-        context = getattr(graph_of, "context", None)
-        self._bags: dict[tuple, tuple[str, list[Counter]] | None] = {} if context is None else _SHARED.setdefault(context, {})
+        self._context = getattr(graph_of, "context", None)
+        self._bags: dict[tuple, tuple[str, list[Counter]] | None] = (
+            {} if self._context is None else _SHARED.setdefault(self._context, {}))
+        self._listing: _Listing | None = None
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
@@ -71,6 +87,11 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         space = intersection_search_space(complete)
         if not all(isinstance(d, CategoricalDistribution) for d in space.values()):
             raise HypernasError("the wlgp sampler needs a space whose parameters are all categorical")
+        if self.pool == "all":
+            size = int(np.prod([len(d.choices) for d in space.values()], dtype=float))
+            if size > LIST_LIMIT:
+                raise HypernasError(f'pool="all" lists the whole space, at most {LIST_LIMIT:,} parameter combinations; '
+                                    f'this one has {size:,}: use pool="near"')
         return space
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
@@ -80,6 +101,8 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         if self.graph_of is None:
             raise HypernasError("the wlgp sampler needs graph_of, the function that builds a trial's network")
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        if self.pool == "all":
+            return self._sample_listed(study, search_space, sign)
         trials = [(t, self._bag(t.params)) for t in study.get_trials(deepcopy=False) if t.params]
         done = [t for t, bag in trials if t.state == TrialState.COMPLETE and bag is not None]
         seen = {bag[0] for _, bag in trials if bag is not None}  # running and failed trials too
@@ -87,10 +110,40 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         if not candidates:
             return {}  # everything near is seen: the random sampler proposes
         y = np.array([sign * t.value for t in done])
-        scores = self._expected_improvement([self._bag(t.params)[1] for t in done], y,
-                                            [self._bag(c)[1] for c in candidates])
+        train, test = [self._bag(t.params)[1] for t in done], [self._bag(c)[1] for c in candidates]
+        features = []
+        for depth in DEPTHS:  # labels only the candidates have count in their norm, as in the full kernel
+            labels = sorted({label for bags in train + test for label in bags[depth]})
+            vocab = {label: i for i, label in enumerate(labels)}
+            features.append((_features([b[depth] for b in train], vocab), _features([b[depth] for b in test], vocab)))
+        return candidates[self._pick(_expected_improvement(features, y))]
+
+    def _sample_listed(self, study: optuna.Study, space: dict[str, CategoricalDistribution],
+                       sign: float) -> dict[str, Any]:
+        """`pool="all"`: EI over every unseen architecture of the listed space."""
+        if self._listing is None or self._listing.names != tuple(space):
+            key = (self._context, tuple((n, tuple(d.choices)) for n, d in space.items()))
+            listing = _SPACES.get(key) if self._context is not None else None
+            self._listing = listing or _Listing.of(space, self.graph_of)
+            if self._context is not None:
+                _SPACES[key] = self._listing
+        listing = self._listing
+        rows = [(t, listing.row.get(_params_key(t.params))) for t in study.get_trials(deepcopy=False) if t.params]
+        done = [(t, r) for t, r in rows if t.state == TrialState.COMPLETE and r is not None]
+        unseen = np.ones(len(listing.params), dtype=bool)
+        unseen[[r for _, r in rows if r is not None]] = False  # running and failed trials too
+        candidates = np.flatnonzero(unseen)
+        if not len(candidates) or not done:
+            return {}
+        y = np.array([sign * t.value for t, _ in done])
+        train = [r for _, r in done]
+        features = [(F[train].toarray(), F[candidates]) for F in listing.features]
+        return dict(listing.params[candidates[self._pick(_expected_improvement(features, y))]])
+
+    def _pick(self, scores: np.ndarray) -> int:
+        """The index of the largest score, ties broken by the seeded generator."""
         best = np.flatnonzero(scores == scores.max())
-        return candidates[best[self._rng.integers(len(best))]]
+        return int(best[self._rng.integers(len(best))])
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
@@ -99,24 +152,12 @@ class WLGPSampler(optuna.samplers.BaseSampler):
     # -- the model ----------------------------------------------------------------------------
 
     def _bag(self, params: dict[str, Any]) -> tuple[str, list[Counter]] | None:
-        """(canonical hash, WL label bags for depths 0..max), None if the parameters build no network."""
-        key = tuple(sorted(params.items()))
+        """`_bag_of`, cached."""
+        key = _params_key(params)
         if key not in self._bags:
             if len(self._bags) >= CACHE_LIMIT:  # about 30 kB each: start afresh rather than grow without end
                 self._bags.clear()
-            try:
-                info = self.graph_of(params)
-            except (HypernasError, ValueError):  # FixedTrial: a parameter is missing
-                self._bags[key] = None
-                return None
-            S = simplify(info).reverse(copy=False)  # each node hashes its inputs, upstream
-            with warnings.catch_warnings():  # networkx notes a 3.5 change in directed hashes
-                warnings.simplefilter("ignore", UserWarning)
-                hashes = nx.weisfeiler_lehman_subgraph_hashes(S, node_attr="label", iterations=max(DEPTHS))
-            bags = [Counter(S.nodes[n]["label"] for n in S)]
-            for depth in range(max(DEPTHS)):
-                bags.append(bags[-1] + Counter(h[depth] for h in hashes.values()))
-            self._bags[key] = (canonical_hash(info), bags)
+            self._bags[key] = _bag_of(self.graph_of, params)
         return self._bags[key]
 
     def _candidates(self, done: list[FrozenTrial], space: dict[str, CategoricalDistribution], seen: set[str],
@@ -134,29 +175,85 @@ class WLGPSampler(optuna.samplers.BaseSampler):
                 out.append(params)
         return out
 
-    def _expected_improvement(self, train: list[list[Counter]], y: np.ndarray, test: list[list[Counter]]) -> np.ndarray:
-        """EI of each test graph under the GP whose depth and noise maximise the marginal likelihood."""
-        y = (y - y.mean()) / (y.std() or 1.0)
-        best = None
-        for depth in DEPTHS:  # labels only the candidates have count in their norm, as in the full kernel
-            labels = sorted({label for bags in train + test for label in bags[depth]})
-            vocab = {label: i for i, label in enumerate(labels)}
-            F = _features([b[depth] for b in train], vocab)
-            K = F @ F.T
-            for noise in NOISES:
-                L = np.linalg.cholesky(K + noise * np.eye(len(y)))
-                alpha = np.linalg.solve(L.T, np.linalg.solve(L, y))
-                evidence = -0.5 * y @ alpha - np.log(np.diag(L)).sum()
-                if best is None or evidence > best[0]:
-                    best = (evidence, depth, vocab, F, L, alpha)
-        _, depth, vocab, F, L, alpha = best
-        Ft = _features([b[depth] for b in test], vocab)
-        Ks = Ft @ F.T
-        mean = Ks @ alpha
-        v = np.linalg.solve(L, Ks.T)
-        std = np.sqrt(np.maximum(1.0 - (v * v).sum(0), 1e-12))  # k(x, x) = 1 after normalising
-        z = (mean - y.max()) / std
-        return (mean - y.max()) * norm.cdf(z) + std * norm.pdf(z)
+
+@dataclass
+class _Listing:
+    """Every distinct architecture of a small space: one parameter set per canonical hash,
+    the row of each parameter set, and per WL depth the unit-length label counts (sparse)."""
+
+    names: tuple[str, ...]
+    params: list[tuple]
+    row: dict[tuple, int]
+    features: list[sparse.csr_matrix]
+
+    @classmethod
+    def of(cls, space: dict[str, CategoricalDistribution], graph_of: Callable[[dict[str, Any]], GraphInfo]) -> "_Listing":
+        params, row, first, bags = [], {}, {}, []
+        combos = itertools.product(*(d.choices for d in space.values()))
+        total = int(np.prod([len(d.choices) for d in space.values()]))
+        for values in tqdm(combos, total=total, desc="wlgp: listing the space", unit="arch", leave=False,
+                           disable=None):
+            p = dict(zip(space, values))
+            b = _bag_of(graph_of, p)
+            if b is None:
+                continue
+            if b[0] not in first:  # equivalent cells share one row: the kernel cannot tell them apart
+                first[b[0]] = len(params)
+                params.append(_params_key(p))
+                bags.append(b[1])
+            row[_params_key(p)] = first[b[0]]
+        features = []
+        for depth in DEPTHS:
+            vocab: dict[str, int] = {}
+            for b in bags:
+                for label in b[depth]:
+                    vocab.setdefault(label, len(vocab))
+            features.append(sparse.csr_matrix(_features([b[depth] for b in bags], vocab)))
+        return cls(tuple(space), params, row, features)
+
+
+def _bag_of(graph_of: Callable[[dict[str, Any]], GraphInfo],
+            params: dict[str, Any]) -> tuple[str, list[Counter]] | None:
+    """(canonical hash, WL label bags for depths 0..max), None if the parameters build no network."""
+    try:
+        info = graph_of(params)
+    except (HypernasError, ValueError):  # FixedTrial: a parameter is missing
+        return None
+    S = simplify(info).reverse(copy=False)  # each node hashes its inputs, upstream
+    with warnings.catch_warnings():  # networkx notes a 3.5 change in directed hashes
+        warnings.simplefilter("ignore", UserWarning)
+        hashes = nx.weisfeiler_lehman_subgraph_hashes(S, node_attr="label", iterations=max(DEPTHS))
+    bags = [Counter(S.nodes[n]["label"] for n in S)]
+    for depth in range(max(DEPTHS)):
+        bags.append(bags[-1] + Counter(h[depth] for h in hashes.values()))
+    return canonical_hash(info), bags
+
+
+def _params_key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _expected_improvement(features: list[tuple[Any, Any]], y: np.ndarray) -> np.ndarray:
+    """EI of each test graph under the GP whose depth and noise maximise the marginal
+    likelihood; `features[depth]` is (train rows, test rows), unit length, dense or sparse."""
+    y = (y - y.mean()) / (y.std() or 1.0)
+    best = None
+    for depth, (F, _) in zip(DEPTHS, features):
+        K = F @ F.T
+        for noise in NOISES:
+            L = np.linalg.cholesky(K + noise * np.eye(len(y)))
+            alpha = np.linalg.solve(L.T, np.linalg.solve(L, y))
+            evidence = -0.5 * y @ alpha - np.log(np.diag(L)).sum()
+            if best is None or evidence > best[0]:
+                best = (evidence, depth, L, alpha)
+    _, depth, L, alpha = best
+    F, Ft = features[depth]
+    Ks = np.asarray(Ft @ F.T)
+    mean = Ks @ alpha
+    v = np.linalg.solve(L, Ks.T)
+    std = np.sqrt(np.maximum(1.0 - (v * v).sum(0), 1e-12))  # k(x, x) = 1 after normalising
+    z = (mean - y.max()) / std
+    return (mean - y.max()) * norm.cdf(z) + std * norm.pdf(z)
 
 
 def _features(bags: list[Counter], vocab: dict[str, int]) -> np.ndarray:
