@@ -35,6 +35,21 @@ def run(seed: int, n: int = 20) -> optuna.Study:
     return study
 
 
+SUB = ("none", "skip_connect", "nor_conv_3x3")  # 3^6 = 729 cells, so that listing the space is quick
+
+
+def sub_convs(trial) -> float:
+    """`convs` over the cells that use three of the five ops."""
+    return convs(optuna.trial.FixedTrial({name: trial.suggest_categorical(name, SUB) for name in SPACE.grid}))
+
+
+def run_all(seed: int, n: int = 20) -> optuna.Study:
+    sampler = WLGPSampler(graph_of, n_startup_trials=5, pool="all", seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(sub_convs, n_trials=n)
+    return study
+
+
 def test_same_seed_same_sequence_and_no_network_twice():
     a, b = run(0), run(0)
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
@@ -72,9 +87,35 @@ def test_the_model_finds_what_the_graph_explains():
     assert sum(max(t.value for t in study.trials) == BEST for study in random) <= 1
 
 
+def test_pool_all_lists_the_space_and_follows_the_model():
+    """EI over every unseen cell: seeded, never a network twice (nor one equivalent to a trial
+    before), and the best network in every seed; listing per process changes nothing."""
+    import hypernas.wlgp as wlgp
+
+    a = run_all(0)
+    assert [t.params for t in a.trials] == [t.params for t in run_all(0).trials]
+    hashes = [canonical_hash(graph_of(t.params)) for t in a.trials[5:]]
+    assert len(set(hashes)) == len(hashes) and not set(hashes) & {canonical_hash(graph_of(t.params)) for t in a.trials[:5]}
+    assert [max(t.value for t in run_all(seed).trials) for seed in range(3)] == [BEST] * 3
+    try:
+        graph_of.context = ("test", "listed")
+        assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]
+        listing = next(v for k, v in wlgp._SPACES.items() if k[0] == ("test", "listed"))
+        assert len(listing.row) == 3 ** 6 and len(listing.params) < 3 ** 6  # equivalent cells share a row
+        assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]  # from the shared listing
+    finally:
+        del graph_of.context
+
+
 def test_bad_input():
     with pytest.raises(HypernasError, match="n_startup_trials must be an integer >= 2"):
         WLGPSampler(graph_of, n_startup_trials=1)
+    with pytest.raises(HypernasError, match="pool is one of near, all, got 'every'"):
+        WLGPSampler(graph_of, pool="every")
+    study = optuna.create_study(sampler=WLGPSampler(graph_of, 2, pool="all"))
+    with pytest.raises(HypernasError, match='at most 50,000 parameter combinations; this one has 1,000,000: use pool="near"'):
+        study.optimize(lambda t: sum(t.suggest_categorical(f"x{i}", list(range(10))) for i in range(6)), n_trials=3)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL"]  # the start-up trials are kept
     study = optuna.create_study(sampler=make_sampler("wlgp", 0, SPACE, {"n_startup_trials": 2}))  # no graph_of
     with pytest.raises(HypernasError, match="needs graph_of"):
         study.optimize(convs, n_trials=3)
