@@ -107,6 +107,23 @@ def test_pool_all_lists_the_space_and_follows_the_model():
         del graph_of.context
 
 
+def test_local_search_hands_a_local_optimum_to_the_listed_space():
+    """The tuned configuration's shape: local search climbs to the best network, finds all its
+    neighbors seen, and the graph GP over the listed space proposes new networks from there."""
+    from hypernas.samplers import _MOVE, LocalSearchSampler
+
+    sampler = LocalSearchSampler(n_startup_trials=5, startup=WLGPSampler(graph_of, 5, pool="all", seed=0), seed=0,
+                                 at_local_optimum="startup")
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(sub_convs, n_trials=40)
+    assert max(t.value for t in study.trials) == BEST
+    proposed = [t.number for t in study.trials[5:] if _MOVE not in t.system_attrs]
+    assert len(proposed) >= 10  # the climb ended and the graph GP took over
+    hashes = [canonical_hash(graph_of(t.params)) for t in study.trials]
+    for n in proposed:  # a move may land on a cell equivalent to an earlier one; the GP never does
+        assert hashes[n] not in hashes[:n]
+
+
 def test_bad_input():
     with pytest.raises(HypernasError, match="n_startup_trials must be an integer >= 2"):
         WLGPSampler(graph_of, n_startup_trials=1)
