@@ -44,7 +44,7 @@ from hypernas.samplers import _check_single_objective
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
 _SPACES: dict[Any, "_Listing"] = {}  # (context, space) -> the listed space, for `pool="all"`
-CACHE_LIMIT = 10_000  # bags kept per context (NB201 has 15,625 cells; a long study draws more)
+CACHE_LIMIT = 16_000  # bags kept per context: all of NB201's 15,625 cells (a long study in a larger space draws more)
 LIST_LIMIT = 50_000  # the most parameter combinations `pool="all"` lists
 POOLS = ("near", "all")
 DEPTHS = (0, 1, 2)  # WL rounds the marginal likelihood chooses from (NAS-BOWL's range)
@@ -208,7 +208,9 @@ class _Listing:
             for b in bags:
                 for label in b[depth]:
                     vocab.setdefault(label, len(vocab))
-            features.append(sparse.csr_matrix(_features([b[depth] for b in bags], vocab)))
+            # 256 rows at a time: dense, all 5,425 NB201 rows would take 1 GB at depth 2 (27,000 labels)
+            features.append(sparse.vstack([sparse.csr_matrix(_features([b[depth] for b in bags[i:i + 256]], vocab))
+                                           for i in range(0, len(bags), 256)], format="csr"))
         return cls(tuple(space), params, row, features)
 
 
