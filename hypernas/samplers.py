@@ -35,7 +35,7 @@ trial has an unseen neighbor, the startup sampler takes over again. Single objec
 With `at_local_optimum="startup"`, only the best trial is ever a center: once its neighbors
 are all seen, the startup sampler (a model) proposes until one of its cells beats it, and the
 climb goes on from there. With TPE or GP as that model it lost to the plain form (round 8);
-with the graph GP (`hypernas.wlgp`) it is the oracle benchmark's choice (round 13).
+with the graph GP (`hypernas.wlgp`, `pool="all"`) it is the oracle benchmark's choice (round 14).
 Three variants lost to the plain form on the development objectives and were taken out
 (BENCHMARKS.md, rounds 6, 7 and 10): restarting from a new cell at a local optimum, ranking the
 moves by an additive model of the values seen, and taking the move a data-free proxy (synflow,
