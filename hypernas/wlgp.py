@@ -44,7 +44,7 @@ from hypernas.graph import GraphInfo, canonical_hash, simplify
 from hypernas.samplers import _check_single_objective
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
-_SPACES: dict[Any, "_Listing"] = {}  # (context, space) -> the listed space, for `pool="all"`
+_SPACES: dict[Any, dict] = {}  # context -> space -> its listing, for `pool="all"`
 CACHE_LIMIT = 16_000  # bags kept per context: all of NB201's 15,625 cells (a long study in a larger space draws more)
 LIST_LIMIT = 50_000  # the most parameter combinations `pool="all"` lists
 POOLS = ("near", "all")
@@ -74,7 +74,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         self._context = getattr(graph_of, "context", None)
         self._bags: dict[tuple, tuple[str, list[Counter]] | None] = (
             {} if self._context is None else _SHARED.setdefault(self._context, {}))
-        self._listing: _Listing | None = None
+        self._listings: dict[tuple, _Listing] = {} if self._context is None else _SPACES.setdefault(self._context, {})
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
@@ -89,7 +89,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         if not all(isinstance(d, CategoricalDistribution) for d in space.values()):
             raise HypernasError("the wlgp sampler needs a space whose parameters are all categorical")
         if self.pool == "all":
-            size = int(np.prod([len(d.choices) for d in space.values()], dtype=float))
+            size = _size(space)
             if size > LIST_LIMIT:
                 raise HypernasError(f'pool="all" lists the whole space, at most {LIST_LIMIT:,} parameter combinations; '
                                     f'this one has {size:,}: use pool="near"')
@@ -112,23 +112,21 @@ class WLGPSampler(optuna.samplers.BaseSampler):
             return {}  # everything near is seen: the random sampler proposes
         y = np.array([sign * t.value for t in done])
         train, test = [self._bag(t.params)[1] for t in done], [self._bag(c)[1] for c in candidates]
-        features = []
+        vocabs = []
         for depth in DEPTHS:  # labels only the candidates have count in their norm, as in the full kernel
             labels = sorted({label for bags in train + test for label in bags[depth]})
-            vocab = {label: i for i, label in enumerate(labels)}
-            features.append((_features([b[depth] for b in train], vocab), _features([b[depth] for b in test], vocab)))
-        return candidates[self._pick(_expected_improvement(features, y))]
+            vocabs.append({label: i for i, label in enumerate(labels)})
+        scores = _expected_improvement([_features([b[d] for b in train], vocabs[d]) for d in DEPTHS], y,
+                                       lambda d: _features([b[d] for b in test], vocabs[d]))
+        return candidates[self._pick(scores)]
 
     def _sample_listed(self, study: optuna.Study, space: dict[str, CategoricalDistribution],
                        sign: float) -> dict[str, Any]:
         """`pool="all"`: EI over every unseen architecture of the listed space."""
-        if self._listing is None or self._listing.names != tuple(space):
-            key = (self._context, tuple((n, tuple(d.choices)) for n, d in space.items()))
-            listing = _SPACES.get(key) if self._context is not None else None
-            self._listing = listing or _Listing.of(space, self.graph_of)
-            if self._context is not None:
-                _SPACES[key] = self._listing
-        listing = self._listing
+        key = tuple((n, tuple(d.choices)) for n, d in space.items())
+        if key not in self._listings:
+            self._listings[key] = _Listing.of(space, self.graph_of)
+        listing = self._listings[key]
         rows = [(t, listing.row.get(_params_key(t.params))) for t in study.get_trials(deepcopy=False) if t.params]
         done = [(t, r) for t, r in rows if t.state == TrialState.COMPLETE and r is not None]
         unseen = np.ones(len(listing.params), dtype=bool)
@@ -138,8 +136,9 @@ class WLGPSampler(optuna.samplers.BaseSampler):
             return {}
         y = np.array([sign * t.value for t, _ in done])
         train = [r for _, r in done]
-        features = [(F[train].toarray(), F[candidates]) for F in listing.features]
-        return dict(listing.params[candidates[self._pick(_expected_improvement(features, y))]])
+        scores = _expected_improvement([F[train].toarray() for F in listing.features], y,
+                                       lambda depth: listing.features[depth][candidates])
+        return dict(listing.params[candidates[self._pick(scores)]])
 
     def _pick(self, scores: np.ndarray) -> int:
         """The index of the largest score, ties broken by the seeded generator."""
@@ -182,7 +181,6 @@ class _Listing:
     """Every distinct architecture of a small space: one parameter set per canonical hash,
     the row of each parameter set, and per WL depth the unit-length label counts (sparse)."""
 
-    names: tuple[str, ...]
     params: list[tuple]
     row: dict[tuple, int]
     features: list[sparse.csr_matrix]
@@ -191,18 +189,18 @@ class _Listing:
     def of(cls, space: dict[str, CategoricalDistribution], graph_of: Callable[[dict[str, Any]], GraphInfo]) -> "_Listing":
         params, row, first, bags = [], {}, {}, []
         combos = itertools.product(*(d.choices for d in space.values()))
-        total = int(np.prod([len(d.choices) for d in space.values()]))
-        for values in tqdm(combos, total=total, desc="wlgp: listing the space", unit="arch", leave=False,
+        for values in tqdm(combos, total=_size(space), desc="wlgp: listing the space", unit="arch", leave=False,
                            disable=None):
             p = dict(zip(space, values))
             b = _bag_of(graph_of, p)
             if b is None:
                 continue
+            key = _params_key(p)
             if b[0] not in first:  # equivalent cells share one row: the kernel cannot tell them apart
                 first[b[0]] = len(params)
-                params.append(_params_key(p))
+                params.append(key)
                 bags.append(b[1])
-            row[_params_key(p)] = first[b[0]]
+            row[key] = first[b[0]]
         features = []
         for depth in DEPTHS:
             vocab: dict[str, int] = {}
@@ -212,7 +210,7 @@ class _Listing:
             # 256 rows at a time: dense, all 5,425 NB201 rows would take 1 GB at depth 2 (27,000 labels)
             features.append(sparse.vstack([sparse.csr_matrix(_features([b[depth] for b in bags[i:i + 256]], vocab))
                                            for i in range(0, len(bags), 256)], format="csr"))
-        return cls(tuple(space), params, row, features)
+        return cls(params, row, features)
 
 
 def _bag_of(graph_of: Callable[[dict[str, Any]], GraphInfo],
@@ -236,12 +234,18 @@ def _params_key(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
 
 
-def _expected_improvement(features: list[tuple[Any, Any]], y: np.ndarray) -> np.ndarray:
+def _size(space: dict[str, CategoricalDistribution]) -> int:
+    """The number of parameter combinations."""
+    return int(np.prod([len(d.choices) for d in space.values()], dtype=float))
+
+
+def _expected_improvement(train: list[np.ndarray], y: np.ndarray, test: Callable[[int], Any]) -> np.ndarray:
     """EI of each test graph under the GP whose depth and noise maximise the marginal
-    likelihood; `features[depth]` is (train rows, test rows), unit length, dense or sparse."""
+    likelihood. `train[depth]` holds the trials' unit-length rows; `test(depth)` gives the
+    candidates' (dense or sparse), asked for the chosen depth only."""
     y = (y - y.mean()) / (y.std() or 1.0)
     best = None
-    for depth, (F, _) in zip(DEPTHS, features):
+    for depth, F in zip(DEPTHS, train):
         K = F @ F.T
         for noise in NOISES:
             L = np.linalg.cholesky(K + noise * np.eye(len(y)))
@@ -250,8 +254,7 @@ def _expected_improvement(features: list[tuple[Any, Any]], y: np.ndarray) -> np.
             if best is None or evidence > best[0]:
                 best = (evidence, depth, L, alpha)
     _, depth, L, alpha = best
-    F, Ft = features[depth]
-    Ks = np.asarray(Ft @ F.T)
+    Ks = np.asarray(test(depth) @ train[depth].T)
     mean = Ks @ alpha
     v = np.linalg.solve(L, Ks.T)
     std = np.sqrt(np.maximum(1.0 - (v * v).sum(0), 1e-12))  # k(x, x) = 1 after normalising

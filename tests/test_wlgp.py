@@ -100,7 +100,7 @@ def test_pool_all_lists_the_space_and_follows_the_model():
     try:
         graph_of.context = ("test", "listed")
         assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]
-        listing = next(v for k, v in wlgp._SPACES.items() if k[0] == ("test", "listed"))
+        (listing,) = wlgp._SPACES[("test", "listed")].values()
         assert len(listing.row) == 3 ** 6 and len(listing.params) < 3 ** 6  # equivalent cells share a row
         assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]  # from the shared listing
     finally:
