@@ -8,7 +8,7 @@ chosen by marginal likelihood. The next trial is the candidate of largest expect
 improvement among the unseen one-parameter neighbors of the best trials and some random
 draws (`pool="near"`), or among every unseen architecture of a space small enough to list
 (`pool="all"`; the space is listed once per process, one network build per parameter
-combination: 2.7 min for NB201's 15,625 cells at the default skeleton on one CPU thread). Unlike
+combination: 2.6 min for NB201's 15,625 cells at the default skeleton on one CPU thread). Unlike
 one-hot parameters, the graph encoding shares what it learns between cells that compute
 alike, and it needs no per-space code: it reads the simplified graph (`hypernas.graph.simplify`)
 that the canonical hash also reads.
