@@ -19,6 +19,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from hypernas.errors import DatasetError, GraphError
 from hypernas.graph import GraphInfo, validate
 from hypernas.ops import RunContext
 
@@ -33,7 +34,7 @@ class Program:
 
     def __init__(self, info: GraphInfo, ndim: int):
         if ndim not in (1, 2):
-            raise ValueError(f"ndim must be 1 (sequences) or 2 (images), got {ndim}")
+            raise GraphError(f"ndim must be 1 (sequences) or 2 (images), got {ndim}")
         self.ndim = ndim
         self.degenerate = info.degenerate
         index = {n.name: i for i, n in enumerate(info.nodes)}
@@ -51,7 +52,7 @@ class Program:
     def run(self, x: torch.Tensor, params: Mapping[str, torch.Tensor], ctx: RunContext) -> torch.Tensor:
         """(N, C, *spatial) -> (N, classes). Missing buffers mean BatchNorm uses batch statistics."""
         if x.dim() != self.ndim + 2:
-            raise ValueError(f"expected input of shape (N, C, {'L' if self.ndim == 1 else 'H, W'}), got {tuple(x.shape)}")
+            raise DatasetError(f"expected input of shape (N, C, {'L' if self.ndim == 1 else 'H, W'}), got {tuple(x.shape)}")
         values: list[torch.Tensor] = []
         for key, op, attrs, inputs, names in self.steps:
             if not inputs:  # the input node

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hypernas.config import VAL_FRACTION
 from hypernas.errors import DatasetError, unknown_name
 
 DATASETS = ("mnist1d", "digits", "cifar10")
-VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """The project's error types. Every error a user can cause derives from `HypernasError`.
 
-The command line turns any `HypernasError` into one line on stderr and exit code 2, so
-messages must name the offending thing (node, file, option) and say what to do.
+The command line turns any `HypernasError` into one line on stderr and exit code 1 (argparse
+keeps exit code 2 for a command line it cannot parse), so messages must name the offending
+thing (node, file, option) and say what to do.
+
+Usage:
+    raise OptionError("trials must be an integer >= 1, got 0")
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ class CheckpointError(HypernasError):
     """A checkpoint is missing, corrupt, or incompatible with the requested use."""
 
 
+class StorageError(HypernasError):
+    """A study storage cannot be reached or does not hold what was asked for."""
+
+
+class OptionError(HypernasError):
+    """An option (a flag, a TOML key or a config field) has a wrong type or value."""
+
+
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     """Build an `UnknownNameError` that suggests the closest known names."""
     import difflib
@@ -55,11 +67,11 @@ def require_int(label: str, value: Any, low: int | None = None) -> None:
     come from TOML files and the command line: say which one is wrong before it turns into a
     division by zero or an empty batch deep inside a run."""
     if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        raise HypernasError(f"{label} must be an integer" + (f" >= {low}" if low is not None else "") + f", got {value!r}")
+        raise OptionError(f"{label} must be an integer" + (f" >= {low}" if low is not None else "") + f", got {value!r}")
 
 
 def require_number(label: str, value: Any, zero_ok: bool = True) -> None:
     """Raise `HypernasError` unless `value` is a finite number >= 0 (> 0 without `zero_ok`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf \
             or (value == 0 and not zero_ok):
-        raise HypernasError(f"{label} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+        raise OptionError(f"{label} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")

@@ -16,51 +16,25 @@ from __future__ import annotations
 import json
 import os
 
-import optuna
 import torch
 
 from hypernas.compile import GraphModule, compile_graph
-from hypernas.errors import CheckpointError, HypernasError
+from hypernas.errors import CheckpointError
 from hypernas.graph import from_json, to_json, validate
-from hypernas.spaces import get_space
+from hypernas.spaces import Space
 from hypernas.study import load_study
+from hypernas.study.record import pick_trial, trial_graph
 
 
-def pick_trial(study: optuna.Study, which: str | int) -> optuna.trial.FrozenTrial:
-    """`best` (highest score; on a Pareto front, its highest-scoring member) or a trial number."""
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    if not complete:
-        raise HypernasError(f"study {study.study_name!r} has no completed trials")
-    if str(which) == "best":
-        return max(complete, key=lambda t: (t.values[0], -t.number))
-    try:
-        number = int(which)
-    except ValueError:
-        raise HypernasError(f"--trial must be 'best' or a trial number, got {which!r}") from None
-    for t in complete:
-        if t.number == number:
-            return t
-    raise HypernasError(f"study {study.study_name!r} has no completed trial {number}")
-
-
-def trial_graph(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """The architecture of a trial, rebuilt from its `arch` attribute."""
-    arch = trial.user_attrs["arch"]
-    if arch.startswith("{"):
-        return from_json(arch)
-    attrs = study.user_attrs
-    space = get_space(attrs["space"])
-    return space.from_text(arch, attrs["in_channels"], attrs["num_classes"], **attrs["space_options"])
-
-
-def export_trial(storage: str, study_name: str, which: str | int, out_dir: str) -> dict:
-    """Write a trial's graph and weights to `out_dir`; returns what `meta.json` records."""
+def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, space: Space | None = None) -> dict:
+    """Write a trial's graph and weights to `out_dir`; returns what `meta.json` records.
+    `space` is needed only for a user's own space (`hypernas.study.record.study_space`)."""
     from hypernas.ghn.checkpoint import load_hypernet
-    from hypernas.ghn.encode import encode
+    from hypernas.ghn.model import predict_weights
 
     study = load_study(storage, study_name)
     trial = pick_trial(study, which)
-    G = trial_graph(study, trial)
+    G = trial_graph(study, trial, space)
     ndim = study.user_attrs["ndim"]
     model = compile_graph(G, ndim)
     path = trial.user_attrs.get("trained_weights")
@@ -68,9 +42,9 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str) 
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         kind = "trained"
     else:
-        ghn, _ = load_hypernet(study.user_attrs["hypernet"])
+        ghn = load_hypernet(study.user_attrs["hypernet"]).model
         with torch.no_grad():
-            predicted = ghn(encode([validate(G)], ghn.config.ops, ndim, ghn.config.s_max))[0]
+            predicted = predict_weights(ghn, [validate(G)])[0]
         model.load_flat(predicted)
         model.batch_stats = True
         kind = "predicted"

@@ -1,78 +1,22 @@
-"""Figures made with matplotlib (imported lazily: the engine never needs a display).
+"""Figures of a study, made with matplotlib (imported lazily: the engine never needs a display).
 
 Usage:
-    draw_architecture(G, "arch.png")
     plot_study(study, "history", "history.png")   # history, pareto, ranking or arch
 """
 
 from __future__ import annotations
 
-import os
-
-import networkx as nx
-
+from hypernas.drawing import draw_architecture, pyplot, save_figure
 from hypernas.errors import HypernasError
-from hypernas.graph import validate
-
-# One colour per op family, so a drawing reads at a glance.
-_COLOURS = {"input": "#4c72b0", "output": "#4c72b0", "conv": "#dd8452", "linear": "#dd8452", "bn": "#8172b3",
-            "sum": "#55a868", "concat": "#55a868", "zero": "#c44e52", "identity": "#bbbbbb"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: str) -> None:
-    """Write the figure as PNG, making its folder; an unwritable path is the user's error."""
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path, dpi=120)
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename and err.filename != path else ""
-        raise HypernasError(f"cannot write {path!r}: {err.strerror or err}{where}") from None
-    finally:
-        plt.close(fig)
-
-
-def draw_architecture(G: nx.DiGraph, path: str, title: str | None = None) -> None:
-    """Draw the DAG left to right, one column per topological generation, to a PNG file."""
-    plt = _pyplot()
-    info = validate(G)
-    H = nx.DiGraph(G.edges)
-    H.add_nodes_from(G.nodes)
-    for depth, generation in enumerate(nx.topological_generations(H)):
-        for n in generation:
-            H.nodes[n]["depth"] = depth
-    pos = nx.multipartite_layout(H, subset_key="depth")
-    labels = {}
-    for n in info.nodes:
-        extra = n.attrs.get("kernel") if n.op.name in ("conv", "avg_pool", "max_pool") else None
-        labels[n.name] = n.op.name + (f"\n{extra}" if extra else "") + (f"\n{n.shape.channels}ch" if n.op.name == "conv" else "")
-    width = max(6.0, 0.45 * (max(nx.get_node_attributes(H, "depth").values()) + 1))
-    fig, ax = plt.subplots(figsize=(min(width, 60.0), 5))
-    colours = [_COLOURS.get(G.nodes[n]["op"], "#937860") for n in H.nodes]
-    nx.draw_networkx(H, pos, ax=ax, labels=labels, node_color=colours, node_size=520, font_size=6,
-                     arrowsize=8, edge_color="#666666")
-    ax.set_title(title or G.graph.get("arch", f"{G.number_of_nodes()} nodes") + (" (degenerate)" if info.degenerate else ""),
-                 fontsize=9)
-    ax.axis("off")
-    fig.tight_layout()
-    _save(plt, fig, path)
-
 
 PLOTS = ("history", "pareto", "ranking", "arch")
 
 
-def plot_study(study, kind: str, path: str) -> None:
+def plot_study(study, kind: str, path: str, space=None) -> None:
     """One figure of a study: `history` (score per trial and the best so far), `pareto`
     (score against the second objective, front highlighted), `ranking` (score against
-    trained accuracy, Kendall tau in the title) or `arch` (the best architecture)."""
+    trained accuracy, Kendall tau in the title) or `arch` (the best architecture; `space` is
+    needed only for a user's own space, `hypernas.study.record.study_space`)."""
     import optuna
     from scipy import stats
 
@@ -80,12 +24,12 @@ def plot_study(study, kind: str, path: str) -> None:
     if not trials:
         raise HypernasError(f"study {study.study_name!r} has no completed trials to plot")
     if kind == "arch":
-        from hypernas.export import pick_trial, trial_graph
+        from hypernas.study.record import pick_trial, trial_graph
 
         best = pick_trial(study, "best")
-        draw_architecture(trial_graph(study, best), path, title=f"best trial {best.number}: score {best.values[0]:.4f}")
+        draw_architecture(trial_graph(study, best, space), path, title=f"best trial {best.number}: score {best.values[0]:.4f}")
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     if kind == "history":
@@ -122,4 +66,4 @@ def plot_study(study, kind: str, path: str) -> None:
     else:
         raise HypernasError(f"unknown plot {kind!r}; choose from {', '.join(PLOTS)}")
     fig.tight_layout()
-    _save(plt, fig, path)
+    save_figure(plt, fig, path)

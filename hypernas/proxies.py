@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from hypernas.compile import GraphModule
 from hypernas.data import Dataset
+from hypernas.errors import OptionError
 from hypernas.ops import RunContext
 from hypernas.train import TrainConfig, train
 
@@ -70,7 +71,7 @@ def init_model(arch: Arch, ndim: int, seed: int | None = 0) -> GraphModule:
         if seed is None:
             return model
     elif seed is None:
-        raise ValueError("a graph has no weights of its own: give a seed")
+        raise OptionError("a graph has no weights of its own: give a seed")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if isinstance(arch, GraphModule):

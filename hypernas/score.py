@@ -11,13 +11,9 @@ no running statistics, and one fixed batch makes every architecture see the same
 Isomorphic duplicates are scored once: results are cached by canonical hash.
 
 `split="train"` scores on the first samples of the hypernetwork's own training split instead,
-as many as the validation slice holds (same cost). On MNIST-1D it ranked better on average
-(BENCHMARKS.md, "Scoring on training data": 14 of 18 hypernetworks on the development table,
-5 of 7 and +0.02 Kendall tau on the reference table): there a score on held-out samples also
-measures how well predicted weights generalise, which adds noise. On digits it ranked worse for
-all 3 hypernetworks: they memorise a small training split, and a score on memorised samples
-says little. So it is not the default (issue 3 also specifies the validation slice). Neither
-ever touches the test set.
+as many as the validation slice holds (same cost). It ranked better on MNIST-1D and worse on
+digits, where the hypernetwork memorises a small training split (BENCHMARKS.md), so the
+validation slice is the default. Neither ever touches the test set.
 
 Usage:
     scorer = Scorer.from_checkpoint("runs/a/hypernet.pt", load_dataset("mnist1d"), samples=3)
@@ -36,16 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from hypernas.compile import Program
+from hypernas.config import SPLITS
 from hypernas.data import Dataset
-from hypernas.errors import GraphError, HypernasError
+from hypernas.errors import GraphError, OptionError
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.encode import encode
-from hypernas.ghn.model import GraphHyperNetwork
+from hypernas.ghn.model import GraphHyperNetwork, predict_weights
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.ops import RunContext
-
-
-SPLITS = ("val", "train")  # what a score is computed on; see above
 
 
 @dataclass(frozen=True)
@@ -75,12 +69,12 @@ class Scorer:
 
     def __init__(self, ghn: GraphHyperNetwork, data: Dataset, samples: int = 1, seed: int = 0,
                  batch: int = 64, device: str = "cpu", split: str = "val"):
-        if samples < 1:
-            raise ValueError("samples must be >= 1")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise OptionError(f"samples must be an integer >= 1, got {samples!r}")
         if split not in SPLITS:
-            raise HypernasError(f"score split must be one of {', '.join(SPLITS)}, not {split!r}")
-        if ghn.config.ndim != data.ndim:
-            raise GraphError(f"the hypernetwork was built for {ghn.config.ndim}-D data, the data is {data.ndim}-D")
+            raise OptionError(f"score split must be one of {', '.join(SPLITS)}, not {split!r}")
+        if ghn.ndim != data.ndim:
+            raise GraphError(f"the hypernetwork was built for {ghn.ndim}-D data, the data is {data.ndim}-D")
         self.ghn, self.data, self.samples, self.seed = ghn.eval(), data, samples, seed
         self.batch, self.device = batch, device
         n = len(data.x_val)  # the train split is in random order (data.py): its first n are a random sample
@@ -92,8 +86,7 @@ class Scorer:
     @classmethod
     def from_checkpoint(cls, path: str, data: Dataset, **kwargs) -> "Scorer":
         """A scorer for `data` from a checkpoint; refuses one trained for other data."""
-        ghn, _ = load_hypernet(path, data=data, device=kwargs.get("device", "cpu"))
-        return cls(ghn, data, **kwargs)
+        return cls(load_hypernet(path, data=data, device=kwargs.get("device", "cpu")).model, data, **kwargs)
 
     def _noise(self, key: str, draw: int) -> torch.Tensor:
         if draw == 0:
@@ -121,16 +114,16 @@ class Scorer:
         return [self.cache[k] for k in keys]
 
     def _score_batch(self, items: list[tuple[str, GraphInfo]]) -> None:
-        ndim = self.ghn.config.ndim
+        ndim = self.ghn.ndim
         infos = [info for _, info in items]
-        batch = encode(infos, self.ghn.config.ops, ndim, self.ghn.config.s_max).to(self.device)
+        batch = encode(infos, self.ghn.ops, ndim, self.ghn.config.s_max).to(self.device)
         programs = [Program(info, ndim) for info in infos]
         ctx = RunContext(ndim, batch_stats=True)
         accs: list[list[float]] = [[] for _ in items]
         losses: list[list[float]] = [[] for _ in items]
         for draw in range(self.samples):
             noise = torch.stack([self._noise(k, draw) for k, _ in items]).to(self.device)
-            for j, weights in enumerate(self.ghn(batch, noise)):
+            for j, weights in enumerate(predict_weights(self.ghn, batch, noise)):
                 logits = programs[j].run(self.x, weights, ctx)
                 losses[j].append(F.cross_entropy(logits, self.y).item())
                 accs[j].append((logits.argmax(1) == self.y).float().mean().item())

@@ -1,6 +1,6 @@
 """Normal training of one architecture: the ground truth every score is checked against.
 
-Defaults follow the reference protocol (DESIGN.md): 6 epochs of SGD with Nesterov
+Defaults follow the reference protocol (BENCHMARKS.md): 6 epochs of SGD with Nesterov
 momentum 0.9, lr 0.1 with a cosine schedule to 0 over all steps, weight decay 5e-4, batch
 128, on the whole train split; the result is accuracy on the test split. With
 `holdout_val=True` it trains on the train split without the validation slice and reports
@@ -22,24 +22,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hypernas.compile import GraphModule, compile_graph
+from hypernas.config import TrainConfig
 from hypernas.data import Dataset
-from hypernas.errors import require_int, require_number
 from hypernas.graph import param_count
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 6  # short on purpose: at 12 epochs MNIST-1D saturates and the ranking is lost
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-
-    def __post_init__(self):
-        require_int("epochs", self.epochs, 0)
-        require_int("batch size", self.batch_size, 1)
-        for name in ("lr", "momentum", "weight_decay"):
-            require_number(name, getattr(self, name))
 
 
 @dataclass

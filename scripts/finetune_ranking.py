@@ -9,23 +9,24 @@ Usage: python scripts/finetune_ranking.py runs/ens0/hypernet.pt
 """
 import sys, math, torch, torch.nn.functional as F
 torch.set_num_threads(1)
-from hypernas.bench.ranking import read_table, PROTOCOL
+from hypernas.bench.ground_truth import PROTOCOL
+from hypernas.bench.table import read_table
 from hypernas.bench.metrics import ranking_metrics
 from hypernas.ghn.checkpoint import load_hypernet
+from hypernas.ghn.model import predict_weights
 from hypernas.data import load_dataset_like
-from hypernas.ghn.encode import encode
 from hypernas.compile import Program
 from hypernas.ops import RunContext
 from hypernas.graph import validate
 from search_spaces import nb201
 table = read_table("hypernas/bench/data/nb201_mnist1d_dev.csv")
 path = sys.argv[1]
-ghn, ckpt = load_hypernet(path)
-data = load_dataset_like(ckpt["data"])
+hypernet = load_hypernet(path)
+ghn, data = hypernet.model, load_dataset_like(hypernet.checkpoint["data"])
 infos = [validate(nb201.from_string(a, data.in_channels, data.num_classes, **PROTOCOL)) for a in table.archs]
-nd = ghn.config.ndim
+nd = ghn.ndim
 with torch.no_grad():
-    W = ghn(encode(infos, ghn.config.ops, nd, ghn.config.s_max), torch.zeros(len(infos), ghn.config.noise))
+    W = predict_weights(ghn, infos)
 x, y = data.x_train, data.y_train
 def score(info, w0, K, lr):
     w = {k: v.detach().clone().requires_grad_() for k, v in w0.items()}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 3; BENCHMARKS.md, "On a GPU"): one short script for a lent GPU machine.
+# The GPU check (BENCHMARKS.md, "On a GPU"): one short script for a lent GPU machine.
 #   1. the CUDA tests (tests/test_gpu.py, and bench speed's own tests);
 #   2. the command line: train a hypernetwork briefly with --device cuda, then score 1,000 nb201
 #      architectures with it on the GPU and on this machine's CPU, and compare the scores;

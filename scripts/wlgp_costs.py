@@ -2,7 +2,7 @@
 
 1. `listing`: listing the whole space for `pool="all"` (15,625 network builds): seconds and
    the process's peak RSS.
-2. `cache`: seeds 0-3 of round 13's hand-over (`pool="near"`, 200 queries) in one process, in
+2. `cache`: seeds 0-3 of local search handing over to the graph GP (`pool="near"`, 200 queries) in one process, in
    seconds each: its shared bag cache fills as the seeds go.
 
 Usage: python scripts/wlgp_costs.py listing
@@ -17,7 +17,7 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution
 
-from hypernas import wlgp
+from hypernas.samplers import wlgp
 from hypernas.bench import oracle
 from hypernas.bench.nb201_table import load_cifar10_table
 from hypernas.spaces import get_space

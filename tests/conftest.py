@@ -34,3 +34,11 @@ def mnist1d():
     from hypernas.data import load_dataset
 
     return load_dataset("mnist1d")
+
+
+def fit_config(**options):
+    """A FitConfig from flat options, the hypernetwork's shape among them, as TOML and flags give them."""
+    from hypernas.config import FitConfig
+    from hypernas.options import build
+
+    return build(FitConfig, options)

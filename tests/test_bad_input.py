@@ -9,6 +9,8 @@ architecture JSON, broken datasets and checkpoints, storage URLs and contradicti
 
 from __future__ import annotations
 
+from conftest import fit_config
+
 import json
 import os
 import signal
@@ -26,11 +28,11 @@ from hypernas.cli import main
 from hypernas.data import load_dataset
 from hypernas.errors import CheckpointError
 from hypernas.ghn.checkpoint import FORMAT, load_checkpoint, load_hypernet, save_checkpoint
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.graph import to_json
 from hypernas.spaces import get_space
 
-FIT = FitConfig(steps=2, meta_batch=2, batch_size=16, checkpoint_every=2, hidden=8, rounds=1, rank=2, warmup=1,
+FIT = fit_config(steps=2, meta_batch=2, batch_size=16, checkpoint_every=2, hidden=8, rounds=1, rank=2, warmup=1,
                 eval_every=2, eval_archs=1)
 NB201 = ["--channels", "2", "--cells", "1"]
 
@@ -47,8 +49,8 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad_input")
     data_path = write_npz(d / "tiny.npz")
     data = load_dataset(data_path)
-    fit_hypernet("tiny_cnn", {}, data, FIT, out=str(d / "tiny_cnn.pt"), progress=False)
-    fit_hypernet("nb201", {"channels": 2, "cells": 1}, data, FIT, out=str(d / "nb201.pt"), progress=False)
+    fit_hypernet(get_space("tiny_cnn"), {}, data, FIT, out=str(d / "tiny_cnn.pt"), progress=False)
+    fit_hypernet(get_space("nb201"), {"channels": 2, "cells": 1}, data, FIT, out=str(d / "nb201.pt"), progress=False)
     G = get_space("tiny_cnn").sample(0, data.in_channels, data.num_classes)
     (d / "good.json").write_text(to_json(G))
     return {"dir": d, "data": data_path, "other_data": write_npz(d / "other.npz", seed=1, classes=4),
@@ -56,10 +58,10 @@ def files(tmp_path_factory):
 
 
 def fails_cleanly(argv: list[str], capsys, *expected: str) -> str:
-    """Run the CLI; it must exit 2 with exactly one stderr line holding every `expected` text."""
+    """Run the CLI; it must exit 1 with exactly one stderr line holding every `expected` text."""
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
-    assert code == 2, (out, err)
+    assert code == 1, (out, err)
     assert err.count("\n") == 1 and err.startswith("hypernas: error: ") and "Traceback" not in err, err
     for text in expected:
         assert text in err, err
@@ -68,7 +70,7 @@ def fails_cleanly(argv: list[str], capsys, *expected: str) -> str:
 
 def search_args(files, tmp_path, **kw) -> list[str]:
     options = {"--space": "tiny_cnn", "--dataset": files["data"], "--hypernet": files["hypernet"], "--trials": 2,
-               "--batch": 2, "--top-k": 0, "--samples": 1, "--runs": tmp_path, "--study": "s", **kw}
+               "--trial-batch": 2, "--top-k": 0, "--samples": 1, "--runs": tmp_path, "--study": "s", **kw}
     return ["search"] + [str(x) for kv in options.items() for x in kv if kv[1] is not None]
 
 
@@ -199,7 +201,7 @@ def test_bad_dataset(kind, expected, files, capsys):
 
 def test_zero_validation_fraction_is_an_error_not_the_default(files, capsys):
     fails_cleanly(["sample", "--space", "tiny_cnn", "--dataset", files["data"], "--val-fraction", 0], capsys,
-                  "val_fraction must lie in (0, 1), got 0")
+                  "--val-fraction must be a finite number > 0, got 0.0")
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -294,26 +296,26 @@ def test_sqlite_path_that_cannot_be_created(files, tmp_path, capsys):
     ({"--sampler": "grid", "--objectives": "score,params"}, "grid sampler serves one objective"),
     ({"--sampler": "local", "--objectives": "score,flops"}, "local sampler serves one objective"),
     ({"--sampler": "wlgp", "--objectives": "score,params"}, "wlgp sampler serves one objective"),
-    ({"--objectives": "params"}, "--objectives must start with 'score'"),
-    ({"--objectives": "score,score"}, "--objectives must start with 'score'"),
+    ({"--objectives": "params"}, "objectives must start with 'score'"),
+    ({"--objectives": "score,score"}, "objectives must start with 'score'"),
     ({"--trials": 0}, "--trials must be an integer >= 1"),
-    ({"--batch": 0}, "--batch must be an integer >= 1"),
-    ({"--warm-start": 300}, "--warm-start 300 is more than the pool"),
-    ({"--sampler": "cmaes"}, "unknown sampler 'cmaes'"),
+    ({"--trial-batch": 0}, "--trial-batch must be an integer >= 1"),
+    ({"--warm-start": 300}, "warm_start 300 is more than the pool"),
+    ({"--sampler": "cmaes"}, "--sampler must be one of tpe, gp, nsga2, random, grid, evolution, local, wlgp; got 'cmaes'"),
     ({"--sampler": "grid"}, "space 'tiny_cnn' has no finite grid"),
     ({"--channels": 4}, "does not take option(s) ['channels']"),
     ({"--device": "gpu0"}, "--device 'gpu0' is not a device"),
-    ({"--threads": 0}, "--threads must be >= 1"),
-    ({"--hypernet": None, "--meta-batch": 0}, "meta_batch must be an integer >= 1"),
+    ({"--threads": 0}, "--threads must be an integer >= 1"),
+    ({"--hypernet": None, "--fit-meta-batch": 0}, "--fit-meta-batch must be an integer >= 1"),
 ])
 def test_contradicting_search_options(options, expected, files, tmp_path, capsys):
     fails_cleanly(search_args(files, tmp_path, **options), capsys, expected)
 
 
 @pytest.mark.parametrize("toml, expected", [
-    ("space = 5\n", "study option space must be a non-empty string, got 5"),
-    ('space = "tiny_cnn"\n[hypernet]\nsteps = "many"\n', "hypernetwork option steps must be an integer"),
-    ('space = "tiny_cnn"\ntrials = "10"\n', "--trials must be an integer >= 1, got '10'"),
+    ("space = 5\n", "study.toml: space must be a non-empty string, got 5"),
+    ('space = "tiny_cnn"\n[fit]\nsteps = "many"\n', "study.toml: fit.steps must be an integer, got 'many'"),
+    ('space = "tiny_cnn"\ntrials = "10"\n', "study.toml: trials must be an integer, got '10'"),
     ('space = "tiny_cnn"\nspace_options = 3\n', "space_options must be a table"),
 ])
 def test_study_config_with_wrong_types(toml, expected, tmp_path, capsys):
@@ -326,17 +328,17 @@ def test_negative_search_seed(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["train", "--batch-size", 0], "batch size must be an integer >= 1"),
-    (["train", "--lr", -1], "lr must be a finite number >= 0"),
-    (["train", "--epochs", -1], "epochs must be an integer >= 0"),
-    (["train-hypernet", "--checkpoint-every", 0], "checkpoint_every must be an integer >= 1"),
-    (["train-hypernet", "--batch-size", 0], "batch_size must be an integer >= 1"),
-    (["train-hypernet", "--steps", -1], "steps must be an integer >= 0"),
-    (["train-hypernet", "--lr", 0], "lr must be a finite number > 0"),
-    (["train-hypernet", "--threads", -1], "--threads must be >= 1"),
-    (["train-hypernet", "--layer", "lstm"], "layer must be one of mp, transformer, not 'lstm'"),
-    (["train-hypernet", "--hidden", 0], "hidden must be an integer >= 1"),
-    (["train-hypernet", "--rounds", 0], "rounds must be an integer >= 1"),
+    (["train", "--batch-size", 0], "--batch-size must be an integer >= 1"),
+    (["train", "--lr", -1], "--lr must be a finite number >= 0"),
+    (["train", "--epochs", -1], "--epochs must be an integer >= 0"),
+    (["train-hypernet", "--checkpoint-every", 0], "--checkpoint-every must be an integer >= 1"),
+    (["train-hypernet", "--batch-size", 0], "--batch-size must be an integer >= 1"),
+    (["train-hypernet", "--steps", -1], "--steps must be an integer >= 0"),
+    (["train-hypernet", "--lr", 0], "--lr must be a finite number > 0"),
+    (["train-hypernet", "--threads", -1], "--threads must be an integer >= 1"),
+    (["train-hypernet", "--layer", "lstm"], "--layer must be one of mp, transformer; got 'lstm'"),
+    (["train-hypernet", "--hidden", 0], "--hidden must be an integer >= 1"),
+    (["train-hypernet", "--rounds", 0], "--rounds must be an integer >= 1"),
 ])
 def test_bad_training_options(argv, expected, files, tmp_path, capsys):
     base = {"train": ["--space", "tiny_cnn", "--arch", files["dir"] / "good.json", "--dataset", files["data"]],
@@ -445,5 +447,6 @@ def test_unwritable_checkpoint_path_is_a_clear_error(tmp_path):
 
 
 def test_every_good_checkpoint_still_loads(files):
-    ghn, ckpt = load_hypernet(files["hypernet"], data=load_dataset(files["data"]))
+    hypernet = load_hypernet(files["hypernet"], data=load_dataset(files["data"]))
+    ghn, ckpt = hypernet.model, hypernet.checkpoint
     assert ckpt["space"] == "tiny_cnn" and ckpt["step"] == 2 and not ghn.training

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from conftest import fit_config
+from hypernas.spaces import get_space
+
 import math
 
 import pytest
 
 from hypernas.bench import ranking
 from hypernas.bench.ground_truth import PROTOCOL
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from search_spaces import nb201
 
-TINY = FitConfig(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2,
+TINY = fit_config(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2,
                  eval_every=3, eval_archs=2)
 
 
 def test_every_scorer_ranks_a_tiny_table(tmp_path, mnist1d, monkeypatch):
     hypernet = str(tmp_path / "hypernet.pt")
-    fit_hypernet("nb201", PROTOCOL, mnist1d, TINY, out=hypernet, progress=False)
+    fit_hypernet(get_space("nb201"), PROTOCOL, mnist1d, TINY, out=hypernet, progress=False)
     table = ranking.read_table().head(12)
     truth = dict(zip(table.archs, table.mean))
     # A planted perfect scorer: the ground truth itself.
@@ -66,7 +69,7 @@ def test_a_hypernetwork_is_scored_on_its_own_validation_slice(tmp_path):
     from hypernas.data import load_dataset
 
     hypernet = str(tmp_path / "hypernet.pt")
-    fit_hypernet("nb201", PROTOCOL, load_dataset("mnist1d", val_fraction=0.25), TINY, out=hypernet, progress=False)
+    fit_hypernet(get_space("nb201"), PROTOCOL, load_dataset("mnist1d", val_fraction=0.25), TINY, out=hypernet, progress=False)
     rows = ranking.main(["--hypernet", hypernet, "--limit", "4", "--scorers", "hypernet_score", "--threads", "1"])
     assert len(rows[0]["scores"]) == 4 and all(0 < s <= 1 for s in rows[0]["scores"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import csv
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy.stats import kendalltau
 
 from hypernas.bench import ranking, retraining
 from hypernas.bench.ground_truth import DEFAULT_TABLE
-from hypernas.bench.ranking import Table, read_table
+from hypernas.bench.table import Table, read_table
 from hypernas.errors import HypernasError
 
 

@@ -1,4 +1,4 @@
-"""The command line: each command works, and bad input gives one line on stderr and exit 2."""
+"""The command line: each command works, and bad input gives one line on stderr and exit 1."""
 
 from __future__ import annotations
 
@@ -72,14 +72,14 @@ def test_draw_writes_a_png(tmp_path):
     (["sample", "--space", "nb201", "--space-option", "cells"], "KEY=VALUE"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
-    assert main(argv) == 2
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_missing_cuda_is_one_clear_line(capsys):
-    assert main(["train", "--space", "nb201", "--arch", GOOD_CELL, "--device", "cuda"]) == 2
+    assert main(["train", "--space", "nb201", "--arch", GOOD_CELL, "--device", "cuda"]) == 1
     assert "no CUDA device" in capsys.readouterr().err
 
 

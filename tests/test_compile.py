@@ -7,6 +7,7 @@ import torch
 
 from conftest import DEAD_CELL, small_nb201, tiny_graph
 from hypernas.compile import compile_graph
+from hypernas.errors import DatasetError
 from hypernas.spaces import get_space
 
 
@@ -25,7 +26,7 @@ def test_macro_architectures_compile_for_both_dims():
 
 
 def test_wrong_input_rank_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"\(N, C, L\)"):
+    with pytest.raises(DatasetError, match=r"\(N, C, L\)"):
         compile_graph(tiny_graph(), 1)(torch.randn(2, 2, 5, 5))
 
 

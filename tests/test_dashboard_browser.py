@@ -15,6 +15,8 @@ HYPERNAS_REQUIRE_BROWSER=1 (set in CI), which turns the skip into a failure.
 
 from __future__ import annotations
 
+from conftest import fit_config
+
 import contextlib
 import importlib.util
 import os
@@ -52,13 +54,12 @@ def _require_browser() -> None:
 
 def _tiny_search(runs: Path):
     """A real `hypernas search` run, small: about 10 s of CPU on 2 cores."""
-    from hypernas.ghn.fit import FitConfig
     from hypernas.search import SearchConfig, run_search
 
-    fit = FitConfig(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2,
+    fit = fit_config(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2,
                     eval_every=2, eval_archs=2, checkpoint_every=4)
     cfg = SearchConfig(space="tiny_cnn", space_options={"base": 4}, study=STUDY, runs=str(runs), trials=TRIALS,
-                       batch=TRIALS, samples=1, fit=fit, top_k=1, final_epochs=1)
+                       trial_batch=TRIALS, samples=1, fit=fit, top_k=1, final_epochs=1)
     result = run_search(cfg, progress=False)
     return cfg, result
 

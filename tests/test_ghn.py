@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import networkx as nx
 import pytest
 import torch
 
-from conftest import small_nb201, tiny_graph
+from conftest import small_nb201, tiny_graph, fit_config
 from hypernas.compile import Program
 from hypernas.errors import CheckpointError, GraphError
 from hypernas.ghn import fit as fit_module
 from hypernas.ghn.checkpoint import load_hypernet, save_checkpoint
 from hypernas.ghn.encode import NUM_FEATURES, encode
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
 from hypernas.graph import validate
 from hypernas.ops import RunContext, list_ops
 from hypernas.spaces import get_space
 
-TINY = FitConfig(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2)
+TINY = fit_config(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2)
 NB201_TINY = {"channels": 2, "cells": 1}
 
 
@@ -69,7 +71,7 @@ def test_distance_buckets_by_hand():
 
 def test_transformer_layer_keeps_graphs_apart():
     """A graph's weights do not depend on what it is batched with (the padding is masked)."""
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1, hidden=16, rank=4, layer="transformer"))
+    ghn = GraphHyperNetwork(HyperConfig(hidden=16, rank=4, layer="transformer"), list_ops(), 1)
     alone = ghn(encode([validate(tiny_graph())], list_ops(), 1))[0]
     together = ghn(encode([validate(every_parametric_op()), validate(tiny_graph())], list_ops(), 1))[1]
     assert alone.keys() == together.keys()
@@ -97,7 +99,7 @@ def test_backward_adds_no_repeated_indices_with_atomics(layer):
             return func(*args, **kwargs)
 
     infos = [validate(G) for G in (small_nb201(), every_parametric_op(), tiny_graph())]
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1, hidden=16, rank=4, layer=layer))
+    ghn = GraphHyperNetwork(HyperConfig(hidden=16, rank=4, layer=layer), list_ops(), 1)
     x, y = torch.randn(8, 1, 12), torch.randint(0, 2, (8,))
     with Watch():
         fit_module.hypernet_loss(ghn, infos[:1], x, y, torch.randn(1, 8)).backward()
@@ -106,16 +108,17 @@ def test_backward_adds_no_repeated_indices_with_atomics(layer):
 
 
 def test_an_unknown_layer_is_refused():
-    with pytest.raises(ValueError, match="unknown hypernetwork layer"):
-        HyperConfig(ops=tuple(list_ops()), ndim=1, layer="lstm")
     from hypernas.errors import HypernasError
 
-    with pytest.raises(HypernasError, match="layer must be one of"):
-        FitConfig(layer="lstm")
+    with pytest.raises(HypernasError, match="layer must be one of mp, transformer; got 'lstm'"):
+        HyperConfig(layer="lstm")
+
+    with pytest.raises(HypernasError, match="layer must be one of mp, transformer"):
+        fit_config(layer="lstm")
     with pytest.raises(HypernasError, match="multiple of the transformer's 4 heads"):
-        FitConfig(layer="transformer", hidden=30)
-    with pytest.raises(ValueError, match="multiple of its 4 heads"):
-        HyperConfig(ops=tuple(list_ops()), ndim=1, hidden=30, layer="transformer")
+        fit_config(layer="transformer", hidden=30)
+    with pytest.raises(HypernasError, match="multiple of the transformer's 4 heads"):
+        HyperConfig(hidden=30, layer="transformer")
 
 
 def test_encoding_refuses_an_op_the_hypernetwork_does_not_know():
@@ -128,7 +131,7 @@ def test_encoding_refuses_an_op_the_hypernetwork_does_not_know():
 def test_decoder_shapes_for_every_parametric_op(ndim, layer):
     graphs = [every_parametric_op(), small_nb201(in_channels=3, num_classes=4), get_space("macro").sample(5, 3, 4)]
     infos = [validate(G) for G in graphs]
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=ndim, hidden=16, rank=4, layer=layer))
+    ghn = GraphHyperNetwork(HyperConfig(hidden=16, rank=4, layer=layer), list_ops(), ndim)
     weights = ghn(encode(infos, list_ops(), ndim))
     x = torch.randn(4, 3, *([9] * ndim))
     for info, w in zip(infos, weights):
@@ -140,7 +143,7 @@ def test_decoder_shapes_for_every_parametric_op(ndim, layer):
 
 def test_predicted_weights_are_fan_in_scaled():
     G = every_parametric_op()
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1))
+    ghn = GraphHyperNetwork(HyperConfig(), list_ops(), 1)
     w = ghn(encode([validate(G)], list_ops(), 1))[0]
     # std of a He-normal conv weight is sqrt(2 / fan_in); the prediction starts within 3x of it
     for name, fan_in in [("c1.weight", 3 * 5), ("c2.weight", 2 * 3)]:
@@ -149,7 +152,7 @@ def test_predicted_weights_are_fan_in_scaled():
 
 
 def test_noise_changes_the_weights():
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1))
+    ghn = GraphHyperNetwork(HyperConfig(), list_ops(), 1)
     ghn.noise_embed.weight.data.normal_()
     b = encode([validate(tiny_graph())], list_ops(), 1)
     a = ghn(b, torch.zeros(1, 8))[0]["c.weight"]
@@ -159,18 +162,18 @@ def test_noise_changes_the_weights():
 
 @pytest.mark.parametrize("layer", ["mp", "transformer"])
 def test_training_reduces_the_loss(mnist1d, tmp_path, layer):
-    config = FitConfig(steps=120, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2,
+    config = fit_config(steps=120, meta_batch=2, batch_size=64, hidden=16, rounds=2, rank=4, warmup=5, lr=1e-2,
                        layer=layer)
-    before = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**config.__dict__, "steps": 0}),
+    before = fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(config, steps=0),
                           out=str(tmp_path / "0.pt"), progress=False)
-    state = fit_hypernet("nb201", NB201_TINY, mnist1d, config, out=str(tmp_path / "120.pt"), progress=False)
+    state = fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, config, out=str(tmp_path / "120.pt"), progress=False)
     assert before["step"] == 0 and state["step"] == 120 and state["skipped"] == 0
     space = get_space("nb201")
     infos = [validate(space.sample(s, 1, 10, **NB201_TINY)) for s in range(4)]
     x, y = mnist1d.x_train[:256], mnist1d.y_train[:256]
 
     def loss(path):
-        ghn, _ = load_hypernet(path)
+        ghn = load_hypernet(path).model
         assert ghn.config.layer == layer
         with torch.no_grad():
             return fit_module.hypernet_loss(ghn, infos, x, y, torch.zeros(4, ghn.config.noise)).item()
@@ -188,13 +191,13 @@ def test_nan_loss_is_skipped_and_recovered(mnist1d, monkeypatch):
         return loss * float("nan") if calls["n"] in (2, 4, 5, 6) else loss
 
     monkeypatch.setattr(fit_module, "hypernet_loss", sometimes_nan)
-    state = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "steps": 8}), progress=False)
+    state = fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(TINY, steps=8), progress=False)
     assert state["step"] == 8 and state["skipped"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(mnist1d, tmp_path, monkeypatch):
-    whole = fit_hypernet("nb201", NB201_TINY, mnist1d, TINY, out=str(tmp_path / "a.pt"), progress=False)
+    whole = fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, TINY, out=str(tmp_path / "a.pt"), progress=False)
     real = fit_module.hypernet_loss
     calls = {"n": 0}
 
@@ -207,10 +210,10 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(mnist1d, tmp_path,
     monkeypatch.setattr(fit_module, "hypernet_loss", crash_at_4)
     path = str(tmp_path / "b.pt")
     with pytest.raises(KeyboardInterrupt):
-        fit_hypernet("nb201", NB201_TINY, mnist1d, TINY, out=path, progress=False)
+        fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, TINY, out=path, progress=False)
     assert torch.load(path, weights_only=True)["step"] == 3
     monkeypatch.setattr(fit_module, "hypernet_loss", real)
-    resumed = fit_hypernet("nb201", NB201_TINY, mnist1d, TINY, out=path, resume=True, progress=False)
+    resumed = fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, TINY, out=path, resume=True, progress=False)
     assert resumed["step"] == 6
     for k, v in whole["model"].items():
         assert torch.equal(v, resumed["model"][k]), k
@@ -218,11 +221,11 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(mnist1d, tmp_path,
 
 def test_resume_refuses_a_different_configuration(mnist1d, tmp_path):
     path = str(tmp_path / "c.pt")
-    fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "steps": 3}), out=path, progress=False)
+    fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(TINY, steps=3), out=path, progress=False)
     with pytest.raises(CheckpointError, match="space_options"):
-        fit_hypernet("nb201", {"channels": 4, "cells": 1}, mnist1d, TINY, out=path, resume=True, progress=False)
+        fit_hypernet(get_space("nb201"), {"channels": 4, "cells": 1}, mnist1d, TINY, out=path, resume=True, progress=False)
     with pytest.raises(CheckpointError, match="fit"):
-        fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "seed": 9}), out=path,
+        fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(TINY, seed=9), out=path,
                      resume=True, progress=False)
 
 
@@ -230,9 +233,10 @@ def test_checkpoints_refuse_corrupt_truncated_foreign_and_incompatible_files(mni
     from hypernas.data import load_dataset
 
     path = tmp_path / "h.pt"
-    fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "steps": 3}), out=str(path),
+    fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(TINY, steps=3), out=str(path),
                  progress=False)
-    ghn, ckpt = load_hypernet(str(path), data=mnist1d)
+    hypernet = load_hypernet(str(path), data=mnist1d)
+    ghn, ckpt = hypernet.model, hypernet.checkpoint
     assert ckpt["space"] == "nb201" and ckpt["space_options"] == NB201_TINY and ckpt["step"] == 3
     with pytest.raises(CheckpointError, match="trained for"):
         load_hypernet(str(path), data=load_dataset("digits"))

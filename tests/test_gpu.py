@@ -5,6 +5,9 @@ These run on a lent GPU machine (BENCHMARKS.md, "On a GPU"); CI has none.
 
 from __future__ import annotations
 
+from conftest import fit_config
+from dataclasses import replace
+
 import json
 
 import pytest
@@ -12,7 +15,7 @@ import torch
 
 from hypernas.cli import main
 from hypernas.ghn.checkpoint import load_checkpoint
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
 from hypernas.train import TrainConfig, train
@@ -20,7 +23,7 @@ from hypernas.train import TrainConfig, train
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 NB201_TINY = {"channels": 4, "cells": 1}
-TINY = FitConfig(steps=6, meta_batch=2, batch_size=32, hidden=16, rounds=2, rank=4, warmup=2, eval_archs=2)
+TINY = fit_config(steps=6, meta_batch=2, batch_size=32, hidden=16, rounds=2, rank=4, warmup=2, eval_archs=2)
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +38,7 @@ def exact_float32():
 @pytest.mark.parametrize("layer", ["mp", "transformer"])
 def test_a_hypernetwork_trained_on_the_gpu_scores_alike_on_gpu_and_cpu(mnist1d, tmp_path, layer):
     path = str(tmp_path / "gpu.pt")
-    state = fit_hypernet("nb201", NB201_TINY, mnist1d, FitConfig(**{**TINY.__dict__, "layer": layer}),
+    state = fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(TINY, hyper=replace(TINY.hyper, layer=layer)),
                          out=path, device="cuda", progress=False)
     assert state["step"] == TINY.steps and state["skipped"] == 0
     # The checkpoint holds CPU tensors once loaded (map_location), so a CPU-only machine can use it.

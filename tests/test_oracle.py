@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from conftest import fit_config
+from hypernas.spaces import get_space
+
 from dataclasses import replace
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from hypernas.bench import oracle
 from hypernas.bench.nb201_table import load_cifar10_table
 from hypernas.cli import main as cli
-from hypernas.search import make_sampler
+from hypernas.samplers import make_sampler
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +85,12 @@ def test_cli_runs_it_and_rejects_an_unknown_method(capsys):
 
 
 def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, tmp_path, monkeypatch):
-    from hypernas.ghn.fit import FitConfig, fit_hypernet
+    from hypernas.ghn.fit import fit_hypernet
     from search_spaces import nb201
 
     path = str(tmp_path / "h.pt")
-    fit_hypernet("nb201", {"channels": 2, "cells": 1}, mnist1d,
-                 FitConfig(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1), out=path,
+    fit_hypernet(get_space("nb201"), {"channels": 2, "cells": 1}, mnist1d,
+                 fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1), out=path,
                  progress=False)
     cells = list(nb201.all_cells())[:40]  # the first 40 cells: edge (2, 3) and then (1, 3) vary
     monkeypatch.setattr(oracle.nb201, "all_cells", lambda: iter(cells))
@@ -108,14 +111,14 @@ def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, 
 
 
 def test_development_objective_refuses_a_missing_checkpoint_or_another_space(mnist1d, tmp_path, capsys):
-    from hypernas.ghn.fit import FitConfig, fit_hypernet
+    from hypernas.ghn.fit import fit_hypernet
 
-    assert cli(["bench", "oracle", "--dev-hypernet", str(tmp_path / "missing.pt"), "--methods", "tpe"]) == 2
+    assert cli(["bench", "oracle", "--dev-hypernet", str(tmp_path / "missing.pt"), "--methods", "tpe"]) == 1
     assert "missing.pt" in capsys.readouterr().err
     path = str(tmp_path / "macro.pt")
-    fit_hypernet("macro", {}, mnist1d, FitConfig(steps=0, hidden=8, rounds=1, rank=2, eval_archs=1), out=path,
+    fit_hypernet(get_space("macro"), {}, mnist1d, fit_config(steps=0, hidden=8, rounds=1, rank=2, eval_archs=1), out=path,
                  progress=False)
-    assert cli(["bench", "oracle", "--dev-hypernet", path, "--methods", "tpe"]) == 2
+    assert cli(["bench", "oracle", "--dev-hypernet", path, "--methods", "tpe"]) == 1
     assert "space 'macro'" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from hypernas.errors import HypernasError
 from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
-from hypernas.search import make_sampler
+from hypernas.samplers import make_sampler
 from hypernas.spaces import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -272,7 +272,7 @@ def test_local_search_memory_matches_a_fresh_reading_of_the_study():
     """Local search keeps what finished trials showed between asks (a long study would
     otherwise be re-read whole on every ask). After batched asks, its memory must equal a
     fresh reading of the finished trials, and every center it calls exhausted must be."""
-    from hypernas.samplers import _StudyMemory
+    from hypernas.samplers.local import _StudyMemory
 
     sampler = local(n_startup_trials=4)
     study = optuna.create_study(direction="maximize", sampler=sampler)

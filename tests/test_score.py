@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from hypernas.spaces import get_space
+
 import dataclasses
 import json
 import math
 
 import pytest
 
-from conftest import DEAD_CELL, GOOD_CELL, small_nb201
+from conftest import DEAD_CELL, GOOD_CELL, small_nb201, fit_config
 from hypernas import cli, score
 from hypernas.cli import main
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.errors import HypernasError
 from hypernas.score import Scorer
 
-TINY = FitConfig(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2)
+TINY = fit_config(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2)
 OPTIONS = {"channels": 4, "cells": 1}
 # the same network as GOOD_CELL with its sum inputs given in another order is impossible in
 # NB201 strings, but "skip then conv" and "conv" are the same network:
@@ -26,7 +28,7 @@ SAME_B = "|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, mnist1d):
     path = str(tmp_path_factory.mktemp("ghn") / "hypernet.pt")
-    fit_hypernet("nb201", OPTIONS, mnist1d, TINY, out=path, progress=False)
+    fit_hypernet(get_space("nb201"), OPTIONS, mnist1d, TINY, out=path, progress=False)
     return path
 
 
@@ -98,11 +100,11 @@ def test_score_command(checkpoint, tmp_path, capsys):
 def test_score_command_bad_input(checkpoint, tmp_path, capsys):
     archs = tmp_path / "bad.txt"
     archs.write_text(f"{GOOD_CELL}\n|nope~0|+|none~0|none~1|+|none~0|none~1|none~2|\n")
-    assert main(["score", "--hypernet", checkpoint, "--archs", str(archs)]) == 2
+    assert main(["score", "--hypernet", checkpoint, "--archs", str(archs)]) == 1
     assert "line 2" in capsys.readouterr().err
-    assert main(["score", "--hypernet", checkpoint, "--archs", str(tmp_path / "none.txt")]) == 2
+    assert main(["score", "--hypernet", checkpoint, "--archs", str(tmp_path / "none.txt")]) == 1
     assert "cannot read architectures" in capsys.readouterr().err
-    assert main(["score", "--hypernet", str(archs), "--archs", str(archs)]) == 2
+    assert main(["score", "--hypernet", str(archs), "--archs", str(archs)]) == 1
     assert "corrupt or truncated" in capsys.readouterr().err
-    assert main(["score", "--hypernet", checkpoint, "--archs", str(archs), "--dataset", "digits"]) == 2
+    assert main(["score", "--hypernet", checkpoint, "--archs", str(archs), "--dataset", "digits"]) == 1
     assert "trained for" in capsys.readouterr().err

@@ -6,30 +6,34 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
+from conftest import fit_config
 
 import hypernas
 from hypernas.cli import main
 from hypernas.data import load_dataset
 from hypernas.errors import HypernasError
-from hypernas.export import export_trial, trial_graph
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.export import export_trial
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
-from hypernas.search import SearchConfig, run_search, search_config
+from hypernas.config import SearchConfig, load_search_config
+from hypernas.search import run_search
+from hypernas.spaces import get_space
 from hypernas.study import load_study
+from hypernas.study.record import trial_graph
 
 OPTIONS = {"channels": 4, "cells": 1}
-TINY_FIT = FitConfig(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2, eval_archs=2)
+TINY_FIT = fit_config(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2, eval_archs=2)
 
 
 @pytest.fixture(scope="module")
 def hypernet(tmp_path_factory, mnist1d):
     path = str(tmp_path_factory.mktemp("ghn") / "hypernet.pt")
-    fit_hypernet("nb201", OPTIONS, mnist1d, TINY_FIT, out=path, progress=False)
+    fit_hypernet(get_space("nb201"), OPTIONS, mnist1d, TINY_FIT, out=path, progress=False)
     return path
 
 
 def config(tmp_path, hypernet, **kw) -> SearchConfig:
-    base = dict(space="nb201", space_options=OPTIONS, study="t", runs=str(tmp_path), trials=40, batch=16,
+    base = dict(space="nb201", space_options=OPTIONS, study="t", runs=str(tmp_path), trials=40, trial_batch=16,
                 hypernet=hypernet, top_k=2, final_epochs=1, samples=2)
     return SearchConfig(**{**base, **kw})
 
@@ -175,21 +179,21 @@ def test_export_and_load_round_trip(finished, tmp_path, mnist1d):
 def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
     with pytest.raises(HypernasError, match="objectives"):
         config(tmp_path, hypernet, objectives=("params",))
-    with pytest.raises(HypernasError, match="unknown sampler"):
+    with pytest.raises(HypernasError, match="sampler must be one of tpe, .*; got 'cmaes'"):
         config(tmp_path, hypernet, sampler="cmaes")
     with pytest.raises(HypernasError, match="sampler 'tpe' does not take"):
         run_search(config(tmp_path, hypernet, sampler_options={"multivariat": True}), progress=False)
     with pytest.raises(HypernasError, match="grid sampler"):
         config(tmp_path, hypernet, sampler="grid", objectives=("score", "params"))
-    with pytest.raises(HypernasError, match="--score-split must be one of val, train, not 'test'"):
+    with pytest.raises(HypernasError, match="score_split must be one of val, train; got 'test'"):
         config(tmp_path, hypernet, score_split="test")
     bad = tmp_path / "bad.toml"
     bad.write_text('space = "nb201"\ntrails = 10\n')
-    with pytest.raises(HypernasError, match="trails"):
-        search_config(str(bad), {})
-    assert main(["search", "--config", str(tmp_path / "missing.toml")]) == 2
+    with pytest.raises(HypernasError, match="unknown option 'trails'; did you mean 'trials'"):
+        load_search_config(str(bad), {})
+    assert main(["search", "--config", str(tmp_path / "missing.toml")]) == 1
     assert "cannot read study config" in capsys.readouterr().err
-    assert main(["export", "--runs", str(tmp_path), "--study", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", "--runs", str(tmp_path), "--study", "nope", "--out", str(tmp_path / "x")]) == 1
     assert "no study 'nope'" in capsys.readouterr().err
     # other space options are refused, not silently mixed: here by the hypernetwork's own record
     # (test_bad_input covers the study's record)
@@ -212,12 +216,12 @@ def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
 
 def test_shipped_study_configs_parse():
     for name in ("nb201_mnist1d", "macro_mnist1d"):
-        cfg = search_config(f"studies/{name}.toml", {})
+        cfg = load_search_config(f"studies/{name}.toml", {})
         assert cfg.trials >= 500 and cfg.fit.steps > 0
 
 
 def test_distinct_counts_architectures_and_warm_start_goes_first(tmp_path, hypernet):
-    cfg = config(tmp_path, hypernet, trials=20, batch=8, top_k=0, distinct=True, warm_start=3, warm_pool=6,
+    cfg = config(tmp_path, hypernet, trials=20, trial_batch=8, top_k=0, distinct=True, warm_start=3, warm_pool=6,
                  sampler="evolution")
     run_search(cfg, progress=False)
     trials = completed(load_study(cfg.storage_url, "t"))
@@ -235,7 +239,7 @@ def test_two_sqlite_workers_share_one_study_exactly(tmp_path, hypernet):
     import sys
 
     cmd = [sys.executable, "-m", "hypernas.cli", "search", "--space", "nb201", "--channels", "4", "--cells", "1",
-           "--runs", str(tmp_path), "--study", "shared", "--trials", "50", "--batch", "8", "--samples", "1",
+           "--runs", str(tmp_path), "--study", "shared", "--trials", "50", "--trial-batch", "8", "--samples", "1",
            "--hypernet", hypernet, "--top-k", "1", "--final-epochs", "1", "--threads", "1"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
@@ -254,7 +258,7 @@ def test_model_samplers_are_seeded_through_the_search(tmp_path, hypernet, sample
     """Optuna's Gaussian-process sampler and our local search, past their start-up trials: the
     same seed asks for the same architectures, another seed for others."""
     def arches(study, seed):
-        cfg = config(tmp_path, hypernet, trials=13, batch=1, top_k=0, samples=1, sampler=sampler,
+        cfg = config(tmp_path, hypernet, trials=13, trial_batch=1, top_k=0, samples=1, sampler=sampler,
                      sampler_options=options, study=study, seed=seed)
         run_search(cfg, progress=False)
         return [t.params for t in sorted(completed(load_study(cfg.storage_url, study)), key=lambda t: t.number)]
@@ -269,7 +273,7 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_retries(monkeypatch):
     tries again; an error of another kind (a refused connection) is not retried."""
     import sqlalchemy
 
-    from hypernas import study as study_module
+    from hypernas.study import storage as study_module
 
     def failing(message, times):
         calls = []

@@ -7,9 +7,9 @@ import pytest
 
 from hypernas.errors import HypernasError
 from hypernas.graph import canonical_hash, simplify
-from hypernas.search import make_sampler
+from hypernas.samplers import make_sampler
 from hypernas.spaces import get_space
-from hypernas.wlgp import WLGPSampler
+from hypernas.samplers.wlgp import WLGPSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = get_space("nb201")
@@ -62,7 +62,7 @@ def test_same_seed_same_sequence_and_no_network_twice():
 def test_the_bag_cache_changes_nothing(monkeypatch):
     """Bags are cached per process and context, and the cache starts afresh when full: the
     sequence is the same either way."""
-    import hypernas.wlgp as wlgp
+    import hypernas.samplers.wlgp as wlgp
 
     alone = [t.params for t in run(1, n=12).trials]  # no context: a cache of its own
     try:
@@ -90,7 +90,7 @@ def test_the_model_finds_what_the_graph_explains():
 def test_pool_all_lists_the_space_and_follows_the_model():
     """EI over every unseen cell: seeded, never a network twice (nor one equivalent to a trial
     before), and the best network in every seed; listing per process changes nothing."""
-    import hypernas.wlgp as wlgp
+    import hypernas.samplers.wlgp as wlgp
 
     a = run_all(0)
     assert [t.params for t in a.trials] == [t.params for t in run_all(0).trials]
@@ -110,7 +110,7 @@ def test_pool_all_lists_the_space_and_follows_the_model():
 def test_local_search_hands_a_local_optimum_to_the_listed_space():
     """The tuned configuration's shape: local search climbs to the best network, finds all its
     neighbors seen, and the graph GP over the listed space proposes new networks from there."""
-    from hypernas.samplers import _MOVE, LocalSearchSampler
+    from hypernas.samplers.local import _MOVE, LocalSearchSampler
 
     sampler = LocalSearchSampler(n_startup_trials=5, startup=WLGPSampler(graph_of, 5, pool="all", seed=0), seed=0,
                                  at_local_optimum="startup")

@@ -31,8 +31,8 @@ COMPLETE = optuna.trial.TrialState.COMPLETE
 
 def worker(tmp_path, study: str, trials: int, log: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hypernas.cli", "search", "--space", "nb201", "--channels", "4", "--cells", "1",
-           "--storage", PG, "--study", study, "--runs", str(tmp_path), "--trials", str(trials), "--batch", "8",
-           "--samples", "1", "--hypernet-steps", "4", "--meta-batch", "2", "--top-k", "1", "--final-epochs", "1",
+           "--storage", PG, "--study", study, "--runs", str(tmp_path), "--trials", str(trials), "--trial-batch", "8",
+           "--samples", "1", "--fit-steps", "4", "--fit-meta-batch", "2", "--top-k", "1", "--final-epochs", "1",
            "--threads", "1"]
     return subprocess.Popen(cmd, stdout=open(tmp_path / log, "w"), stderr=subprocess.STDOUT)
 

@@ -1,6 +1,6 @@
 """Make the reference ground-truth table: random NB201 cells trained normally with 2 seeds.
 
-Reference protocol (DESIGN.md): MNIST-1D, skeleton C=8 and N=1, 6 epochs, test accuracy.
+Reference protocol (BENCHMARKS.md): MNIST-1D, skeleton C=8 and N=1, 6 epochs, test accuracy.
 Cells are drawn uniformly with a fixed seed; isomorphic duplicates (canonical hash) are
 skipped so every row is a distinct network. Each finished training is appended to the
 CSV at once, so an interrupted run resumes where it stopped.

@@ -11,6 +11,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from hypernas.errors import HypernasError
+
 
 def ranking_metrics(scores: list[float], truth: list[float], top_fraction: float = 0.1) -> dict[str, float]:
     """Kendall tau, Spearman rho, precision at the top fraction, and the true value of the top-1 pick.
@@ -20,7 +22,7 @@ def ranking_metrics(scores: list[float], truth: list[float], top_fraction: float
     """
     s, t = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
     if len(s) != len(t) or len(s) < 2:
-        raise ValueError(f"need two equally long lists of at least 2 values, got {len(s)} and {len(t)}")
+        raise HypernasError(f"need two equally long lists of at least 2 values, got {len(s)} and {len(t)}")
     k = max(1, int(round(len(s) * top_fraction)))
     top_pred = set(np.argsort(-s, kind="stable")[:k])
     top_true = set(np.argsort(-t, kind="stable")[:k])

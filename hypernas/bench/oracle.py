@@ -22,12 +22,8 @@ for a development objective that shares nothing with it, namely a hypernetwork's
 the 15,625 cells, and `--seed-offset` keeps the development seeds apart from the final ones.
 A warm start's synflow then reads that hypernetwork's own input shape and skeleton, as a
 search on its data would.
-The candidates (`CANDIDATES`) are compared there, by the sum of the mean regrets at 50 and
-100 queries. Rounds 1 and 2 left plain TPE ahead; round 3's Gaussian-process sampler edged
-past it; round 5's local search (`hypernas.samplers.LocalSearchSampler`) beat both clearly.
-Round 13, on three fresh development objectives, replaced it with local search that hands a
-local optimum to the graph GP (`hypernas.wlgp`); round 14, on all five, let that GP choose
-among every unseen cell of the space, the `tuned` row now.
+The candidates (`hypernas/bench/data/oracle_candidates.toml`) are compared there, by the sum of
+the mean regrets at 50 and 100 queries; docs/history.md says how each round was decided.
 
 Usage:
     hypernas bench oracle --seeds 20 --budget 200 --out-md runs/oracle/oracle.md --out-png runs/oracle/oracle.png
@@ -50,13 +46,15 @@ from tqdm.auto import tqdm
 
 from hypernas.bench import report
 from hypernas.bench.nb201_table import load_cifar10_table
+from hypernas.config import SearchConfig
 from hypernas.data import load_dataset_like
 from hypernas.errors import CheckpointError
-from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
+from hypernas.ghn.checkpoint import file_digest, load_checkpoint, load_hypernet
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.initial_design import synflow_design
+from hypernas.options import read_mapping
 from hypernas.score import Score, Scorer
-from hypernas.search import SearchConfig, file_digest, search_loop
+from hypernas.search import search_loop
 from hypernas.spaces import get_space
 from search_spaces import nb201
 
@@ -73,130 +71,32 @@ class Networks:
 
 CIFAR10 = Networks(in_channels=3, num_classes=10, input_size=(32, 32))  # the table's: NB201's default skeleton
 CHECKPOINTS = (50, 100, 200)
-BASE = SearchConfig(space="nb201", trials=200, batch=1, distinct=True, top_k=0)
+BASE = SearchConfig(space="nb201", trials=200, trial_batch=1, distinct=True, top_k=0)
 METHODS: dict[str, SearchConfig] = {
     "random": replace(BASE, sampler="random"),
     "tpe": replace(BASE, sampler="tpe"),
     "nsga2": replace(BASE, sampler="nsga2", sampler_options={"population_size": 20}),
     "evolution": replace(BASE, sampler="evolution", sampler_options={"population_size": 10, "sample_size": 3}),
 }
-# Steering candidates, listed before any of them was run on the development objective.
-# The warm start enqueues the best of a random pool by synflow, which reads no data and no
-# table (Abdelfattah et al. 2021: a synflow warm-up helps search); the pool is small because
-# float64 synflow of a C=16, N=5 network costs 0.1-0.3 s on a CPU. Multivariate TPE models the
-# six edges jointly instead of one at a time.
-WARM = {"warm_start": 10, "warm_pool": 200}
-CANDIDATES: dict[str, SearchConfig] = {
-    "tpe_warm10": replace(BASE, sampler="tpe", **WARM),  # the first tuned choice (session 2)
-    "tpe_warm5": replace(BASE, sampler="tpe", warm_start=5, warm_pool=200),
-    "tpe_mv": replace(BASE, sampler="tpe", sampler_options={"multivariate": True}),
-    "tpe_mv_warm10": replace(BASE, sampler="tpe", sampler_options={"multivariate": True}, **WARM),
-    "tpe_mv_warm10_ei64": replace(BASE, sampler="tpe", sampler_options={"multivariate": True, "n_ei_candidates": 64},
-                                  **WARM),
-    "tpe_warm10_ei64": replace(BASE, sampler="tpe", sampler_options={"n_ei_candidates": 64}, **WARM),
-    "evolution_warm10": replace(METHODS["evolution"], **WARM),
-    # Round 2, listed after round 1 showed that no warm start helps on the development
-    # objective and that Optuna 5's TPE is already multivariate (the "_mv" twins ran the same
-    # searches), before any round-2 run: when to stop sampling at random, and how greedily to
-    # pick the next cell.
-    "tpe_startup5": replace(BASE, sampler="tpe", sampler_options={"n_startup_trials": 5}),
-    "tpe_startup20": replace(BASE, sampler="tpe", sampler_options={"n_startup_trials": 20}),
-    "tpe_ei64": replace(BASE, sampler="tpe", sampler_options={"n_ei_candidates": 64}),
-    "tpe_ei128": replace(BASE, sampler="tpe", sampler_options={"n_ei_candidates": 128}),
-    "tpe_startup5_ei64": replace(BASE, sampler="tpe", sampler_options={"n_startup_trials": 5, "n_ei_candidates": 64}),
-    "tpe_no_liar": replace(BASE, sampler="tpe", sampler_options={"constant_liar": False}),
-    # Round 3 (session 4), listed before any run: Optuna's Gaussian-process sampler, a model
-    # that shares what it learns about one edge's op across cells (ARD kernel over the one-hot
-    # edges) where TPE's Parzen estimators do not; and the same told the objective has no noise,
-    # which holds for a table and for the product's cached, seeded hypernetwork scores.
-    "gp": replace(BASE, sampler="gp"),
-    "gp_deterministic": replace(BASE, sampler="gp", sampler_options={"deterministic_objective": True}),
-    # Round 4, listed after round 3 showed GP behind TPE at 50 queries and ahead at 100, before
-    # any round-4 run: the GP model from the 5th trial instead of the 10th, or from the 20th.
-    "gp_startup5": replace(BASE, sampler="gp", sampler_options={"n_startup_trials": 5}),
-    "gp_startup20": replace(BASE, sampler="gp", sampler_options={"n_startup_trials": 20}),
-    # Round 5 (session 5), listed before any run: best-first local search (White et al. 2021
-    # found it state of the art on NAS-Bench-201), after 10 random trials as published, or
-    # after 20 or 40 trials of TPE or GP, so the model finds the region and local search the
-    # last steps, which both models were slow at (regret falling slowly from 100 queries on).
-    "local": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10}),
-    "tpe_local20": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 20, "startup": "tpe"}),
-    "tpe_local40": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 40, "startup": "tpe"}),
-    "gp_local20": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 20, "startup": "gp"}),
-    "gp_local40": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 40, "startup": "gp"}),
-    # Rounds 6 and 7 (restarts; moves ranked by a ridge regression) lost on the development
-    # objective, and their sampler options were taken out: their candidates are in commit 6b56136.
-    # Round 8 (session 6), listed before any run, after round 5's table run showed 4 of 20
-    # seeds stuck at a local optimum: once the best cell's neighbors are all seen, a model (TPE
-    # or GP; random for comparison) proposes until it beats the best, instead of climbing
-    # around the next best; and two start-ups: 5 random trials, or the synflow warm start
-    # (the issue's "better initial design"). Criterion, fixed before the run: the lowest sum of
-    # the mean regrets at 50 and 100 on the development objective, as before; and to replace
-    # `local` a candidate must also be no worse than it on the second development objective
-    # (runs/ens1), since round 5's choice rested on one objective.
-    "local_startup5": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 5}),
-    "local_warm10": replace(BASE, sampler="local", sampler_options={"n_startup_trials": 10}, **WARM),
-    # The three "at a local optimum" candidates (local_escape_random, _tpe, _gp) lost, and their
-    # sampler option was taken out: they are in commit f6daf6e.
-    # Round 9 (session 6), listed before any run, after round 8 lost: until now a warm start
-    # on a development objective ranked its pool by synflow of CIFAR-10's networks (3 x 32 x 32
-    # input, C=16, N=5), which is not what `hypernas search` would compute for that objective's
-    # data; synflow now reads the development hypernetwork's own input and skeleton
-    # (`Networks`). Rerun under that fix: `tpe_warm10` and `local_warm10` above, beside `tpe`
-    # and `local`. Same criterion as round 8. (I knew before listing this that the warm start
-    # had helped TPE on the table; the fix is right whatever it gives.)
-    # Round 10 (session 8): local search moves ordered by a data-free proxy (synflow, the
-    # parameter count, or synflow as far as it agrees with the values seen) lost on both
-    # development objectives; the option and its candidates are in commit 95d13f4.
-    # Round 11 (session 8), listed before any run, after round 10: the issue's "encode the
-    # space better". A Gaussian process whose kernel compares the architectures' graphs
-    # (Weisfeiler-Lehman subtree labels of the simplified network, NAS-BOWL, Ru et al. ICLR
-    # 2021), expected improvement over the unseen neighbors of the 3 best trials and 50 random
-    # draws, after 10 random trials. One-hot encodings (TPE, GP, the ridge of round 7) treat
-    # equivalent or near-equivalent cells as unrelated; the graph kernel does not. Same
-    # criterion as rounds 8 to 10.
-    "wlgp": replace(BASE, sampler="wlgp"),
-    # Round 12 (session 8), listed before any run, after round 11 lost by the criterion (sum
-    # 0.865 against 0.694 on the development objective, 0.654 against 1.018 on the second):
-    # there local search was best at 50 queries and the graph GP best at 100, on both
-    # objectives. So: climb while climbing pays, and at a local optimum let the graph GP
-    # propose until it beats the best (round 8's hand-over, with this model). Same criterion.
-    "local_escape_wlgp": replace(BASE, sampler="local", sampler_options={"startup": "wlgp",
-                                                                        "at_local_optimum": "startup"}),
-    # Round 13 (session 8), listed before any run, after round 12 lost by the criterion (sum
-    # 0.736 against 0.694 on the development objective; 0.875 against 1.018 on the second). The
-    # two MNIST-1D objectives disagree: the graph-GP candidates lose on the first and win clearly
-    # on the second. So `local`, `wlgp` and `local_escape_wlgp` meet three fresh development
-    # objectives never used for steering: the scores of the three digits hypernetworks of
-    # session 7 (runs/digits/h0-h2), seeds 1000-1029, 100 queries. Criterion, fixed now: a
-    # candidate replaces `local` only if its sum of mean regrets at 50 and 100 is lower than
-    # local's on at least two of the three; if both do, the one with the lower sum on more of
-    # them (then the lower mean sum). This changes the criterion after rounds 11 and 12 were
-    # seen, which is why it is tested on objectives nobody has looked at.
-    # Round 14 (session 9), listed before any run, after the table run of round 13's choice, in
-    # which 2 of 20 seeds sat 0.31 and 0.53 below the best cell at 100 queries: at a local
-    # optimum the graph GP chose among the best trials' neighbors (all seen by then) and 50
-    # random cells, so it mostly picked the best of 50 random cells. With `pool="all"` its
-    # expected improvement is maximised over every unseen cell of the space (listed once per
-    # process), the exact acquisition that a small space allows any user. On its own and as the
-    # hand-over. Criterion, fixed now: against `TUNED` (round 13's choice) on all five
-    # development objectives (runs/rank_e2e, runs/ens1, runs/digits/h0-h2; seeds 1000-1029, 100
-    # queries), a candidate replaces it only if its sum of mean regrets at 50 and 100 is lower on
-    # at least three of the five and lower on average over the five; if both do, the lower average.
-    "wlgp_all": replace(BASE, sampler="wlgp", sampler_options={"pool": "all"}),
-    "local_escape_wlgp_all": replace(BASE, sampler="local", sampler_options={
-        "startup": "wlgp", "at_local_optimum": "startup", "startup_options": {"pool": "all"}}),
-}
-# The development objectives' choice. Round 5 chose local search (sum of regrets 0.694 against
-# GP's 0.900 and plain TPE's 0.928); round 13 replaced it with local search that hands a local
-# optimum to the graph GP, lower than local search's sum on two of the three fresh digits
-# objectives (0.1666 against 0.1670, and 0.370 against 0.480; 0.199 against 0.171 on the third).
-# Round 14 replaced that with the same hand-over to the graph GP with `pool="all"`: lower on three
-# of the five development objectives (0.712 against 0.875, 0.680 against 0.736, and 0.3696
-# against 0.3699, which is noise) and on average (0.432 against 0.469).
-# Session 2's tuned row, TPE with a synflow warm start (`tpe_warm10`), was fixed from the
-# literature; it hurt on the development objective, so the product leaves the warm start off.
-TUNED = CANDIDATES["local_escape_wlgp_all"]
+CANDIDATES_FILE = os.path.join(os.path.dirname(__file__), "data", "oracle_candidates.toml")
+
+
+def load_candidates(path: str = CANDIDATES_FILE) -> tuple[dict[str, SearchConfig], str]:
+    """The steering candidates (name -> config: the base with each entry's options) and the
+    name of the tuned one, from the data file that lists them with their rounds."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    candidates = {}
+    for name, entry in raw["candidates"].items():
+        settings = {k: v for k, v in entry.items() if k not in ("round", "note")}
+        candidates[name] = replace(BASE, **read_mapping(SearchConfig, settings, f"{path}: {name}"))
+    return candidates, raw["tuned"]
+
+
+CANDIDATES, _TUNED_NAME = load_candidates()
+TUNED = CANDIDATES[_TUNED_NAME]  # chosen on the development objectives by a criterion fixed in advance
 
 
 class TableScorer:
@@ -222,7 +122,8 @@ def hypernet_table(path: str, cache_dir: str | None = None, progress: bool = Tru
     skeleton it was trained for, for all 15,625 cells: a development objective for choosing
     the steering, which knows nothing of the CIFAR-10 table. Equivalent cells (by canonical
     hash) are scored once. Cached as JSON beside the checkpoint, keyed by its sha256."""
-    ghn, ckpt = load_hypernet(path)  # a missing or corrupt checkpoint fails here, with its name
+    hypernet = load_hypernet(path)  # a missing or corrupt checkpoint fails here, with its name
+    ghn, ckpt = hypernet.model, hypernet.checkpoint
     if ckpt["space"] != "nb201":
         raise CheckpointError(f"{path} was trained on space {ckpt['space']!r}; the development objective needs nb201")
     cache = os.path.join(cache_dir or os.path.dirname(os.path.abspath(path)), f"dev_table_{file_digest(path)}.json")
@@ -346,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed-offset", type=int, default=0, help="run seeds OFFSET..OFFSET+seeds-1")
     ap.add_argument("--dev-hypernet", metavar="PATH",
                     help="score with this nb201 hypernetwork's development table instead of the CIFAR-10 table")
-    ap.add_argument("--warm-pool", type=int, help=f"override the warm-started methods' synflow pool ({WARM['warm_pool']})")
+    ap.add_argument("--warm-pool", type=int, help=f"override the warm-started methods' synflow pool ({BASE.warm_pool})")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (synflow of the warm start)")
     ap.add_argument("--out-md")
     ap.add_argument("--out-png")

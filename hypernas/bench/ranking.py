@@ -34,12 +34,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
-import statistics
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,44 +46,21 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from hypernas.bench import report
+from hypernas.bench import report, retraining
 from hypernas.bench.ground_truth import DEFAULT_TABLE, PROTOCOL
 from hypernas.bench.metrics import ranking_metrics
+from hypernas.bench.table import Table, noise_ceiling, read_table
+from hypernas.config import FitConfig
 from hypernas.data import Dataset, load_dataset, load_dataset_like
 from hypernas.errors import HypernasError
 from hypernas.ghn.checkpoint import load_checkpoint, load_hypernet
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.graph import flops, param_count
 from hypernas.proxies import PROXIES, one_epoch
 from hypernas.score import Scorer
 from search_spaces import nb201
 
 PROXY_BATCH = 64  # samples of the validation slice for the data proxies (see above)
-
-
-@dataclass
-class Table:
-    archs: list[str]
-    by_seed: dict[int, list[float]]  # seed -> accuracy per arch, in `archs` order
-
-    @property
-    def mean(self) -> list[float]:
-        return [statistics.fmean(accs) for accs in zip(*self.by_seed.values())]
-
-    def head(self, n: int | None) -> "Table":
-        """The first `n` architectures (all of them for None)."""
-        return Table(self.archs[:n], {s: accs[:n] for s, accs in self.by_seed.items()})
-
-
-def read_table(path: str = DEFAULT_TABLE) -> Table:
-    """The architectures that have every seed in the table, with their accuracies."""
-    rows: dict[str, dict[int, float]] = defaultdict(dict)
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows[r["arch"]][int(r["seed"])] = float(r["test_accuracy"])
-    seeds = sorted({s for accs in rows.values() for s in accs})
-    archs = [a for a, accs in rows.items() if all(s in accs for s in seeds)]
-    return Table(archs, {s: [rows[a][s] for a in archs] for s in seeds})
 
 
 def hypernet_scorer(path: str, data: Dataset, samples: int = 1, key: str = "score", split: str = "val") -> Callable:
@@ -169,7 +143,7 @@ def prepare_hypernet(path: str | None, runs_dir: str, data: Dataset) -> str:
         return path
     out = os.path.join(runs_dir, "hypernet.pt")
     print(f"training the hypernetwork (default FitConfig; resumed, or reused when finished): {out}", flush=True)
-    fit_hypernet("nb201", PROTOCOL, data, FitConfig(), out=out, resume=True)
+    fit_hypernet(nb201.SPACE, PROTOCOL, data, FitConfig(), out=out, resume=True)
     return out
 
 
@@ -189,8 +163,6 @@ def run(table: Table, scorers: dict[str, Callable], data: Dataset) -> list[dict]
 def ceiling_note(path: str, table: Table) -> list[str]:
     """Where the table's cells were trained again (`bench retraining`'s extra seeds, beside it):
     the tau a scorer knowing each cell's expected accuracy would reach, to read every row against."""
-    from hypernas.bench import retraining  # it imports this module
-
     extra_path = path.replace(".csv", "_seeds2-5.csv")
     if not os.path.exists(extra_path):
         return []
@@ -201,12 +173,6 @@ def ceiling_note(path: str, table: Table) -> list[str]:
     return [] if ceiling is None else [f"Ceiling of any scorer on this truth (a perfect predictor of expected "
                                        f"accuracy, extrapolated from the runs in {os.path.basename(extra_path)}): "
                                        f"Kendall tau {ceiling:.3f}."]
-
-
-def noise_ceiling(table: Table) -> float:
-    """Kendall tau between the first two seeds: how consistently a second training ranks."""
-    a, b = list(table.by_seed.values())[:2]
-    return float(stats.kendalltau(a, b).statistic)
 
 
 def markdown(rows: list[dict], table: Table, notes: tuple[str, ...] = ()) -> str:

@@ -33,7 +33,7 @@ from scipy.optimize import curve_fit
 from hypernas.bench import report
 from hypernas.bench.ground_truth import DEFAULT_TABLE
 from hypernas.bench.metrics import ranking_metrics
-from hypernas.bench.ranking import Table, noise_ceiling, read_table
+from hypernas.bench.table import Table, noise_ceiling, read_table
 from hypernas.errors import HypernasError
 
 EXTRA_TABLE = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")

@@ -18,7 +18,7 @@ import zlib
 import optuna
 
 from hypernas.bench import report
-from hypernas.search import make_sampler
+from hypernas.samplers import make_sampler
 from hypernas.spaces import get_space
 from search_spaces import nb201
 

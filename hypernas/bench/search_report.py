@@ -18,7 +18,7 @@ import statistics
 import optuna
 
 from hypernas.bench.ground_truth import DEFAULT_TABLE
-from hypernas.bench.ranking import read_table
+from hypernas.bench.table import read_table
 from hypernas.study import load_study
 
 

@@ -49,12 +49,13 @@ from dataclasses import replace
 import torch
 
 from hypernas.bench import report
-from hypernas.cli import check_device
 from hypernas.compile import compile_graph
+from hypernas.config import FitConfig, HyperConfig
 from hypernas.data import load_dataset, load_dataset_like
+from hypernas.device import check_device
 from hypernas.errors import HypernasError
 from hypernas.ghn.checkpoint import load_checkpoint
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.ghn.model import LAYERS
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
@@ -105,10 +106,11 @@ def time_training(space_name: str, options: dict, steps: int, layer: str = "mp",
     data = load_dataset("mnist1d")
     # The default architecture and batch sizes; one validation architecture, so the
     # validation pass at the last step costs a fraction of a step.
-    config = FitConfig(steps=steps, warmup=1, eval_archs=1, layer=layer)
-    fit_hypernet(space_name, options, data, replace(config, steps=2), device=device, progress=False)  # warm-up
+    config = FitConfig(steps=steps, warmup=1, eval_archs=1, hyper=HyperConfig(layer=layer))
+    space = get_space(space_name)
+    fit_hypernet(space, options, data, replace(config, steps=2), device=device, progress=False)  # warm-up
     start = time.perf_counter()
-    fit_hypernet(space_name, options, data, config, device=device, progress=False)  # ends with .item() on the host
+    fit_hypernet(space, options, data, config, device=device, progress=False)  # ends with .item() on the host
     seconds = time.perf_counter() - start
     return {"phase": "train", "layer": layer, "space": space_name, "space_options": get_space(space_name).resolve_options(options),
             "steps": steps, "meta_batch": config.meta_batch, "batch_size": config.batch_size, "seconds": seconds,
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 path = os.path.join(tmp, f"{s}-{layer}.pt")
                 _progress(f"training a {_describe(s, SPACE_OPTIONS.get(s, {}), layer)} hypernetwork for scoring, "
                           f"{args.fit_steps} steps (not timed)")
-                fit_hypernet(s, SPACE_OPTIONS.get(s, {}), data, FitConfig(steps=args.fit_steps, layer=layer),
+                fit_hypernet(get_space(s), SPACE_OPTIONS.get(s, {}), data,
+                             FitConfig(steps=args.fit_steps, hyper=HyperConfig(layer=layer)),
                              out=path, device=args.device, progress=False)
                 hypernets.append(path)
         for path in hypernets:

@@ -21,8 +21,10 @@ import time
 import uuid
 
 from hypernas.bench import report
+from hypernas.config import FitConfig
 from hypernas.data import load_dataset
-from hypernas.ghn.fit import FitConfig, fit_hypernet
+from hypernas.ghn.fit import fit_hypernet
+from hypernas.spaces import get_space
 from hypernas.study import load_study, redact
 
 SPACE = ["--space", "nb201", "--channels", "8", "--cells", "1"]
@@ -31,7 +33,7 @@ SPACE = ["--space", "nb201", "--channels", "8", "--cells", "1"]
 def run_setting(url: str, workers: int, trials: int, hypernet: str, runs: str, batch: int, threads: int) -> dict:
     study = f"throughput-{uuid.uuid4().hex[:8]}"
     cmd = [sys.executable, "-m", "hypernas.cli", "search", *SPACE, "--storage", url, "--study", study, "--runs", runs,
-           "--trials", str(trials), "--batch", str(batch), "--hypernet", hypernet, "--top-k", "0",
+           "--trials", str(trials), "--trial-batch", str(batch), "--hypernet", hypernet, "--top-k", "0",
            "--threads", str(threads)]
     start = time.perf_counter()
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
@@ -50,19 +52,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(prog="hypernas bench workers", description=__doc__.split("\n")[0])
     ap.add_argument("--postgres", required=True, help="a PostgreSQL URL whose user may create tables")
     ap.add_argument("--trials", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--trial-batch", type=int, default=64, help="trials asked and scored together")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--workers", default="1,2,3")
     ap.add_argument("--out-md")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as runs:
         hypernet = os.path.join(runs, "hypernet.pt")  # throughput does not depend on how well it is trained
-        fit_hypernet("nb201", {"channels": 8, "cells": 1}, load_dataset("mnist1d"), FitConfig(steps=20), out=hypernet,
+        fit_hypernet(get_space("nb201"), {"channels": 8, "cells": 1}, load_dataset("mnist1d"), FitConfig(steps=20), out=hypernet,
                      progress=False)
-        rows = [run_setting(f"sqlite:///{runs}/study.db", 1, args.trials, hypernet, runs, args.batch, args.threads)]
+        rows = [run_setting(f"sqlite:///{runs}/study.db", 1, args.trials, hypernet, runs, args.trial_batch, args.threads)]
         for n in map(int, args.workers.split(",")):
-            rows.append(run_setting(args.postgres, n, args.trials, hypernet, runs, args.batch, args.threads))
-    lines = [f"{args.trials} trials per setting, nb201 C=8 N=1, batch {args.batch}, {args.threads} torch thread(s) per "
+            rows.append(run_setting(args.postgres, n, args.trials, hypernet, runs, args.trial_batch, args.threads))
+    lines = [f"{args.trials} trials per setting, nb201 C=8 N=1, trial batch {args.trial_batch}, {args.threads} torch thread(s) per "
              f"worker, {os.cpu_count()} CPU cores; PostgreSQL at {redact(args.postgres)}.", "",
              "| storage | workers | trials | search s | trials/s | wall s (with start-up) |", "|---|---|---|---|---|---|"]
     for r in rows:

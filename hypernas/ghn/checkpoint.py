@@ -5,17 +5,22 @@ A checkpoint is a plain dict saved with `torch.save` and read with `weights_only
 configurations, so it can refuse to score data it was not trained for.
 
 Usage:
-    ghn, ckpt = load_hypernet("runs/a/hypernet.pt", data=load_dataset("mnist1d"))
+    hypernet = load_hypernet("runs/a/hypernet.pt", data=load_dataset("mnist1d"))
+    hypernet.model, hypernet.checkpoint["space"], hypernet.sha256
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from hypernas.errors import CheckpointError
+from hypernas.errors import CheckpointError, HypernasError
 
 FORMAT = "hypernas-hypernet"
 # What every reader relies on: key -> type. `fit` and `optimizer` matter only to resume.
@@ -76,12 +81,28 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def file_digest(path: str) -> str:
+    """The first 16 hex digits of a file's sha256: which checkpoint a study or cache was made with."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
 def load_checkpoint(path: str) -> dict:
     """Read a checkpoint dict; missing, corrupt or foreign files raise `CheckpointError`."""
+    return _read(path)[0]
+
+
+def _read(path: str) -> tuple[dict, str]:
+    """(checkpoint dict, digest of its bytes), from one read of the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no hypernetwork checkpoint at {path!r}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {err.strerror}") from None
+    try:
+        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
@@ -92,7 +113,7 @@ def load_checkpoint(path: str) -> dict:
     if wrong:
         raise CheckpointError(f"checkpoint {path!r} is damaged or from another version of hypernas: "
                               f"missing or malformed {', '.join(wrong)}")
-    return ckpt
+    return ckpt, hashlib.sha256(raw).hexdigest()[:16]
 
 
 def check_data(ckpt: dict, data, path: str) -> None:
@@ -112,21 +133,33 @@ def check_space(ckpt: dict, space: str, options: dict, path: str) -> None:
                               "trained for this space, or leave out --hypernet to train one")
 
 
-def load_hypernet(path: str, data=None, device: str = "cpu"):
-    """(GraphHyperNetwork in eval mode, checkpoint dict). With `data`, refuse a mismatch.
+@dataclass
+class Hypernet:
+    """A loaded hypernetwork: the model (eval mode, early-stopping best weights), the
+    checkpoint dict it came from, its path and the digest of the file's bytes."""
+
+    model: Any  # GraphHyperNetwork
+    checkpoint: dict
+    path: str
+    sha256: str
+
+
+def load_hypernet(path: str, data=None, device: str = "cpu") -> Hypernet:
+    """Read a checkpoint once and build its hypernetwork. With `data`, refuse a mismatch.
 
     The weights are the early-stopping best (lowest validation loss) where recorded."""
-    from hypernas.ghn.model import GraphHyperNetwork, HyperConfig
+    from hypernas.config import HyperConfig
+    from hypernas.ghn.model import GraphHyperNetwork
 
-    ckpt = load_checkpoint(path)
+    ckpt, digest = _read(path)
     if data is not None:
         check_data(ckpt, data, path)
     try:
         hyper = dict(ckpt["hyper"])
-        hyper["ops"] = tuple(hyper["ops"])
-        ghn = GraphHyperNetwork(HyperConfig(**hyper))
+        ops, ndim = tuple(hyper.pop("ops")), hyper.pop("ndim")
+        ghn = GraphHyperNetwork(HyperConfig(**hyper), ops, ndim)
         ghn.load_state_dict(ckpt["best"]["model"] if "best" in ckpt else ckpt["model"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+    except (TypeError, ValueError, RuntimeError, KeyError, HypernasError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # torch's are multi-line
         raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {detail[:300]}") from None
-    return ghn.to(device).eval(), ckpt
+    return Hypernet(ghn.to(device).eval(), ckpt, path, digest)

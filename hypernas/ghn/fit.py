@@ -9,8 +9,8 @@ configuration, so `resume` continues exactly where it stopped (the same result a
 uninterrupted run) and scoring refuses a checkpoint made for other data.
 
 Usage:
-    ckpt = fit_hypernet("nb201", {"channels": 8, "cells": 1}, load_dataset("mnist1d"),
-                        FitConfig(steps=2000), out="runs/a/hypernet.pt")
+    state = fit_hypernet(get_space("nb201"), {"channels": 8, "cells": 1}, load_dataset("mnist1d"),
+                         FitConfig(steps=2000), out="runs/a/hypernet.pt")
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import copy
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -27,51 +26,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hypernas.compile import Program
+from hypernas.config import FitConfig
 from hypernas.data import Dataset
-from hypernas.errors import CheckpointError, HypernasError, require_int, require_number
+from hypernas.errors import CheckpointError
 from hypernas.ghn.checkpoint import check_writable, load_checkpoint, save_checkpoint
-from hypernas.ghn.encode import encode
-from hypernas.ghn.model import LAYERS, GraphHyperNetwork, HyperConfig
+from hypernas.ghn.model import GraphHyperNetwork, predict_weights
 from hypernas.ops import RunContext, list_ops
-from hypernas.spaces import RandomTrial, get_space
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    steps: int = 3000
-    meta_batch: int = 8  # architectures per data batch, as GHN-2
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-5
-    warmup: int = 100
-    grad_clip: float = 5.0
-    checkpoint_every: int = 250
-    seed: int = 0
-    hidden: int = 64
-    rounds: int = 4
-    rank: int = 16
-    s_max: int = 10  # virtual edges up to this many hops (1 = none); hop buckets of attention
-    layer: str = "mp"  # "mp" (GHN-2 message passing) or "transformer" (GHN-3); see BENCHMARKS.md
-    # Early stopping: every `eval_every` steps, the mean validation loss of `eval_archs` fixed
-    # architectures; the checkpoint's `best` weights are those with the lowest. Trained too
-    # long, the hypernetwork memorises the train split and ranks worse (BENCHMARKS.md).
-    eval_every: int = 100
-    eval_archs: int = 16
-
-    def __post_init__(self):
-        # A TOML file or the command line can hand in anything: say which option is wrong,
-        # before a bad value turns into a division by zero or an empty batch mid-training.
-        for name, low in (("steps", 0), ("meta_batch", 1), ("batch_size", 1), ("warmup", 0), ("checkpoint_every", 1),
-                          ("seed", None), ("hidden", 1), ("rounds", 1), ("rank", 1), ("s_max", 0), ("eval_every", 1),
-                          ("eval_archs", 1)):
-            require_int(f"hypernetwork option {name}", getattr(self, name), low)
-        for name, zero_ok in (("lr", False), ("weight_decay", True), ("grad_clip", False)):
-            require_number(f"hypernetwork option {name}", getattr(self, name), zero_ok)
-        if self.layer not in LAYERS:
-            raise HypernasError(f"hypernetwork option layer must be one of {', '.join(LAYERS)}, not {self.layer!r}")
-        if self.layer == "transformer" and self.hidden % HyperConfig.heads:
-            raise HypernasError(f"hypernetwork option hidden must be a multiple of the transformer's "
-                                f"{HyperConfig.heads} heads, not {self.hidden}")
+from hypernas.spaces import RandomTrial, Space
 
 
 def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dict) -> list:
@@ -87,15 +48,14 @@ def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dic
 def hypernet_loss(ghn: GraphHyperNetwork, infos: list, x: torch.Tensor, y: torch.Tensor,
                   noise: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the architectures run with their predicted weights."""
-    ndim = ghn.config.ndim
-    weights = ghn(encode(infos, ghn.config.ops, ndim, ghn.config.s_max).to(x.device), noise)
-    ctx = RunContext(ndim, training=True, batch_stats=True)
-    losses = [F.cross_entropy(Program(info, ndim).run(x, w, ctx), y) for info, w in zip(infos, weights)]
+    weights = predict_weights(ghn, infos, noise)
+    ctx = RunContext(ghn.ndim, training=True, batch_stats=True)
+    losses = [F.cross_entropy(Program(info, ghn.ndim).run(x, w, ctx), y) for info, w in zip(infos, weights)]
     return torch.stack(losses).mean()
 
 
 def fit_hypernet(
-    space_name: str,
+    space: Space,
     space_options: dict[str, Any],
     data: Dataset,
     config: FitConfig = FitConfig(),
@@ -105,15 +65,12 @@ def fit_hypernet(
     progress: bool = True,
 ) -> dict:
     """Train (or with `resume`, continue) a hypernetwork; returns the final checkpoint dict."""
-    space = get_space(space_name)
     options = space.resolve_options(space_options)
     if out:
         check_writable(out)
-    record = {"space": space_name, "space_options": options, "data": data.signature(), "fit": asdict(config)}
-    hyper = HyperConfig(ops=tuple(list_ops()), ndim=data.ndim, hidden=config.hidden, rounds=config.rounds,
-                        rank=config.rank, s_max=config.s_max, layer=config.layer)
+    record = fit_record(space, options, data, config)
     torch.manual_seed(config.seed)  # seeded initialisation
-    ghn = GraphHyperNetwork(hyper).to(device)
+    ghn = GraphHyperNetwork(config.hyper, list_ops(), data.ndim).to(device)
     opt = torch.optim.AdamW(ghn.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero
@@ -130,7 +87,7 @@ def fit_hypernet(
     eval_infos = _sample_infos(space, random.Random(f"eval-{config.seed}"), config.eval_archs, data, options)
     if resume and out and os.path.exists(out):
         ckpt = load_checkpoint(out)
-        _check_resumable(ckpt, record)
+        check_resumable(ckpt, record, out)
         ghn.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -139,7 +96,7 @@ def fit_hypernet(
         step, skipped, ema, best = ckpt["step"], ckpt["skipped"], ckpt["loss_ema"], ckpt["best"]
 
     def state() -> dict:
-        return {"format": "hypernas-hypernet", "version": 1, **record, "hyper": ghn.config.to_dict(),
+        return {"format": "hypernas-hypernet", "version": 1, **record, "hyper": ghn.record(),
                 "step": step, "skipped": skipped, "loss_ema": ema, "model": ghn.state_dict(), "best": best,
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": {"python": arch_rng.getstate(), "torch": gen.get_state()}}
@@ -200,12 +157,20 @@ def _to_tuple(value: Any) -> Any:
     return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _check_resumable(ckpt: dict, record: dict) -> None:
+def fit_record(space: Space, options: dict[str, Any], data: Dataset, config: FitConfig) -> dict[str, Any]:
+    """What a checkpoint records of how it was made: space, options, data and training options."""
+    return {"space": space.name, "space_options": options, "data": data.signature(), "fit": config.record()}
+
+
+def check_resumable(ckpt: dict, record: dict, path: str) -> None:
+    """Refuse to continue a checkpoint made for another space, data or training options
+    (any but the number of steps, which a resume may raise)."""
     for key in ("space", "space_options", "data", "fit"):
         if key == "fit":
-            mismatch = {k for k in record["fit"] if k != "steps" and ckpt["fit"].get(k) != record["fit"][k]}
+            defaults = FitConfig().record()  # an older checkpoint lacks options added since: it had their defaults
+            mismatch = {k for k in record["fit"] if k != "steps" and ckpt["fit"].get(k, defaults[k]) != record["fit"][k]}
         else:
             mismatch = ckpt.get(key) != record[key]
         if mismatch:
-            raise CheckpointError(f"cannot resume: the checkpoint was made with {key} = {ckpt.get(key)}, "
+            raise CheckpointError(f"cannot resume {path}: it was made with {key} = {ckpt.get(key)}, "
                                   f"this run asks for {record[key]}")

@@ -17,46 +17,26 @@ Vectors (BatchNorm scale and shift, biases) are `P_vec[:C] @ v(h)`. Weights are 
 sqrt(beta / fan_in), so activations start in range whatever the shape.
 
 Usage:
-    ghn = GraphHyperNetwork(HyperConfig(ops=tuple(list_ops()), ndim=1))
-    weights = ghn(encode(infos, ghn.config.ops, ndim=1))   # one {name: tensor} per graph
+    ghn = GraphHyperNetwork(HyperConfig(), ops=list_ops(), ndim=1)
+    weights = predict_weights(ghn, [validate(G) for G in graphs])   # one {name: tensor} per graph
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hypernas.config import LAYERS as LAYER_NAMES
+from hypernas.config import HyperConfig
 from hypernas.errors import GraphError
-from hypernas.ghn.encode import NUM_FEATURES, GraphBatch
-
-
-@dataclass(frozen=True)
-class HyperConfig:
-    ops: tuple[str, ...]  # op vocabulary, fixed at creation so checkpoints stay readable
-    ndim: int  # 1 = sequences, 2 = images: decides the number of kernel taps
-    hidden: int = 64
-    rounds: int = 4  # with virtual edges up to s_max hops, 4 rounds reach ~40 nodes away
-    rank: int = 16  # rank of each predicted weight core
-    max_channels: int = 1024  # length of the shared channel bases
-    max_kernel: int = 7
-    noise: int = 8
-    s_max: int = 10
-    layer: str = "mp"  # "mp" (message passing, GHN-2) or "transformer" (GHN-3)
-    heads: int = 4  # attention heads of the transformer layer
-
-    def __post_init__(self):
-        if self.layer not in LAYERS:
-            raise ValueError(f"unknown hypernetwork layer {self.layer!r}; choose from {', '.join(LAYERS)}")
-        if self.layer == "transformer" and self.hidden % self.heads:
-            raise ValueError(f"the transformer's hidden size {self.hidden} must be a multiple of its {self.heads} heads")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "ops": list(self.ops)}
+from hypernas.ghn.encode import NUM_FEATURES, GraphBatch, encode
+from hypernas.graph import GraphInfo
 
 
 class _Round(nn.Module):
@@ -96,16 +76,21 @@ class _Attention(nn.Module):
         return h + self.mlp(self.norm2(h))
 
 
-LAYERS = {"mp": _Round, "transformer": _Attention}
+LAYERS = dict(zip(LAYER_NAMES, (_Round, _Attention)))  # the names are declared with the options
 
 
 class GraphHyperNetwork(nn.Module):
-    def __init__(self, config: HyperConfig):
+    """Predicts the weights of any graph whose ops are in `ops`, for `ndim`-D data. The op
+    vocabulary is fixed at creation, so a checkpoint stays readable when ops are added."""
+
+    def __init__(self, config: HyperConfig, ops: Sequence[str], ndim: int):
         super().__init__()
-        self.config = config
+        if ndim not in (1, 2):
+            raise GraphError(f"a hypernetwork serves 1-D or 2-D data, not {ndim}-D")
+        self.config, self.ops, self.ndim = config, tuple(ops), ndim
         d, r, k = config.hidden, config.rank, config.max_kernel
-        self.taps = k**config.ndim
-        self.op_embed = nn.Embedding(len(config.ops), d)
+        self.taps = k**ndim
+        self.op_embed = nn.Embedding(len(self.ops), d)
         self.shape_embed = nn.Linear(NUM_FEATURES, d)
         self.noise_embed = nn.Linear(config.noise, d)
         self.rounds = nn.ModuleList(LAYERS[config.layer](config) for _ in range(config.rounds))
@@ -151,6 +136,10 @@ class GraphHyperNetwork(nn.Module):
                     out[p.graph][f"{p.key}.{name}"] = tensor[i]
         return out
 
+    def record(self) -> dict:
+        """The shape a checkpoint records (`hyper`): the config, the op vocabulary and ndim."""
+        return {**asdict(self.config), "ops": list(self.ops), "ndim": self.ndim}
+
     def check_fits(self, b: GraphBatch) -> None:
         """Refuse a node wider than the channel bases or with a kernel beyond `max_kernel`: its
         weights cannot be predicted (they would come out of the wrong shape, or too few taps)."""
@@ -170,11 +159,11 @@ class GraphHyperNetwork(nn.Module):
             return {"weight": 1 + scale, "bias": shift}
         out_c, in_c = like.out_channels, like.in_channels
         kernel = like.kernel if op == "conv" else 1
-        core = self.core(h).view(len(h), r, r, *([k] * self.config.ndim))
+        core = self.core(h).view(len(h), r, r, *([k] * self.ndim))
         lo = (k - kernel) // 2
-        core = core[(..., *[slice(lo, lo + kernel)] * self.config.ndim)]  # centre taps
+        core = core[(..., *[slice(lo, lo + kernel)] * self.ndim)]  # centre taps
         weight = torch.einsum("oa,nab...,ib->noi...", self.P[:out_c], core, self.Q[:in_c])
-        fan_in = in_c * kernel**self.config.ndim
+        fan_in = in_c * kernel**self.ndim
         beta = 1.0 if op == "linear" else 2.0  # He gain before ReLUs, plain for the classifier
         result = {"weight": weight * math.sqrt(beta / fan_in)}
         if "bias" in like.shapes:
@@ -182,3 +171,16 @@ class GraphHyperNetwork(nn.Module):
         if op == "linear":
             result["weight"] = result["weight"].reshape(len(h), out_c, in_c)
         return result
+
+
+def predict_weights(ghn: GraphHyperNetwork, graphs: list[GraphInfo] | GraphBatch,
+                    noise: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+    """Every parameter of every graph: one {flat name: tensor} per graph, for `Program.run`.
+    `graphs` are validated graphs, or their batch already encoded (to draw several noises
+    for one batch); `noise` is (graphs, noise dims), zero (the central prediction) by default.
+
+    Usage: weights = predict_weights(ghn, [validate(G)])[0]
+    """
+    device = next(ghn.parameters()).device
+    batch = graphs if isinstance(graphs, GraphBatch) else encode(graphs, ghn.ops, ghn.ndim, ghn.config.s_max).to(device)
+    return ghn(batch, noise)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from hypernas.errors import HypernasError
 from hypernas.graph import GraphInfo, canonical_hash, simplify
-from hypernas.samplers import _check_single_objective
+from hypernas.samplers.common import check_single_objective
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
 _SPACES: dict[Any, dict] = {}  # context -> space -> its listing, for `pool="all"`
@@ -81,7 +81,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         self._rng = np.random.default_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        _check_single_objective(study, type(self).__name__)
+        check_single_objective(study, type(self).__name__)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < self.n_startup_trials:
             return {}

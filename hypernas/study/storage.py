@@ -1,15 +1,14 @@
-"""Optuna storage for hypernas studies: opening it safely, and annotating finished trials.
+"""Optuna storage for hypernas studies: opening it safely, locking it across workers, reading a study.
 
 Usage:
     storage = open_storage("sqlite:///runs/demo/study.db")
     with study_lock(storage, "demo"): ...
-    annotate_trial(storage, trial, user_attrs={"trained_accuracy": 0.96})
+    study = load_study("sqlite:///runs/demo/study.db", "demo")
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -18,11 +17,8 @@ from typing import Any
 
 import optuna
 
-from hypernas.errors import HypernasError
-
-
-class StorageError(HypernasError):
-    """A study storage cannot be reached or does not hold what was asked for."""
+from hypernas.errors import StorageError
+from hypernas.optuna_private import rdb_of
 
 
 def redact(url: str) -> str:
@@ -83,11 +79,6 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
-def _rdb(storage: Any) -> Any:
-    """The RDB storage under a study's storage: Optuna wraps it in a cache (`_CachedStorage`)."""
-    return getattr(storage, "_backend", storage)
-
-
 @contextlib.contextmanager
 def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterator[None]:
     """Hold a lock that every hypernas worker of `study_name` honours, across processes and
@@ -99,7 +90,7 @@ def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterato
     """
     import hashlib
 
-    engine = getattr(_rdb(storage), "engine", None)
+    engine = getattr(rdb_of(storage), "engine", None)
     key = f"hypernas:{study_name}:{purpose}"
     if engine is not None and engine.name == "postgresql":
         import sqlalchemy
@@ -129,52 +120,6 @@ def study_lock(storage: Any, study_name: str, purpose: str = "write") -> Iterato
 
 
 _local_locks: dict[str, threading.Lock] = {}
-
-
-def annotate_trial(storage: optuna.storages.BaseStorage, trial_id: int, user_attrs: dict[str, Any] | None = None,
-                   system_attrs: dict[str, Any] | None = None) -> None:
-    """Add attributes to a trial that has already finished.
-
-    Optuna's API refuses to change a finished trial, but final training happens after the
-    search, and its result belongs on the trial it checks (`trained_accuracy`). This writes
-    the attribute rows with Optuna's own table models, in one transaction.
-    """
-    from optuna.storages._rdb import models
-
-    session = _rdb(storage).scoped_session()
-    try:
-        for model, attrs in ((models.TrialUserAttributeModel, user_attrs or {}),
-                             (models.TrialSystemAttributeModel, system_attrs or {})):
-            for key, value in attrs.items():
-                row = session.query(model).filter_by(trial_id=trial_id, key=key).one_or_none()
-                if row is None:
-                    session.add(model(trial_id=trial_id, key=key, value_json=json.dumps(value)))
-                else:
-                    row.value_json = json.dumps(value)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-def attach_artifact(storage: optuna.storages.BaseStorage, trial_id: int, store: Any, path: str) -> str:
-    """Store a file as an artifact of a finished trial, where optuna-dashboard shows it."""
-    import dataclasses
-    import mimetypes
-    import uuid
-
-    from optuna.artifacts import ArtifactMeta
-    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
-
-    artifact_id = str(uuid.uuid4())
-    meta = ArtifactMeta(artifact_id=artifact_id, filename=os.path.basename(path),
-                        mimetype=mimetypes.guess_type(path)[0] or "application/octet-stream", encoding=None)
-    with open(path, "rb") as f:
-        store.write(artifact_id, f)
-    annotate_trial(storage, trial_id, system_attrs={ARTIFACTS_ATTR_PREFIX + artifact_id: json.dumps(dataclasses.asdict(meta))})
-    return artifact_id
 
 
 def load_study(url: str, name: str) -> optuna.Study:

@@ -1,0 +1,104 @@
+"""The final stage of a search: train the best architectures normally, write the truth back.
+
+The top `top_k` distinct architectures by score (members of the Pareto front on a study
+with several objectives) are trained with the reference protocol. Each trained accuracy is
+written onto its trial (`trained_accuracy`) beside the prediction, with its weights and a
+drawing that optuna-dashboard shows, and a dashboard note holds the table with the Kendall
+tau between score and trained accuracy. Finished trainings are kept: a rerun repeats none.
+
+Usage:
+    rows, tau = finalize(cfg, study, data, space)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import optuna
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
+
+from hypernas.config import SearchConfig, TrainConfig
+from hypernas.data import Dataset
+from hypernas.drawing import draw_architecture
+from hypernas.optuna_private import annotate_trial, attach_artifact, storage_of
+from hypernas.study.record import trial_graph
+from hypernas.study.storage import study_lock
+from hypernas.train import train
+
+
+def candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The top-k distinct architectures by score (from the Pareto front when multi-objective)."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+                if "duplicate_of" not in t.user_attrs]
+    pool = study.best_trials if len(study.directions) > 1 else complete
+    pool = [t for t in pool if "duplicate_of" not in t.user_attrs]
+    # Two workers can score one architecture at the same moment: keep its first trial only.
+    first = {}
+    for t in sorted(pool, key=lambda t: t.number):
+        first.setdefault(t.user_attrs["hash"], t)
+    return sorted(first.values(), key=lambda t: (-t.values[0], t.number))[:k]
+
+
+def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any = None) -> tuple[list[dict], float | None]:
+    """Train the top candidates normally, write `trained_accuracy` onto their trials, and leave
+    a drawing artifact and a dashboard note with the final table. Finished trainings are kept.
+    One worker trains, under the study's lock; the others then find the results."""
+    with study_lock(storage_of(study), study.study_name, "final"):
+        return _finalize(cfg, study, data, space)
+
+
+def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any) -> tuple[list[dict], float | None]:
+    from optuna.artifacts import FileSystemArtifactStore
+
+    store_dir = os.path.join(cfg.run_dir, "artifacts")
+    os.makedirs(store_dir, exist_ok=True)
+    store = FileSystemArtifactStore(store_dir)
+    os.makedirs(os.path.join(cfg.run_dir, "final"), exist_ok=True)
+    rows = []
+    for t in tqdm(candidates(study, cfg.top_k), desc="final training", unit="arch"):
+        G = trial_graph(study, t, space)
+        if "trained_accuracy" in t.user_attrs:
+            acc, seconds = t.user_attrs["trained_accuracy"], t.user_attrs["trained_seconds"]
+        else:
+            r = train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=cfg.seed, device=cfg.device, progress=False)
+            acc, seconds = r.test_accuracy, r.seconds
+            weights = os.path.abspath(os.path.join(cfg.run_dir, "final", f"trial_{t.number}.pt"))
+            torch.save(r.model.state_dict(), weights)
+            png = os.path.join(cfg.run_dir, "final", f"trial_{t.number}.png")
+            draw_architecture(G, png, title=f"trial {t.number}: {t.user_attrs['arch'][:80]}")
+            attach_artifact(study, t, store, png)
+            annotate_trial(study, t, user_attrs={
+                "trained_accuracy": acc, "trained_seconds": round(seconds, 2), "trained_epochs": cfg.final_epochs,
+                "trained_weights": weights})
+        rows.append({"trial": t.number, "arch": t.user_attrs["arch"], "score": t.values[0],
+                     "score_std": t.user_attrs["score_std"], "trained_accuracy": acc, "params": t.user_attrs["params"],
+                     "seconds": seconds})
+    tau = None
+    if len(rows) >= 2:
+        tau = float(stats.kendalltau([r["score"] for r in rows], [r["trained_accuracy"] for r in rows]).statistic)
+    table = final_table(rows, tau)
+    print(table)
+    try:
+        import optuna_dashboard
+
+        optuna_dashboard.save_note(study, table)
+    except ImportError:  # the note is a courtesy for dashboard users; the table is printed anyway
+        pass
+    return rows, tau
+
+
+def final_table(rows: list[dict], tau: float | None) -> str:
+    """Markdown: rank, architecture, score +- std, true accuracy, params, seconds; and tau."""
+    lines = ["| rank | trial | architecture | score ± std | true accuracy | params | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for rank, r in enumerate(rows, start=1):
+        arch = r["arch"] if len(r["arch"]) <= 90 else r["arch"][:87] + "..."
+        lines.append(f"| {rank} | {r['trial']} | `{arch}` | {r['score']:.4f} ± {r['score_std']:.4f} | "
+                     f"{r['trained_accuracy']:.4f} | {r['params']} | {r['seconds']:.1f} |")
+    lines.append("")
+    lines.append(f"Kendall tau between score and true accuracy over these {len(rows)}: "
+                 + ("n/a" if tau is None else f"{tau:.3f}"))
+    return "\n".join(lines)

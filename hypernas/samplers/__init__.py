@@ -1,0 +1,122 @@
+"""The samplers that steer a search: one registry, one `make_sampler`.
+
+Optuna's own (`tpe`, `gp`, `nsga2`, `random`, `grid`) and ours, each behind Optuna's sampler
+protocol: regularized evolution (`evolution`), best-first local search (`local`) and a
+Gaussian process over the networks' graphs (`wlgp`). A sampler is one registered builder;
+a name that is not registered gets the nearest names.
+
+Usage:
+    sampler = make_sampler("tpe", seed=0, space=get_space("nb201"), options={"n_startup_trials": 5})
+    sampler = make_sampler("local", 0, get_space("nb201"), {"n_startup_trials": 20, "startup": "tpe"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hypernas.errors import OptionError, unknown_name
+
+__all__ = ["SAMPLERS", "LocalSearchSampler", "RegularizedEvolutionSampler", "WLGPSampler", "check_objectives",
+           "make_sampler"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    build: Callable[..., Any]  # (seed, space, options, graph_of) -> sampler
+    single_objective: bool
+
+
+SAMPLERS: dict[str, _Entry] = {}
+LOCAL_STARTUPS = ("random", "tpe", "gp", "wlgp")  # grid and evolution keep state that local moves would confuse
+
+
+def _register(name: str, single_objective: bool = False) -> Callable:
+    def add(build: Callable) -> Callable:
+        SAMPLERS[name] = _Entry(build, single_objective)
+        return build
+
+    return add
+
+
+def _optuna(cls: str) -> Callable:
+    def build(seed, space, options, graph_of):
+        import optuna
+
+        return getattr(optuna.samplers, cls)(seed=seed, **options)
+
+    return build
+
+
+for _name, _cls in (("tpe", "TPESampler"), ("gp", "GPSampler"), ("nsga2", "NSGAIISampler"), ("random", "RandomSampler")):
+    _register(_name)(_optuna(_cls))
+
+
+@_register("grid", single_objective=True)
+def _grid(seed, space, options, graph_of):
+    import optuna
+
+    if space.grid is None:
+        raise OptionError(f"space {space.name!r} has no finite grid; use tpe, nsga2 or random")
+    return optuna.samplers.GridSampler(search_space=space.grid, seed=seed, **options)
+
+
+@_register("evolution", single_objective=True)
+def _evolution(seed, space, options, graph_of):
+    from hypernas.samplers.evolution import RegularizedEvolutionSampler
+
+    return RegularizedEvolutionSampler(seed=seed, **options)
+
+
+@_register("local", single_objective=True)
+def _local(seed, space, options, graph_of):
+    from hypernas.samplers.local import LocalSearchSampler
+
+    options = dict(options)
+    startup = options.pop("startup", "random")
+    if startup not in LOCAL_STARTUPS:
+        raise OptionError(f"local search starts from {', '.join(LOCAL_STARTUPS)}, not {startup!r}")
+    options["startup"] = make_sampler(startup, seed, space, options.pop("startup_options", None), graph_of)
+    return LocalSearchSampler(seed=seed, **options)
+
+
+@_register("wlgp", single_objective=True)
+def _wlgp(seed, space, options, graph_of):
+    from hypernas.samplers.wlgp import WLGPSampler
+
+    return WLGPSampler(graph_of=graph_of, seed=seed, **options)
+
+
+def check_objectives(name: str, objectives: int) -> None:
+    """Refuse a sampler that serves one objective for a study with several, before any work."""
+    if name not in SAMPLERS:
+        raise unknown_name("sampler", name, list(SAMPLERS))
+    if SAMPLERS[name].single_objective and objectives > 1:
+        raise OptionError(f"the {name} sampler serves one objective; use tpe or nsga2 for several objectives")
+
+
+def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | None = None,
+                 graph_of: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """A seeded sampler. `options` are its own keyword arguments (e.g. {"multivariate": True}
+    for TPE). `grid` needs a space that lists its grid. Local search takes `startup` (a sampler
+    name) and `startup_options` for the sampler of its first `n_startup_trials`. `wlgp` needs
+    `graph_of`, parameters -> network, which the search loop gives it.
+    """
+    if name not in SAMPLERS:
+        raise unknown_name("sampler", name, list(SAMPLERS))
+    options = dict(options or {})
+    try:
+        return SAMPLERS[name].build(seed, space, options, graph_of)
+    except TypeError as err:  # a misspelt or foreign option: name it, do not ignore it
+        raise OptionError(f"sampler {name!r} does not take these options {sorted(options)}: {err}") from None
+
+
+def __getattr__(name: str) -> Any:
+    """The sampler classes, imported when first asked for (they import Optuna and scipy)."""
+    modules = {"LocalSearchSampler": "local", "RegularizedEvolutionSampler": "evolution", "WLGPSampler": "wlgp"}
+    if name in modules:
+        import importlib
+
+        return getattr(importlib.import_module(f"hypernas.samplers.{modules[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

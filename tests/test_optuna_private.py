@@ -1,0 +1,55 @@
+"""Every private Optuna name hypernas uses still works in the installed Optuna.
+
+If a release moves one, this is the test that fails, by name, instead of a search at run time.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hypernas import optuna_private
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def study(request, tmp_path):
+    storage = None if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    return study
+
+
+def test_storage_ids_are_reachable(study):
+    storage = optuna_private.storage_of(study)
+    sid = optuna_private.study_id_of(study)
+    assert storage.get_study_id_from_name("s") == sid
+    trial = study.trials[0]
+    assert storage.get_trial(optuna_private.trial_id_of(trial)).number == trial.number
+    assert optuna_private.rdb_of(storage) is not None
+
+
+def test_a_running_trial_takes_a_system_attribute(study):
+    trial = study.ask()
+    frozen = study.trials[-1]
+    optuna_private.set_trial_system_attr(study, frozen, "k", [1, 2])
+    study.tell(trial, 0.5)
+    assert study.trials[-1].system_attrs["k"] == [1, 2]
+
+
+def test_a_finished_trial_takes_attributes_and_an_artifact(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    trial = study.trials[0]
+    optuna_private.annotate_trial(study, trial, user_attrs={"trained_accuracy": 0.5})
+    optuna_private.annotate_trial(study, trial, user_attrs={"trained_accuracy": 0.75})  # an update, not a second row
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+
+    (tmp_path / "a.png").write_bytes(b"\x89PNG")
+    (tmp_path / "store").mkdir()
+    store = FileSystemArtifactStore(str(tmp_path / "store"))
+    artifact = optuna_private.attach_artifact(study, trial, store, str(tmp_path / "a.png"))
+    reread = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")  # past the first one's cache
+    again = reread.trials[0]
+    assert again.user_attrs["trained_accuracy"] == 0.75
+    metas = get_all_artifact_meta(again, storage=optuna_private.storage_of(reread))
+    assert [m.artifact_id for m in metas] == [artifact] and metas[0].mimetype == "image/png"
