@@ -17,20 +17,14 @@ import json
 import os
 import random
 import sys
+import warnings
 from collections.abc import Callable
 
 from hypernas import __version__
-from hypernas.config import (
-    SPLITS,
-    VAL_FRACTION,
-    FitConfig,
-    SearchConfig,
-    TrainConfig,
-    load_search_config,
-    sqlite_url,
-)
+from hypernas.config import (SPLITS, VAL_FRACTION, FitConfig, SearchConfig, TrainConfig, check_study_name,
+                             load_search_config, sqlite_url)
 from hypernas.device import check_device, set_threads
-from hypernas.errors import HypernasError, OptionError
+from hypernas.errors import HypernasError, HypernasWarning, OptionError
 from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -171,21 +165,16 @@ def train_hypernet(args: argparse.Namespace) -> None:
 def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
     from hypernas.data import load_dataset_like
-    from hypernas.errors import CheckpointError
     from hypernas.ghn.checkpoint import check_data, load_hypernet
     from hypernas.score import Scorer
-    from hypernas.spaces import get_space
+    from hypernas.spaces import recorded_space
 
     hypernet = load_hypernet(args.hypernet, device=args.device)
     ckpt = hypernet.checkpoint
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     check_data(ckpt, data, args.hypernet)
     scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split)
-    try:
-        space = get_space(ckpt["space"])
-    except HypernasError as err:
-        raise CheckpointError(f"checkpoint {args.hypernet!r} was trained on space {ckpt['space']!r}, which cannot be "
-                              f"loaded: {err}") from None
+    space = recorded_space(ckpt["space"], _user_space(args), f"checkpoint {args.hypernet!r}")
     stream = sys.stdin if args.archs == "-" else _open_archs(args.archs)
     graphs, texts = [], []
     for number, line in enumerate(stream, start=1):
@@ -225,7 +214,14 @@ def search(args: argparse.Namespace) -> None:
 
 
 def _storage_url(args: argparse.Namespace) -> str:
-    return args.storage or sqlite_url(os.path.join(args.runs, args.study))
+    check_study_name(args.study)
+    return args.storage or sqlite_url(os.path.join(args.runs or "runs", args.study))
+
+
+def _run_dir(args: argparse.Namespace) -> str | None:
+    """The run directory the user points at: the one holding the SQLite study (or --runs
+    given with --storage); None to use the one the study recorded."""
+    return os.path.join(args.runs or "runs", args.study) if args.runs or not args.storage else None
 
 
 def _user_space(args: argparse.Namespace):
@@ -239,7 +235,7 @@ def export(args: argparse.Namespace) -> None:
     """Write a trial's graph and weights (trained if it was, else predicted) to a folder."""
     from hypernas.export import export_trial
 
-    meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args))
+    meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args), _run_dir(args))
     print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights"
           + (", model.pt2" if meta["pt2"] else f" (no model.pt2: {meta.get('pt2_error')})"))
 
@@ -250,7 +246,7 @@ def plot(args: argparse.Namespace) -> None:
     from hypernas.plots import plot_study
     from hypernas.study import load_study
 
-    plot_study(load_study(_storage_url(args), args.study), args.kind, args.out, _user_space(args))
+    plot_study(load_study(_storage_url(args), args.study, read_only=True), args.kind, args.out, _user_space(args))
     print(args.out)
 
 
@@ -324,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = subcommand("score", score)
     p.add_argument("--hypernet", required=True, help="a checkpoint written by train-hypernet or search")
+    p.add_argument("--space", help="the checkpoint's own space file (path/to/file.py:function), if it has one")
     p.add_argument("--archs", required=True, help="file with one architecture per line, or - for stdin")
     p.add_argument("--samples", type=int, default=3, help="draws of the hypernetwork's noise per architecture "
                                                           "[default: 3]")
@@ -356,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("kind", choices=["history", "pareto", "ranking", "arch"])
         p.add_argument("--storage", help="Optuna storage URL [default: the run directory's SQLite file]")
         p.add_argument("--study", default="hypernas", help="[default: hypernas]")
-        p.add_argument("--runs", default="runs", help="[default: runs]")
+        p.add_argument("--runs", help="the folder of run directories [default: runs]")
         p.add_argument("--space", help="the study's own space file (path/to/file.py:function), if it has one")
         p.add_argument("--out", required=True, help="output folder (export) or PNG file (plot)")
         if name == "export":
@@ -364,7 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one line, as errors are; others as Python shows them."""
+    if issubclass(category, HypernasWarning):
+        print(f"hypernas: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -382,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     return 0
 
+
+_python_show_warning = warnings.showwarning
 
 if __name__ == "__main__":
     sys.exit(main())

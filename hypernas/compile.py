@@ -110,13 +110,23 @@ class GraphModule(nn.Module):
             key, name = flat.rsplit(".", 1)
             getattr(self.nodes[key], name).copy_(tensor)
 
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        # Read the live tensors each call: functional_call swaps them in and out.
+        return {f"{key}.{name}": t for key, holder in self.nodes.items()
+                for name, t in (*holder._parameters.items(), *holder._buffers.items())}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> (N, classes) logits."""
-        # Read the live tensors each call: functional_call swaps them in and out.
-        tensors = {f"{key}.{name}": t for key, holder in self.nodes.items()
-                   for name, t in (*holder._parameters.items(), *holder._buffers.items())}
         ctx = RunContext(self.ndim, training=self.training, batch_stats=self.batch_stats)
-        return self.program.run(x, tensors, ctx)
+        return self.program.run(x, self._tensors(), ctx)
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Set BatchNorm's running statistics to those of the batch `x`, and use them from now
+        on: predicted weights come without running statistics, and a model that normalises
+        each batch by itself answers differently for one sample than inside a batch."""
+        self.program.run(x, self._tensors(), RunContext(self.ndim, training=True, momentum=1.0))
+        self.batch_stats = False
 
 
 def compile_graph(G: nx.DiGraph, ndim: int) -> GraphModule:

@@ -16,6 +16,7 @@ Usage:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +142,7 @@ class SearchConfig:
         if self.objectives[0] != "score" or len(set(self.objectives)) != len(self.objectives):
             raise OptionError(f"objectives must start with 'score' and may add params or flops, "
                               f"got {','.join(self.objectives)}")
+        check_study_name(self.study)
         if self.warm_start > self.warm_pool:
             raise OptionError(f"warm_start {self.warm_start} is more than the pool it is drawn from ({self.warm_pool})")
         from hypernas.samplers import check_objectives
@@ -158,6 +160,13 @@ class SearchConfig:
     @property
     def hypernet_path(self) -> str:
         return self.hypernet or os.path.join(self.run_dir, "hypernet.pt")
+
+
+def check_study_name(name: Any) -> None:
+    """A study name is a plain name: it names a folder under `runs`, so it must not leave it."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", name):
+        raise OptionError(f"a study name is letters, digits, '.', '_' and '-' (not starting with '.'), "
+                          f"at most 128 of them, got {name!r}")
 
 
 def sqlite_url(run_dir: str) -> str:

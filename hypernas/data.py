@@ -14,6 +14,7 @@ Usage:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -24,9 +25,15 @@ import numpy as np
 import torch
 
 from hypernas.config import VAL_FRACTION
-from hypernas.errors import DatasetError, unknown_name
+from hypernas.errors import DatasetError, unknown_name, warn
 
-DATASETS = ("mnist1d", "digits", "cifar10")
+# Harder MNIST-1D tasks, made with the package's own arguments (the reference is its defaults):
+# fewer training samples (2,000 of 5,000, leaving 3,000 to test), and in `_noisy` more noise.
+MNIST1D_VARIANTS = {
+    "mnist1d_small": {"train_split": 0.4},
+    "mnist1d_noisy": {"train_split": 0.4, "iid_noise_scale": 0.1, "corr_noise_scale": 0.5},
+}
+DATASETS = ("mnist1d", *MNIST1D_VARIANTS, "digits", "cifar10")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,10 @@ class Dataset:
     num_classes: int
     val_fraction: float
     split_seed: int
+    sha256: str = ""  # of the arrays as read (x, y, x_test, y_test): the data known by content, not by path
+    classes: tuple | None = None  # the original labels of classes 0..K-1, where they were not 0..K-1
+    input_mean: tuple = ()  # per channel, of the train split: inputs are (x - mean) / std
+    input_std: tuple = ()
 
     @property
     def in_channels(self) -> int:
@@ -60,9 +71,27 @@ class Dataset:
         return torch.cat([self.x_train, self.x_val]), torch.cat([self.y_train, self.y_val])
 
     def signature(self) -> dict:
-        """What a checkpoint must agree with to be used on this data."""
-        return {"dataset": self.name, "in_channels": self.in_channels, "input_size": list(self.input_size),
-                "num_classes": self.num_classes, "val_fraction": self.val_fraction, "split_seed": self.split_seed}
+        """What a checkpoint or a study must agree with to be used on this data. `dataset` (the
+        name or path given) is only a hint where to find it again; `sha256` says what it is."""
+        return {"dataset": self.name, "sha256": self.sha256, "in_channels": self.in_channels,
+                "input_size": list(self.input_size), "num_classes": self.num_classes,
+                "val_fraction": self.val_fraction, "split_seed": self.split_seed,
+                "classes": None if self.classes is None else list(self.classes)}
+
+    def mismatch(self, signature: dict) -> str | None:
+        """The first way this data differs from a recorded signature (None if it is the same)."""
+        return signature_mismatch(signature, self.signature())
+
+
+def signature_mismatch(recorded: dict, actual: dict) -> str | None:
+    """The first way two data signatures differ, as text (None if they agree). The data is
+    known by content (`sha256`); a record made before data had a digest is compared by name."""
+    keys = [k for k in actual if k != "dataset"] if recorded.get("sha256") else [
+        k for k in actual if k not in ("sha256", "classes")]
+    for key in keys:
+        if recorded.get(key) != actual[key]:
+            return f"{key} = {recorded.get(key)!r}, not {actual[key]!r}"
+    return None
 
 
 def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = VAL_FRACTION,
@@ -71,27 +100,39 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = V
 
     `val_fraction` of the train split becomes the validation slice (`split_seed` fixes which).
     """
+    layout = None
     if name.endswith(".npz"):
-        x, y, x_test, y_test = _npz(name)
-    elif name == "mnist1d":
-        x, y, x_test, y_test = _mnist1d()
+        (x, y, x_test, y_test), layout = _npz(name)
+    elif name == "mnist1d" or name in MNIST1D_VARIANTS:
+        x, y, x_test, y_test = _mnist1d(MNIST1D_VARIANTS.get(name, {}))
     elif name == "digits":
         x, y, x_test, y_test = _digits(split_seed)
     elif name == "cifar10":
         x, y, x_test, y_test = _cifar10(data_dir)
     else:
         raise unknown_name("dataset", name, list(DATASETS) + ["path/to/file.npz"])
-    return _assemble(name, x, y, x_test, y_test, val_fraction, split_seed)
+    return _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout)
 
 
 def load_dataset_like(signature: dict, data_dir: str | None = None) -> Dataset:
-    """The dataset, split exactly as recorded in a checkpoint's data signature."""
-    return load_dataset(signature["dataset"], data_dir=data_dir, val_fraction=signature["val_fraction"],
-                        split_seed=signature["split_seed"])
+    """The dataset, split exactly as recorded in a checkpoint's data signature: found again
+    where the record says (its `dataset` hint), and refused if its content is not the same."""
+    try:
+        data = load_dataset(signature["dataset"], data_dir=data_dir, val_fraction=signature["val_fraction"],
+                            split_seed=signature["split_seed"])
+    except DatasetError as err:
+        raise DatasetError(f"the data this was made with ({signature['dataset']}) cannot be read again ({err}); "
+                           "pass it with --dataset") from None
+    differs = data.mismatch(signature)
+    if differs:
+        raise DatasetError(f"the data at {signature['dataset']!r} is not what this was made with ({differs}); "
+                           "pass the original data with --dataset")
+    return data
 
 
-def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
-    x, x_test = _with_channels(x, name), _with_channels(x_test, name)
+def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout: str | None = None) -> Dataset:
+    x, layout = _with_channels(x, name, layout)
+    x_test, _ = _with_channels(x_test, name, layout)
     y, y_test = np.asarray(y), np.asarray(y_test)
     if x_test.shape[1:] != x.shape[1:]:
         raise DatasetError(f"{name}: test samples have shape {x_test.shape[1:]}, train samples {x.shape[1:]}")
@@ -100,12 +141,13 @@ def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
                            f"x_test {x_test.shape}, y_test {y_test.shape}")
     if len(x) < 2 or len(x_test) < 1:
         raise DatasetError(f"{name}: too few samples ({len(x)} to train, {len(x_test)} to test)")
-    for labels in (y, y_test):
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-            low = labels.min() if np.issubdtype(labels.dtype, np.number) else "n/a"
-            raise DatasetError(f"{name}: labels must be integers 0..K-1, got dtype {labels.dtype}, min {low}")
     if not 0 < val_fraction < 1:
         raise DatasetError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    digest = hashlib.sha256()
+    for a in (x, y, x_test, y_test):  # as read, before labels are mapped or inputs standardised
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    (y, y_test), classes = _class_indices(name, y, y_test)
     # Per-channel statistics of the whole train split (train + validation slice), never test.
     axes = (0,) + tuple(range(2, x.ndim))
     mean, std = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True) + 1e-8
@@ -119,10 +161,47 @@ def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed) -> Dataset:
 
     return Dataset(name, t(x[train], torch.float32), t(y[train], torch.int64), t(x[val], torch.float32),
                    t(y[val], torch.int64), t(x_test, torch.float32), t(y_test, torch.int64),
-                   num_classes=int(max(y.max(), y_test.max())) + 1, val_fraction=val_fraction, split_seed=split_seed)
+                   num_classes=int(max(y.max(), y_test.max())) + 1, val_fraction=val_fraction, split_seed=split_seed,
+                   sha256=digest.hexdigest()[:16], classes=classes, input_mean=tuple(mean.ravel().tolist()),
+                   input_std=tuple(std.ravel().tolist()))
 
 
-def _with_channels(x: np.ndarray, name: str) -> np.ndarray:
+def _class_indices(name: str, y: np.ndarray, y_test: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple | None]:
+    """Labels as class indices 0..K-1. Integers from 0 (or floats that hold them) are taken as
+    they are; any other labels (1-based, strings) become the index of their place in the sorted
+    set of labels, and that set is recorded and announced, never silently."""
+    labels = []
+    for a in (y, y_test):
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all() or (a != np.round(a)).any():
+                raise DatasetError(f"{name}: labels must be class indices or names; got non-integer numbers "
+                                   f"such as {a[(~np.isfinite(a)) | (a != np.round(a))][0].item()!r}")
+            a = a.astype(np.int64)
+        elif not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.str_) or a.dtype == bool):
+            raise DatasetError(f"{name}: labels must be integers or strings, got dtype {a.dtype}")
+        labels.append(a)
+    y, y_test = labels
+    if y.dtype.kind != y_test.dtype.kind and "U" in (y.dtype.kind, y_test.dtype.kind):
+        raise DatasetError(f"{name}: train labels are {y.dtype} but test labels are {y_test.dtype}")
+    classes = np.unique(np.concatenate([y, y_test]))
+    if np.issubdtype(classes.dtype, np.integer) and classes.min() == 0:  # indices; a class may be absent
+        return (y.astype(np.int64), y_test.astype(np.int64)), None
+    shown = ", ".join(map(str, classes[:5])) + (", ..." if len(classes) > 5 else "")
+    warn(f"{name}: labels {shown} are not 0..{len(classes) - 1}; read as classes 0..{len(classes) - 1} "
+         f"in that order (the map is recorded with the study and any export)")
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    mapped = [np.array([index[v] for v in a.tolist()], dtype=np.int64) for a in (y, y_test)]
+    return (mapped[0], mapped[1]), tuple(classes.tolist())
+
+
+LAYOUTS = ("channels_first", "channels_last")  # the `layout` an .npz may name, to be read without a guess
+
+
+def _with_channels(x: np.ndarray, name: str, layout: str | None = None) -> tuple[np.ndarray, str]:
+    """(N, C, L) or (N, C, H, W) float32. Channels-last input (N, L, C) or (N, H, W, C) is
+    recognised where the last axis has 1, 3 or 4 entries and the second more than 4, moved to
+    the front, and announced; an .npz array `layout` ("channels_first" or "channels_last")
+    says it outright. Returns the array and the layout it was read in."""
     try:
         x = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
@@ -131,9 +210,15 @@ def _with_channels(x: np.ndarray, name: str) -> np.ndarray:
         x = x[:, None, :]
     if x.ndim not in (3, 4) or 0 in x.shape[1:]:
         raise DatasetError(f"{name}: x must be (N, L), (N, C, L) or (N, C, H, W) with no empty axis, got shape {x.shape}")
+    if layout is None and x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
+        warn(f"{name}: x of shape {x.shape[1:]} per sample read as channels-last, {x.shape[-1]} channel(s) of "
+             f"{'x'.join(map(str, x.shape[1:-1]))}; to be read as given, save an array layout='channels_first' beside it")
+        layout = "channels_last"
+    if layout == "channels_last":
+        x = np.moveaxis(x, -1, 1)
     if not np.isfinite(x).all():
         raise DatasetError(f"{name}: x contains NaN or inf")
-    return x
+    return x, layout or "channels_first"
 
 
 def _test_split(x, y, seed: int, fraction: float = 0.2):
@@ -147,12 +232,15 @@ def _test_split(x, y, seed: int, fraction: float = 0.2):
     return x[perm[n_test:]], y[perm[n_test:]], x[perm[:n_test]], y[perm[:n_test]]
 
 
-def _mnist1d():
+def _mnist1d(changes: dict):
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
         raise DatasetError("mnist1d needs the 'mnist1d' package: pip install mnist1d") from None
-    d = make_dataset(get_dataset_args())  # 4,000 train / 1,000 test, seed 42, generated offline
+    args = get_dataset_args()
+    for key, value in changes.items():
+        setattr(args, key, value)
+    d = make_dataset(args)  # by default 4,000 train / 1,000 test, seed 42, generated offline
     return d["x"], d["y"], d["x_test"], d["y_test"]
 
 
@@ -212,8 +300,24 @@ def _npz(path: str):
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated or not a zip
         raise DatasetError(f"cannot read {path!r} as .npz (corrupt or truncated?): {type(err).__name__}: {err}") from None
-    if "x" not in arrays or "y" not in arrays:
-        raise DatasetError(f"{path!r} needs arrays 'x' and 'y', has {sorted(arrays)}")
-    if "x_test" in arrays and "y_test" in arrays:
-        return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
-    return _test_split(arrays["x"], arrays["y"], seed=0)
+    layout = None
+    if "layout" in arrays:
+        layout = str(arrays.pop("layout"))
+        if layout not in LAYOUTS:
+            raise DatasetError(f"{path!r}: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    found = {}
+    for role, names in NPZ_KEYS.items():  # the first spelling present of each role
+        found[role] = next((arrays[n] for n in names if n in arrays), None)
+    if found["x"] is None or found["y"] is None:
+        raise DatasetError(f"{path!r} needs arrays x and y (or X and Y, x_train and y_train), optionally x_test "
+                           f"and y_test; it has {sorted(arrays) or 'none'}")
+    if (found["x_test"] is None) != (found["y_test"] is None):
+        raise DatasetError(f"{path!r} has only one of x_test and y_test; give both, or neither to carve a test split")
+    if found["x_test"] is not None:
+        return (found["x"], found["y"], found["x_test"], found["y_test"]), layout
+    return _test_split(found["x"], found["y"], seed=0), layout
+
+
+# Each array's accepted names in an .npz, first match wins.
+NPZ_KEYS = {"x": ("x", "X", "x_train", "X_train"), "y": ("y", "Y", "y_train", "Y_train"),
+            "x_test": ("x_test", "X_test"), "y_test": ("y_test", "Y_test")}

@@ -6,11 +6,9 @@ Usage:
 
 from __future__ import annotations
 
-import os
-
 import networkx as nx
 
-from hypernas.errors import HypernasError
+from hypernas.files import save_file
 from hypernas.graph import validate
 
 # One colour per op family, so a drawing reads at a glance.
@@ -28,13 +26,9 @@ def pyplot():
 
 
 def save_figure(plt, fig, path: str) -> None:
-    """Write the figure as PNG, making its folder; an unwritable path is the user's error."""
+    """Write the figure as PNG, whole or not at all (`hypernas.files.save_file`)."""
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path, dpi=120)
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename and err.filename != path else ""
-        raise HypernasError(f"cannot write {path!r}: {err.strerror or err}{where}") from None
+        save_file(lambda f: fig.savefig(f, format="png", dpi=120), path)
     finally:
         plt.close(fig)
 

@@ -53,6 +53,18 @@ class OptionError(HypernasError):
     """An option (a flag, a TOML key or a config field) has a wrong type or value."""
 
 
+class HypernasWarning(UserWarning):
+    """Something hypernas did for the user that they should know of (a guess it made, a
+    partly trained checkpoint): the command line shows it as one line on stderr."""
+
+
+def warn(message: str) -> None:
+    """Announce `message` as a `HypernasWarning`."""
+    import warnings
+
+    warnings.warn(message, HypernasWarning, stacklevel=3)
+
+
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     """Build an `UnknownNameError` that suggests the closest known names."""
     import difflib

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from hypernas.config import SearchConfig, TrainConfig
 from hypernas.data import Dataset
 from hypernas.drawing import draw_architecture
+from hypernas.files import save_file
 from hypernas.optuna_private import annotate_trial, attach_artifact, storage_of
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
@@ -65,14 +66,17 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any)
         else:
             r = train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=cfg.seed, device=cfg.device, progress=False)
             acc, seconds = r.test_accuracy, r.seconds
-            weights = os.path.abspath(os.path.join(cfg.run_dir, "final", f"trial_{t.number}.pt"))
-            torch.save(r.model.state_dict(), weights)
-            png = os.path.join(cfg.run_dir, "final", f"trial_{t.number}.png")
+            # Named by the study's own token and the trial, so that two studies of one name (on two
+            # storages, say) never share a file; stored relative to the run directory, so a moved
+            # run directory still finds them.
+            name = os.path.join("final", f"{study.user_attrs['run_token']}-trial_{t.number}")
+            save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name + ".pt"))
+            png = os.path.join(cfg.run_dir, name + ".png")
             draw_architecture(G, png, title=f"trial {t.number}: {t.user_attrs['arch'][:80]}")
             attach_artifact(study, t, store, png)
             annotate_trial(study, t, user_attrs={
                 "trained_accuracy": acc, "trained_seconds": round(seconds, 2), "trained_epochs": cfg.final_epochs,
-                "trained_weights": weights})
+                "trained_weights": name + ".pt"})
         rows.append({"trial": t.number, "arch": t.user_attrs["arch"], "score": t.values[0],
                      "score_std": t.user_attrs["score_std"], "trained_accuracy": acc, "params": t.user_attrs["params"],
                      "seconds": seconds})

@@ -50,6 +50,7 @@ class RunContext:
     training: bool = False
     batch_stats: bool = False
     observe: Callable[[str, torch.Tensor], None] | None = None
+    momentum: float = 0.1  # of BatchNorm's running statistics; 1.0 sets them to one batch's (`GraphModule.calibrate`)
 
 
 class Op:
@@ -288,6 +289,7 @@ class BatchNorm(Op):
             p["weight"],
             p["bias"],
             training=use_batch,
+            momentum=ctx.momentum,
         )
 
 

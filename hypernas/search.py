@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from hypernas.config import SearchConfig
 from hypernas.data import Dataset, load_dataset
-from hypernas.errors import HypernasError, SpaceError
+from hypernas.errors import HypernasError, SpaceError, StorageError, warn
 from hypernas.finals import finalize
 from hypernas.ghn.checkpoint import Hypernet, check_space, load_hypernet
 from hypernas.ghn.fit import check_resumable, fit_hypernet, fit_record
@@ -37,9 +37,10 @@ from hypernas.graph import canonical_hash
 from hypernas.samplers import make_sampler
 from hypernas.score import Scorer
 from hypernas.spaces import Space, get_space
-from hypernas.study.record import open_study
-from hypernas.study.storage import open_storage, study_lock
-from hypernas.study.sync import Mirror, Writer, join
+from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
+from hypernas.optuna_private import storage_of
+from hypernas.study.storage import open_storage, study_lock, worker_slot
+from hypernas.study.sync import Mirror, Writer
 
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
@@ -52,23 +53,50 @@ class SearchResult:
     timing: dict[str, float]
 
 
-def prepare_hypernet(cfg: SearchConfig, space: Space, options: dict[str, Any], data: Dataset) -> Hypernet:
+def prepare_hypernet(cfg: SearchConfig, space: Space, options: dict[str, Any], data: Dataset,
+                     scored_with: str | None = None) -> Hypernet:
     """The search's hypernetwork, loaded once: `cfg.hypernet` (checked against the space and
-    data), or the run directory's, trained or continued first when it is not finished."""
+    data), or the run directory's, trained or continued first when it is not finished.
+    `scored_with` is the digest of the hypernetwork a resumed study's trials were scored with:
+    then only that one is taken, and it is never retrained under them."""
     if cfg.hypernet:  # refuse a checkpoint made for other data or another space early
         hypernet = load_hypernet(cfg.hypernet, data=data, device=cfg.device)
-        check_space(hypernet.checkpoint, cfg.space, options, cfg.hypernet)
+        check_space(hypernet.checkpoint, space.name, options, cfg.hypernet)
+        _check_same(cfg, hypernet, scored_with)
+        warn_unfinished(hypernet)
         return hypernet
     path = cfg.hypernet_path
+    if scored_with and not os.path.exists(path):
+        raise StorageError(f"study {cfg.study!r} was scored with the hypernetwork {path}, which is gone; "
+                           "pass --hypernet with that checkpoint, or pick another --study")
     if os.path.exists(path):
         hypernet = load_hypernet(path, data=data, device=cfg.device)
-        if hypernet.checkpoint.get("step", 0) >= cfg.fit.steps:
+        _check_same(cfg, hypernet, scored_with)
+        steps = hypernet.checkpoint.get("step", 0)
+        if scored_with and cfg.fit.steps > steps:
+            raise StorageError(f"study {cfg.study!r} was scored with {path} after {steps} training steps; "
+                               f"--fit-steps {cfg.fit.steps} would retrain it under those trials: pick another --study")
+        if steps >= cfg.fit.steps or scored_with:
             check_resumable(hypernet.checkpoint, fit_record(space, options, data, cfg.fit), path)
             print(f"hypernetwork ready: {path}")  # trained by an earlier run or another worker
             return hypernet
     print(f"training the hypernetwork: {path}")
     fit_hypernet(space, options, data, cfg.fit, out=path, resume=True, device=cfg.device)
     return load_hypernet(path, data=data, device=cfg.device)
+
+
+def _check_same(cfg: SearchConfig, hypernet: Hypernet, scored_with: str | None) -> None:
+    if scored_with and hypernet.sha256 != scored_with:
+        raise StorageError(f"study {cfg.study!r} was scored with another hypernetwork (digest {scored_with}) than "
+                           f"{hypernet.path} (digest {hypernet.sha256}); pick another --study, or pass the original")
+
+
+def warn_unfinished(hypernet: Hypernet) -> None:
+    """Say so when a checkpoint stopped before the steps it was planned for."""
+    done, planned = hypernet.checkpoint.get("step", 0), hypernet.checkpoint.get("fit", {}).get("steps", 0)
+    if done < planned:
+        warn(f"the hypernetwork {hypernet.path} stopped after {done} of its {planned} planned training steps; "
+             f"continue it with `hypernas train-hypernet --resume --out {hypernet.path} ...`")
 
 
 def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
@@ -79,9 +107,12 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction)
     torch.manual_seed(cfg.seed)
     storage = open_storage(cfg.storage_url)
+    record = study_record(cfg, space, options, data)
+    scored = scored_record(find_study(storage, cfg.study))
+    check_record(cfg.study, scored, record)  # before any training: a changed resume is refused at once
     with study_lock(storage, cfg.study, "hypernet"):  # workers started together train it once
-        hypernet = prepare_hypernet(cfg, space, options, data)
-    study = open_study(cfg, storage, options, hypernet, data)
+        hypernet = prepare_hypernet(cfg, space, options, data, scored.get("hypernet_sha256"))
+    study = open_study(cfg, storage, record, hypernet)
     scorer = Scorer(hypernet.model, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device, split=cfg.score_split)
     initial = None
     if cfg.warm_start and not study.get_trials(deepcopy=False):  # a resumed study has its start already
@@ -112,22 +143,23 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
 
     graph_of.context = (space.name, json.dumps(options, sort_keys=True, default=str), in_channels, num_classes)
 
-    sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * join(study), space, cfg.sampler_options, graph_of)
-    steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()
-    writer = Writer(study, cfg.trials, cfg.distinct)
-    mirror = Mirror(study, steer, writer)
-    try:
-        done = mirror.sync()
-        if mirror.known == 0:
-            for params in initial or []:
-                steer.enqueue_trial(params)
-        _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress)
-    finally:
-        start = time.perf_counter()
-        writer.close()  # flush what was scored, also on Ctrl-C
-        timing["storage_wait"] += time.perf_counter() - start
+    with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
+        sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of)
+        steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
+        writer = Writer(study, cfg.trials, cfg.distinct)
+        mirror = Mirror(study, steer, writer)
+        try:
+            done = mirror.sync()
+            if mirror.known == 0:
+                for params in initial or []:
+                    steer.enqueue_trial(params)
+            _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress)
+        finally:
+            start = time.perf_counter()
+            writer.close()  # flush what was scored, also on Ctrl-C
+            timing["storage_wait"] += time.perf_counter() - start
     timing["storage_busy"] = writer.busy
     timing["total"] = time.perf_counter() - start_all
     return timing
@@ -138,7 +170,12 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
     stale = 0  # trials in a row that found no new architecture
     unit = "arch" if cfg.distinct else "trial"
     with tqdm(total=cfg.trials, initial=min(done, cfg.trials), desc="search", unit=unit, disable=not progress) as bar:
-        while done < cfg.trials and not writer.full:
+        while not writer.full:
+            if done >= cfg.trials:  # by this worker's count; the storage's decides
+                mirror.sync()  # others' trials, taken in now so that they are not counted twice below
+                done = writer.counted()
+                if done >= cfg.trials:
+                    break
             if stale >= STALE_TRIALS:
                 warnings.warn(f"stopping at {done} distinct architectures: the last {stale} trials found nothing new, "
                               f"so the space (or the sampler's reach) looks exhausted")
@@ -158,7 +195,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                 infos.append(info)
                 errors.append(error)
             if not asked:
-                break
+                continue  # others filled the room meanwhile: the storage's count decides, above
             if all(e is not None for e in errors):
                 raise SpaceError(f"every architecture of a batch failed to build; the first error: {errors[0]}")
             t1 = time.perf_counter()

@@ -142,6 +142,20 @@ BUILTIN = {
 }
 
 
+def recorded_space(recorded: Any, given: Space | None, where: str) -> Space:
+    """The space a checkpoint or a study was made with, from its record. A built-in space is
+    found by name. A user's space is a Python file, and a file hypernas reads must never decide
+    what code runs: the user names it (`given`, from `--space`), and it must be the one recorded."""
+    if given is not None:
+        if given.name != recorded:
+            raise SpaceError(f"{where} was made with space {recorded!r}, not {given.name!r}")
+        return given
+    if isinstance(recorded, str) and recorded in BUILTIN:
+        return get_space(recorded)
+    raise SpaceError(f"{where} was made with the space {recorded!r}, which is code: name it yourself with "
+                     f"--space {recorded} (hypernas never imports a file because a file it reads names it)")
+
+
 def list_spaces() -> list[Space]:
     """Every built-in space."""
     return [get_space(name) for name in BUILTIN]
@@ -160,7 +174,8 @@ def get_space(name: str) -> Space:
 
 def load_user_space(spec: str) -> Space:
     """Load `path/to/file.py:function` as a space. The function's keyword-only parameters
-    beyond `in_channels` and `num_classes`, with their defaults, become the space's options."""
+    beyond `in_channels` and `num_classes`, with their defaults, become the space's options.
+    Its name holds the file's absolute path, so a record of it means one file wherever it is read."""
     path, _, func_name = spec.rpartition(":")
     if not os.path.isfile(path):
         raise SpaceError(f"space file {path!r} does not exist (expected path/to/file.py:function)")
@@ -179,4 +194,4 @@ def load_user_space(spec: str) -> Space:
         for p in inspect.signature(fn).parameters.values()
         if p.name not in ("trial", "in_channels", "num_classes") and p.default is not inspect.Parameter.empty
     }
-    return Space(name=spec, suggest=fn, description=(fn.__doc__ or "").strip().split("\n")[0], options=options)
+    return Space(name=f"{os.path.abspath(path)}:{func_name}", suggest=fn, description=(fn.__doc__ or "").strip().split("\n")[0], options=options)

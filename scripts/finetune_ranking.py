@@ -7,18 +7,24 @@ accuracy. K=0 is the hypernetwork's own score. Not a product feature: see BENCHM
 
 Usage: python scripts/finetune_ranking.py runs/ens0/hypernet.pt
 """
-import sys, math, torch, torch.nn.functional as F
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+
 torch.set_num_threads(1)
 from hypernas.bench.ground_truth import PROTOCOL
-from hypernas.bench.table import read_table
 from hypernas.bench.metrics import ranking_metrics
+from hypernas.bench.table import read_table
+from hypernas.compile import Program
+from hypernas.data import load_dataset_like
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.model import predict_weights
-from hypernas.data import load_dataset_like
-from hypernas.compile import Program
-from hypernas.ops import RunContext
 from hypernas.graph import validate
+from hypernas.ops import RunContext
 from search_spaces import nb201
+
 table = read_table("hypernas/bench/data/nb201_mnist1d_dev.csv")
 path = sys.argv[1]
 hypernet = load_hypernet(path)

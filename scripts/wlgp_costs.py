@@ -17,9 +17,9 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution
 
-from hypernas.samplers import wlgp
 from hypernas.bench import oracle
 from hypernas.bench.nb201_table import load_cifar10_table
+from hypernas.samplers import wlgp
 from hypernas.spaces import get_space
 
 torch.set_num_threads(1)

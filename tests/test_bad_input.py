@@ -9,8 +9,6 @@ architecture JSON, broken datasets and checkpoints, storage URLs and contradicti
 
 from __future__ import annotations
 
-from conftest import fit_config
-
 import json
 import os
 import signal
@@ -23,6 +21,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from conftest import fit_config
 
 from hypernas.cli import main
 from hypernas.data import load_dataset
@@ -173,8 +172,8 @@ def broken_dataset(files, kind: str) -> str:
         path.write_bytes(b"just some text\n")
     elif kind == "wrong keys":
         np.savez(path, inputs=np.zeros((10, 1, 8)), labels=np.zeros(10, dtype=int))
-    elif kind == "text labels":
-        np.savez(path, x=np.zeros((10, 1, 8)), y=np.array(["cat"] * 10))
+    elif kind == "float labels":
+        np.savez(path, x=np.zeros((10, 1, 8)), y=np.full(10, 0.5))
     elif kind == "empty":
         np.savez(path, x=np.zeros((0, 1, 8)), y=np.zeros(0, dtype=int))
     elif kind == "test shape":
@@ -188,8 +187,9 @@ def broken_dataset(files, kind: str) -> str:
 @pytest.mark.parametrize("kind, expected", [
     ("truncated", "corrupt or truncated"),
     ("not npz", "it is not a zip of arrays"),
-    ("wrong keys", "needs arrays 'x' and 'y', has ['inputs', 'labels']"),
-    ("text labels", "labels must be integers"),
+    ("wrong keys", "needs arrays x and y (or X and Y, x_train and y_train), optionally x_test and y_test; "
+                   "it has ['inputs', 'labels']"),
+    ("float labels", "labels must be class indices or names; got non-integer numbers such as 0.5"),
     ("empty", "too few samples"),
     ("test shape", "test samples have shape (2, 8), train samples (1, 8)"),
     ("scalars", "one row per sample"),
@@ -361,7 +361,7 @@ def test_study_rerun_with_another_space_is_refused(files, tmp_path, capsys):
     capsys.readouterr()
     fails_cleanly(search_args(files, tmp_path, **{"--storage": storage, "--space": "nb201",
                                                   "--hypernet": files["nb201_hypernet"]}) + NB201, capsys,
-                  "study 's' was created with space = 'tiny_cnn'", "pick another --study")
+                  "study 's' was scored with space = 'tiny_cnn'", "pick another --study")
 
 
 # ---- checkpoint crash safety ----------------------------------------------------------------------
@@ -422,7 +422,7 @@ def test_checkpoint_write_killed_halfway_keeps_the_old_checkpoint(tmp_path):
     assert ckpt["version"] == 1 and torch.equal(ckpt["model"]["w"], torch.arange(1000.0))
     # The killed write left its temporary file; it is hidden, named apart, and unreadable as a checkpoint.
     litter = [p for p in tmp_path.iterdir() if p != path]
-    assert len(litter) == 1 and litter[0].name.startswith(".hypernet-") and litter[0].name.endswith(".tmp")
+    assert len(litter) == 1 and litter[0].name.startswith(".hypernas-") and litter[0].name.endswith(".tmp")
     assert litter[0].stat().st_size >= 8_000_000
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_checkpoint(str(litter[0]))

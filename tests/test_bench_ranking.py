@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from conftest import fit_config
-from hypernas.spaces import get_space
-
 import math
 
 import pytest
+from conftest import fit_config
 
 from hypernas.bench import ranking
 from hypernas.bench.ground_truth import PROTOCOL
 from hypernas.ghn.fit import fit_hypernet
+from hypernas.spaces import get_space
 from search_spaces import nb201
 
 TINY = fit_config(steps=6, meta_batch=2, batch_size=16, checkpoint_every=3, hidden=16, rounds=2, rank=4, warmup=2,

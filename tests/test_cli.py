@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import GOOD_CELL
+
 from hypernas.cli import main
 from hypernas.graph import from_json
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import DEAD_CELL, small_nb201, tiny_graph
+
 from hypernas.compile import compile_graph
 from hypernas.errors import DatasetError
 from hypernas.spaces import get_space

@@ -15,8 +15,6 @@ HYPERNAS_REQUIRE_BROWSER=1 (set in CI), which turns the skip into a failure.
 
 from __future__ import annotations
 
-from conftest import fit_config
-
 import contextlib
 import importlib.util
 import os
@@ -30,6 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 import pytest
+from conftest import fit_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",

@@ -46,9 +46,9 @@ def test_npz_with_and_without_test_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("arrays, message", [
-    ({"x": np.zeros((4, 5))}, "needs arrays 'x' and 'y'"),
+    ({"x": np.zeros((4, 5))}, "needs arrays x and y"),
     ({"x": np.zeros((4, 5)), "y": np.zeros(3, dtype=int)}, "different lengths"),
-    ({"x": np.zeros((4, 5)), "y": np.array([0.5, 1, 2, 3])}, "integers"),
+    ({"x": np.zeros((4, 5)), "y": np.array([0.5, 1, 2, 3])}, "non-integer numbers such as 0.5"),
     ({"x": np.zeros((4,)), "y": np.zeros(4, dtype=int)}, "must be"),
     ({"x": np.full((4, 5), np.nan), "y": np.zeros(4, dtype=int)}, "NaN"),
 ])

@@ -7,8 +7,8 @@ from dataclasses import replace
 import networkx as nx
 import pytest
 import torch
+from conftest import fit_config, small_nb201, tiny_graph
 
-from conftest import small_nb201, tiny_graph, fit_config
 from hypernas.compile import Program
 from hypernas.errors import CheckpointError, GraphError
 from hypernas.ghn import fit as fit_module
@@ -267,7 +267,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*h.pt': disk full"):
         save_checkpoint({"format": "x", "v": 2}, str(path))
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["v"] == 1  # the old checkpoint is intact

@@ -5,13 +5,12 @@ These run on a lent GPU machine (BENCHMARKS.md, "On a GPU"); CI has none.
 
 from __future__ import annotations
 
-from conftest import fit_config
-from dataclasses import replace
-
 import json
+from dataclasses import replace
 
 import pytest
 import torch
+from conftest import fit_config
 
 from hypernas.cli import main
 from hypernas.ghn.checkpoint import load_checkpoint

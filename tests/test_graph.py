@@ -6,8 +6,8 @@ import json
 
 import networkx as nx
 import pytest
-
 from conftest import DEAD_CELL, GOOD_CELL, small_nb201, tiny_graph
+
 from hypernas.compile import compile_graph
 from hypernas.errors import GraphError
 from hypernas.graph import canonical_hash, flops, from_json, is_degenerate, param_count, to_json, validate

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from conftest import fit_config
-from hypernas.spaces import get_space
-
 from dataclasses import replace
 
 import pytest
+from conftest import fit_config
 
 from hypernas.bench import oracle
 from hypernas.bench.nb201_table import load_cifar10_table
 from hypernas.cli import main as cli
 from hypernas.samplers import make_sampler
+from hypernas.spaces import get_space
 
 
 @pytest.fixture(scope="module")

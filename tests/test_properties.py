@@ -17,10 +17,10 @@ import math
 import networkx as nx
 import pytest
 import torch
+from conftest import GOOD_CELL, small_nb201, tiny_graph
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import GOOD_CELL, small_nb201, tiny_graph
 from hypernas.compile import compile_graph
 from hypernas.errors import HypernasError
 from hypernas.graph import from_json, to_json, validate

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import math
 
 import networkx as nx
 import pytest
 import torch
-
 from conftest import DEAD_CELL, small_nb201
+
 from hypernas import proxies
 from hypernas.compile import compile_graph
 from hypernas.data import Dataset

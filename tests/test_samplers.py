@@ -7,8 +7,7 @@ import optuna
 import pytest
 
 from hypernas.errors import HypernasError
-from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler
-from hypernas.samplers import make_sampler
+from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler, make_sampler
 from hypernas.spaces import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

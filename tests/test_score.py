@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from hypernas.spaces import get_space
-
 import dataclasses
 import json
 import math
 
 import pytest
+from conftest import DEAD_CELL, GOOD_CELL, fit_config, small_nb201
 
-from conftest import DEAD_CELL, GOOD_CELL, small_nb201, fit_config
 from hypernas import cli, score
 from hypernas.cli import main
-from hypernas.ghn.fit import fit_hypernet
 from hypernas.errors import HypernasError
+from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
+from hypernas.spaces import get_space
 
 TINY = fit_config(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2)
 OPTIONS = {"channels": 4, "cells": 1}

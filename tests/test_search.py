@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 
 import optuna
 import pytest
@@ -10,12 +11,12 @@ from conftest import fit_config
 
 import hypernas
 from hypernas.cli import main
+from hypernas.config import SearchConfig, load_search_config
 from hypernas.data import load_dataset
 from hypernas.errors import HypernasError
 from hypernas.export import export_trial
 from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
-from hypernas.config import SearchConfig, load_search_config
 from hypernas.search import run_search
 from hypernas.spaces import get_space
 from hypernas.study import load_study
@@ -164,7 +165,9 @@ def test_export_and_load_round_trip(finished, tmp_path, mnist1d):
     t = next(t for t in completed(study) if t.number == trained_trial)
 
     reference = hypernas.compile_graph(trial_graph(study, t), 1)
-    reference.load_state_dict(torch.load(t.user_attrs["trained_weights"], weights_only=True))
+    weights = os.path.join(cfg.run_dir, t.user_attrs["trained_weights"])  # stored relative to the run directory
+    assert not os.path.isabs(t.user_attrs["trained_weights"])
+    reference.load_state_dict(torch.load(weights, weights_only=True))
     assert torch.allclose(model(x), reference.eval()(x), atol=1e-6)
     if meta["pt2"]:
         program = torch.export.load(str(tmp_path / "a" / "model.pt2"))
@@ -172,8 +175,12 @@ def test_export_and_load_round_trip(finished, tmp_path, mnist1d):
     untrained = next(t.number for t in completed(study) if "trained_accuracy" not in t.user_attrs
                      and "duplicate_of" not in t.user_attrs)
     meta = export_trial(cfg.storage_url, "t", untrained, str(tmp_path / "b"))
-    assert meta["weights"] == "predicted" and meta["batch_stats"] is True
-    assert hypernas.load(str(tmp_path / "b"))(x).shape == (16, 10)
+    assert meta["weights"] == "predicted" and meta["batch_stats"] is False
+    predicted = hypernas.load(str(tmp_path / "b"))
+    assert predicted(x).shape == (16, 10)
+    # running statistics from the scoring batch: one sample answers alike alone and in a batch
+    assert torch.allclose(predicted(x[:1]), predicted(x[:2])[:1], atol=1e-5)
+    assert meta["input_mean"] == pytest.approx(list(mnist1d.input_mean)) and meta["classes"] is None
 
 
 def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
@@ -194,15 +201,17 @@ def test_bad_search_input_is_a_clear_error(tmp_path, hypernet, capsys):
     assert main(["search", "--config", str(tmp_path / "missing.toml")]) == 1
     assert "cannot read study config" in capsys.readouterr().err
     assert main(["export", "--runs", str(tmp_path), "--study", "nope", "--out", str(tmp_path / "x")]) == 1
-    assert "no study 'nope'" in capsys.readouterr().err
-    # other space options are refused, not silently mixed: here by the hypernetwork's own record
-    # (test_bad_input covers the study's record)
+    assert "no study database at" in capsys.readouterr().err
+    # other space options are refused, not silently mixed: by the study's record, and for a new
+    # study by the hypernetwork's own record
     run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix"), progress=False)
+    other = {"channels": 2, "cells": 1}
+    with pytest.raises(HypernasError, match="study 'mix' was scored with space_options = .*'channels': 4"):
+        run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix", space_options=other), progress=False)
     with pytest.raises(HypernasError, match="was trained on space 'nb201' with options"):
-        run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix", space_options={"channels": 2, "cells": 1}),
-                   progress=False)
+        run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="fresh", space_options=other), progress=False)
     # scores on other samples would not compare with the study's: refused too
-    with pytest.raises(HypernasError, match="created with score_split = 'val', this run asks for 'train'"):
+    with pytest.raises(HypernasError, match="scored with score_split = 'val', this run asks for 'train'"):
         run_search(config(tmp_path, hypernet, trials=16, top_k=0, study="mix", score_split="train"), progress=False)
     study = run_search(config(tmp_path, hypernet, trials=4, top_k=0, study="tr", score_split="train"),
                        progress=False).study
@@ -249,7 +258,22 @@ def test_two_sqlite_workers_share_one_study_exactly(tmp_path, hypernet):
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     assert len(completed(study)) == 50
     assert sum("trained_accuracy" in t.user_attrs for t in trials) == 1
-    assert study._storage.get_study_system_attrs(study._study_id)["hypernas:workers"] == 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_live_workers_hold_distinct_slots_and_a_rerun_takes_the_first_free(tmp_path, kind):
+    """Workers seed their samplers apart by their slot; one that ends (or dies) frees it, so a
+    rerun of a single worker takes slot 0 again, and with it the seed of the first run."""
+    from hypernas.study.storage import open_storage, worker_slot
+
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db") if kind == "sqlite" else optuna.storages.InMemoryStorage()
+    with worker_slot(storage, "s") as first:
+        with worker_slot(storage, "s") as second, worker_slot(storage, "other") as elsewhere:
+            assert (first, second, elsewhere) == (0, 1, 0)
+        with worker_slot(storage, "s") as again:
+            assert again == 1
+    with worker_slot(storage, "s") as rerun:
+        assert rerun == 0
 
 
 @pytest.mark.parametrize("sampler, options", [("gp", {"n_startup_trials": 4}),
@@ -278,7 +302,7 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_retries(monkeypatch):
     def failing(message, times):
         calls = []
 
-        def rdb(url, heartbeat_interval=None):
+        def rdb(url, heartbeat_interval=None, **options):
             calls.append(url)
             if len(calls) <= times:
                 raise sqlalchemy.exc.OperationalError("CREATE TABLE study_directions", {}, Exception(message))

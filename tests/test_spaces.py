@@ -9,8 +9,8 @@ import textwrap
 import networkx as nx
 import optuna
 import pytest
-
 from conftest import GOOD_CELL
+
 from hypernas.errors import SpaceError, UnknownNameError
 from hypernas.graph import canonical_hash, param_count, simplify, validate
 from hypernas.spaces import RandomTrial, get_space, list_spaces

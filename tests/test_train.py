@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import small_nb201
+
 from hypernas.train import TrainConfig, train
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypernas.errors import HypernasError
 from hypernas.graph import canonical_hash, simplify
 from hypernas.samplers import make_sampler
-from hypernas.spaces import get_space
 from hypernas.samplers.wlgp import WLGPSampler
+from hypernas.spaces import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = get_space("nb201")

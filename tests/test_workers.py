@@ -29,11 +29,11 @@ if not PG:
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
-def worker(tmp_path, study: str, trials: int, log: str) -> subprocess.Popen:
+def worker(tmp_path, study: str, trials: int, log: str, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hypernas.cli", "search", "--space", "nb201", "--channels", "4", "--cells", "1",
            "--storage", PG, "--study", study, "--runs", str(tmp_path), "--trials", str(trials), "--trial-batch", "8",
            "--samples", "1", "--fit-steps", "4", "--fit-meta-batch", "2", "--top-k", "1", "--final-epochs", "1",
-           "--threads", "1"]
+           "--threads", "1", *extra]
     return subprocess.Popen(cmd, stdout=open(tmp_path / log, "w"), stderr=subprocess.STDOUT)
 
 
@@ -45,17 +45,21 @@ def completed(study: str) -> int:
     return s._storage.get_n_trials(s._study_id, state=COMPLETE)
 
 
-def test_three_workers_one_killed_reach_the_total_exactly(tmp_path):
-    study, total = f"workers-{uuid.uuid4().hex[:8]}", 300
-    procs = [worker(tmp_path, study, total, f"w{i}.log") for i in range(3)]
+@pytest.mark.parametrize("distinct", [False, True], ids=["trials", "distinct"])
+def test_three_workers_one_killed_reach_the_total_exactly(tmp_path, distinct):
+    """The total is exact: of trials, or with --distinct of distinct architectures, counted
+    under the lock, so two workers that score one architecture at once count it once."""
+    study, total = f"workers-{uuid.uuid4().hex[:8]}", 300 if not distinct else 150
+    extra = ("--distinct",) if distinct else ()
+    procs = [worker(tmp_path, study, total, f"w{i}.log", *extra) for i in range(3)]
     deadline = time.time() + 300
-    while completed(study) < 60 and time.time() < deadline and procs[0].poll() is None:
+    while completed(study) < (60 if not distinct else 40) and time.time() < deadline and procs[0].poll() is None:
         time.sleep(0.2)
     assert procs[0].poll() is None, "worker 0 finished before it could be killed; make the study bigger"
     procs[0].send_signal(signal.SIGKILL)  # mid-batch: its scored, unwritten trials are lost, nothing else
     procs[0].wait()
     at_kill = completed(study)
-    procs[0] = worker(tmp_path, study, total, "w0-restarted.log")
+    procs[0] = worker(tmp_path, study, total, "w0-restarted.log", *extra)
     for p in procs:
         assert p.wait(timeout=max(1, deadline - time.time())) == 0, (tmp_path / "w1.log").read_text()[-2000:]
 
@@ -64,7 +68,11 @@ def test_three_workers_one_killed_reach_the_total_exactly(tmp_path):
     numbers = [t.number for t in trials]
     assert sorted(numbers) == list(range(len(trials)))  # no duplicate or missing numbers
     done = [t for t in trials if t.state == COMPLETE]
-    assert len(done) == total and at_kill <= total
+    first = [t for t in done if "duplicate_of" not in t.user_attrs]
+    if distinct:  # exactly `total` distinct architectures, each counted once
+        assert len(first) == total == len({t.user_attrs["hash"] for t in done})
+    else:
+        assert len(done) == total and at_kill <= total
     assert all(t.state.is_finished() for t in trials)  # nothing left RUNNING by the killed worker
     assert all("hash" in t.user_attrs and "arch" in t.user_attrs for t in done)
     by_number = {t.number: t for t in done}

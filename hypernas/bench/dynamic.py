@@ -19,7 +19,7 @@ import torch
 from hypernas.data import load_dataset_like
 from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.score import Scorer
-from hypernas.spaces import get_space
+from hypernas.spaces import recorded_space
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.hypernet)
     data = load_dataset_like(ckpt["data"])
-    graphs = get_space(ckpt["space"]).sample_distinct(args.archs, args.seed, data.in_channels, data.num_classes,
+    graphs = recorded_space(ckpt["space"], None, f"checkpoint {args.hypernet!r}").sample_distinct(args.archs, args.seed, data.in_channels, data.num_classes,
                                                       **ckpt["space_options"])
     scores = Scorer.from_checkpoint(args.hypernet, data, samples=2).score(graphs)
     acc = [s.accuracy for s in scores]

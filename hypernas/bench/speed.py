@@ -58,7 +58,7 @@ from hypernas.ghn.checkpoint import load_checkpoint
 from hypernas.ghn.fit import fit_hypernet
 from hypernas.ghn.model import LAYERS
 from hypernas.score import Scorer
-from hypernas.spaces import get_space
+from hypernas.spaces import get_space, recorded_space
 
 SPACE_OPTIONS = {"nb201": {"channels": 8, "cells": 1}, "macro": {}}  # options for the spaces benchmarked
 
@@ -66,7 +66,7 @@ SPACE_OPTIONS = {"nb201": {"channels": 8, "cells": 1}, "macro": {}}  # options f
 def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str = "cpu") -> dict:
     ckpt = load_checkpoint(path)
     data = load_dataset_like(ckpt["data"])
-    graphs = get_space(ckpt["space"]).sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
+    graphs = recorded_space(ckpt["space"], None, f"checkpoint {path!r}").sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
     x = data.x_val.to(device)
     models, score_peak = None, None
     score_s, forward_s = [], []

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from hypernas.errors import CheckpointError, HypernasError
+from hypernas.files import save_file
 
 FORMAT = "hypernas-hypernet"
 # What every reader relies on: key -> type. `fit` and `optimizer` matter only to resume.
@@ -29,56 +30,9 @@ DATA_KEYS = ("dataset", "val_fraction", "split_seed")  # enough to load the data
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
-
-    A process killed mid-write leaves at most a `.hypernet-*.tmp` file beside `path`, which
-    nothing reads as a checkpoint; the checkpoint at `path` is the previous one, whole."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            # The rename below is atomic, but without fsync a power cut can commit the rename
-            # before the data, leaving an empty or partial file under the checkpoint's name.
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(folder)  # and make the rename itself durable
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _temp_file(path: str) -> tuple[int, str]:
-    """A new hidden temporary file beside `path` (its folder made if need be)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        return tempfile.mkstemp(prefix=".hypernet-", suffix=".tmp", dir=folder)
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename else ""
-        raise CheckpointError(f"cannot write checkpoint {path!r}: {err.strerror or err}{where}") from None
-
-
-def check_writable(path: str) -> None:
-    """Fail now, not after hours of training, when a checkpoint cannot be written at `path`."""
-    fd, tmp = _temp_file(path)
-    os.close(fd)
-    os.unlink(tmp)
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some systems cannot open a folder; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write a checkpoint whole or not at all (`hypernas.files.save_file`): a crash never
+    leaves half a file, and the checkpoint at `path` is then the previous one, whole."""
+    save_file(lambda f: torch.save(state, f), path, CheckpointError, "checkpoint")
 
 
 def file_digest(path: str) -> str:
@@ -103,9 +57,14 @@ def _read(path: str) -> tuple[dict, str]:
         raise CheckpointError(f"cannot read checkpoint {path!r}: {err.strerror}") from None
     try:
         ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "allowed global" in str(err) or "Unsupported global" in str(err):  # torch would advise running its code
+            raise CheckpointError(f"checkpoint {path!r} holds code-bearing objects (pickled classes or functions), "
+                                  "so it will not be loaded: hypernas reads only plain tensors and containers") from None
+        raise CheckpointError(f"cannot read checkpoint {path!r}: it is corrupt or truncated, or not a checkpoint "
+                              "(not a file of plain tensors)") from None
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {_first_line(err)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a hypernas hypernetwork checkpoint")
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(ckpt.get(key), kind)]
@@ -116,11 +75,18 @@ def _read(path: str) -> tuple[dict, str]:
     return ckpt, hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
 def check_data(ckpt: dict, data, path: str) -> None:
-    """Refuse to use a checkpoint on data (or a split) other than the one it was trained on."""
-    if ckpt["data"] != data.signature():
-        raise CheckpointError(f"checkpoint {path!r} was trained for {ckpt['data']}, not for {data.signature()}; "
-                              "train a hypernetwork for this data with `hypernas train-hypernet`")
+    """Refuse to use a checkpoint on data (or a split) other than the one it was trained on.
+    The data is known by its content: the same arrays under another path or name are the same data."""
+    differs = data.mismatch(ckpt["data"])
+    if differs:
+        raise CheckpointError(f"checkpoint {path!r} was trained for other data than {data.name!r} ({differs}); "
+                              "train a hypernetwork for this data with `hypernas train-hypernet`, or leave out "
+                              "--hypernet and pick a new --study to train one")
 
 
 def check_space(ckpt: dict, space: str, options: dict, path: str) -> None:

@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from hypernas.compile import Program
 from hypernas.config import FitConfig
-from hypernas.data import Dataset
+from hypernas.data import Dataset, signature_mismatch
 from hypernas.errors import CheckpointError
-from hypernas.ghn.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from hypernas.files import check_writable
+from hypernas.ghn.checkpoint import load_checkpoint, save_checkpoint
 from hypernas.ghn.model import GraphHyperNetwork, predict_weights
 from hypernas.ops import RunContext, list_ops
 from hypernas.spaces import RandomTrial, Space
@@ -67,7 +68,7 @@ def fit_hypernet(
     """Train (or with `resume`, continue) a hypernetwork; returns the final checkpoint dict."""
     options = space.resolve_options(space_options)
     if out:
-        check_writable(out)
+        check_writable(out, CheckpointError, "checkpoint")
     record = fit_record(space, options, data, config)
     torch.manual_seed(config.seed)  # seeded initialisation
     ghn = GraphHyperNetwork(config.hyper, list_ops(), data.ndim).to(device)
@@ -165,12 +166,17 @@ def fit_record(space: Space, options: dict[str, Any], data: Dataset, config: Fit
 def check_resumable(ckpt: dict, record: dict, path: str) -> None:
     """Refuse to continue a checkpoint made for another space, data or training options
     (any but the number of steps, which a resume may raise)."""
+    defaults = FitConfig().record()  # an older checkpoint lacks options added since: it had their defaults
     for key in ("space", "space_options", "data", "fit"):
         if key == "fit":
-            defaults = FitConfig().record()  # an older checkpoint lacks options added since: it had their defaults
-            mismatch = {k for k in record["fit"] if k != "steps" and ckpt["fit"].get(k, defaults[k]) != record["fit"][k]}
-        else:
-            mismatch = ckpt.get(key) != record[key]
-        if mismatch:
-            raise CheckpointError(f"cannot resume {path}: it was made with {key} = {ckpt.get(key)}, "
-                                  f"this run asks for {record[key]}")
+            for k in record["fit"]:
+                if k != "steps" and ckpt["fit"].get(k, defaults[k]) != record["fit"][k]:
+                    raise CheckpointError(f"cannot continue {path}: it was made with fit.{k} = "
+                                          f"{ckpt['fit'].get(k, defaults[k])!r}, this run asks for {record['fit'][k]!r}")
+        elif key == "data":
+            differs = signature_mismatch(ckpt.get("data", {}), record["data"])
+            if differs:
+                raise CheckpointError(f"cannot continue {path}: it was made for other data ({differs})")
+        elif ckpt.get(key) != record[key]:
+            raise CheckpointError(f"cannot continue {path}: it was made with {key} = {ckpt.get(key)!r}, "
+                                  f"this run asks for {record[key]!r}")

@@ -1,12 +1,13 @@
 """What a study was made with, written on it and checked again on every resume.
 
-A study records its space and options, the dataset and its shape, the objectives, the score
-split and the hypernetwork (path and hash). A run that asks for other values is refused, so
-one study never mixes results of different setups. Each trial records its architecture
+A study records its space and options, the data (by content), the objectives, the score
+split, the draws per score, the seed, the final training's epochs and the hypernetwork (path
+and digest). Once it holds a scored trial, a run that asks for other values is refused, naming
+what changed, so one study never mixes results of different setups. Each trial records its architecture
 (`arch`), from which `trial_graph` rebuilds the network.
 
 Usage:
-    study = open_study(cfg, storage, space, options, hypernet, data)
+    study = open_study(cfg, storage, study_record(cfg, space, options, data), hypernet)
     G = trial_graph(study, trial, space)
     trial = pick_trial(study, "best")
 """
@@ -14,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
 from typing import Any
 
@@ -23,30 +25,66 @@ import optuna
 from hypernas.config import OBJECTIVES, SearchConfig
 from hypernas.errors import HypernasError, OptionError, StorageError
 from hypernas.graph import from_json
-from hypernas.spaces import BUILTIN, Space, get_space
+from hypernas.spaces import Space, recorded_space
 from hypernas.study.storage import redact
 
 
-def open_study(cfg: SearchConfig, storage: Any, options: dict[str, Any], hypernet: Any, data: Any) -> optuna.Study:
-    """Create the study, or load it and refuse a run whose setup differs from its record.
-    `hypernet` is the loaded checkpoint (`hypernas.ghn.checkpoint.Hypernet`)."""
+# Not what the scores depend on: free to change on a resume (the sampler may change mid-study).
+FREE = ("dataset", "hypernet", "sampler", "sampler_options", "warm_start", "run_dir", "run_token", "search_timing")
+
+
+def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data: Any) -> dict[str, Any]:
+    """What a study's scores and final trainings depend on, besides the hypernetwork, and the
+    free labels beside it (`FREE`). `dataset` is the name or path given: a hint, the data is
+    known by `sha256`."""
+    return {"space": space.name, "space_options": options, **data.signature(), "ndim": data.ndim,
+            "input_mean": list(data.input_mean), "input_std": list(data.input_std),
+            "objectives": list(cfg.objectives), "score_split": cfg.score_split, "samples": cfg.samples,
+            "seed": cfg.seed, "final_epochs": cfg.final_epochs, "sampler": cfg.sampler,
+            "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start,
+            "run_dir": os.path.abspath(cfg.run_dir)}
+
+
+def find_study(storage: Any, name: str) -> optuna.Study | None:
+    """The study of that name in `storage`, or None."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def scored_record(study: optuna.Study | None) -> dict[str, Any]:
+    """The record a study's trials were scored under: empty while it has no finished trial,
+    since nothing can be mixed before the first."""
+    if study is None or not study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        return {}
+    return dict(study.user_attrs)
+
+
+def check_record(name: str, recorded: dict[str, Any], record: dict[str, Any]) -> None:
+    """Refuse a run that would add trials scored under another setup, naming what changed."""
+    for key, value in record.items():
+        if key not in FREE and key in recorded and recorded[key] != value:
+            raise StorageError(f"study {name!r} was scored with {key} = {recorded[key]!r}, this run asks for "
+                               f"{value!r}; pick another --study, or the original options")
+
+
+def open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet: Any) -> optuna.Study:
+    """Create the study, or load it and refuse a run whose setup differs from the one its
+    trials were scored under (`check_record`, and the hypernetwork's digest); then write the
+    record. `hypernet` is the loaded checkpoint (`hypernas.ghn.checkpoint.Hypernet`)."""
     directions = [OBJECTIVES[o] for o in cfg.objectives]
     try:
         study = optuna.create_study(study_name=cfg.study, storage=storage, directions=directions, load_if_exists=True)
     except ValueError as err:
         raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {err}") from None
-    record = {"space": cfg.space, "space_options": options, "dataset": cfg.dataset, "objectives": list(cfg.objectives),
-              "score_split": cfg.score_split}
-    for key, value in record.items():
-        if key in study.user_attrs and study.user_attrs[key] != value:
-            raise StorageError(f"study {cfg.study!r} was created with {key} = {study.user_attrs[key]!r}, this run "
-                               f"asks for {value!r}; pick another --study or the original options")
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(f"study {cfg.study!r} has directions {study.directions}, not {directions}")
-    new = {**record, **data.signature(), "ndim": data.ndim, "hypernet": os.path.abspath(hypernet.path),
-           "hypernet_sha256": hypernet.sha256, "sampler": cfg.sampler, "sampler_options": cfg.sampler_options,
-           "warm_start": cfg.warm_start, "seed": cfg.seed, "run_dir": os.path.abspath(cfg.run_dir)}
-    for key, value in new.items():
+    record = {**record, "hypernet": os.path.abspath(hypernet.path), "hypernet_sha256": hypernet.sha256}
+    check_record(cfg.study, scored_record(study), record)
+    if "run_token" not in study.user_attrs:  # names its files apart from any other study's in the same folder
+        record["run_token"] = uuid.uuid4().hex[:8]
+    for key, value in record.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
@@ -56,18 +94,8 @@ def open_study(cfg: SearchConfig, storage: Any, options: dict[str, Any], hyperne
 
 
 def study_space(study: optuna.Study, space: Space | None = None) -> Space:
-    """The space a study was made with. A built-in space is found by its recorded name. A
-    user's space is a Python file, and a file we read must never decide what code runs: the
-    user names it (`space`, e.g. from `--space`), and it must be the one recorded."""
-    recorded = study.user_attrs.get("space")
-    if space is not None:
-        if space.name != recorded:
-            raise StorageError(f"study {study.study_name!r} was made with space {recorded!r}, not {space.name!r}")
-        return space
-    if recorded in BUILTIN:
-        return get_space(recorded)
-    raise StorageError(f"study {study.study_name!r} was made with the space {recorded!r}, which is code: "
-                       f"name it yourself with --space {recorded} (reading a study never imports a file it names)")
+    """The space a study was made with (`hypernas.spaces.recorded_space`: a user's space must be named)."""
+    return recorded_space(study.user_attrs.get("space"), space, f"study {study.study_name!r}")
 
 
 def trial_graph(study: optuna.Study, trial: optuna.trial.FrozenTrial, space: Space | None = None) -> nx.DiGraph:

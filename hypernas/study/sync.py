@@ -36,7 +36,15 @@ def count_done(study: optuna.Study, distinct: bool) -> int:
     """How many of the study's trials count toward its total."""
     if not distinct:
         return storage_of(study).get_n_trials(study_id_of(study), state=optuna.trial.TrialState.COMPLETE)
-    return sum(counts(t, True) for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+    return len(first_of_each(study))
+
+
+def first_of_each(study: optuna.Study) -> dict[str, int]:
+    """Architecture hash -> the number of its first completed trial in the storage."""
+    first: dict[str, int] = {}
+    for t in sorted(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number):
+        first.setdefault(t.user_attrs.get("hash"), t.number)
+    return first
 
 
 class Writer:
@@ -56,6 +64,7 @@ class Writer:
         self.error: Exception | None = None
         self.full = False
         self.numbers: dict[int, int] = {}  # mirror trial number -> storage trial number
+        self.redirect: dict[int, int] = {}  # storage number of a trial stored as another worker's duplicate -> that one
         self.lock = threading.Lock()  # guards `numbers`, which the mirror reads from the main thread
         self.busy = 0.0  # seconds spent writing
         self.thread = threading.Thread(target=self._run, name="hypernas-storage-writer", daemon=True)
@@ -70,36 +79,66 @@ class Writer:
             except Exception as err:  # reported by the main thread at its next put or at close
                 self.error = err
             self.busy += time.perf_counter() - start
+            self.queue.task_done()
 
     def _write(self, batch: list[optuna.trial.FrozenTrial]) -> None:
+        if self.full:  # the total was reached by an earlier batch: this one came too late
+            return
         storage = storage_of(self.study)
         with study_lock(storage, self.study.study_name):
-            room = self.total - count_done(self.study, self.distinct)
-            keep = []
+            # With `distinct`, what counts is distinct architectures in the storage, read under
+            # the lock: another worker may have scored this batch's new architecture meanwhile,
+            # and then this trial is stored as a duplicate of that worker's.
+            stored = first_of_each(self.study) if self.distinct else {}
+            room = self.total - (len(stored) if self.distinct else count_done(self.study, False))
+            keep, elsewhere = [], {}
+            kept = set()
             for t in batch:  # in order; failed trials ride along with the counted ones
+                target = t.user_attrs.get("duplicate_of")
+                if target is not None and target not in self.numbers and target not in kept:
+                    continue  # a duplicate of a trial that was never stored (dropped at the total)
                 if counts(t, self.distinct):
-                    if room <= 0:
-                        break
-                    room -= 1
+                    if t.user_attrs.get("hash") in stored:
+                        elsewhere[t.number] = stored[t.user_attrs["hash"]]
+                    else:
+                        if room <= 0:
+                            break
+                        room -= 1
                 keep.append(t)
+                kept.add(t.number)
             first = storage.get_n_trials(study_id_of(self.study))
             with self.lock:  # before the trials exist, so the mirror never takes them for another worker's
                 for i, t in enumerate(keep):
                     self.numbers[t.number] = first + i
-            self.study.add_trials([self._resolved(t) for t in keep])
+            for number, other in elsewhere.items():  # this worker's later duplicates of it point there too
+                self.redirect[self.numbers[number]] = other
+            self.study.add_trials([self._resolved(t, elsewhere.get(t.number)) for t in keep])
             self.full = room <= 0
 
-    def _resolved(self, t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
-        if "duplicate_of" not in t.user_attrs:
+    def _resolved(self, t: optuna.trial.FrozenTrial, duplicate_of: int | None) -> optuna.trial.FrozenTrial:
+        """`t` in the storage's numbering; `duplicate_of` names another worker's trial of its architecture."""
+        if duplicate_of is None and "duplicate_of" not in t.user_attrs:
             return t
         t = copy.copy(t)
-        t.user_attrs = {**t.user_attrs, "duplicate_of": self.numbers[t.user_attrs["duplicate_of"]]}
+        if duplicate_of is None:
+            duplicate_of = self.numbers[t.user_attrs["duplicate_of"]]
+            duplicate_of = self.redirect.get(duplicate_of, duplicate_of)
+        first = duplicate_of
+        t.user_attrs = {**t.user_attrs, "duplicate_of": first}
         return t
 
     def stored(self) -> set[int]:
         """Storage numbers of the trials this process wrote or took in."""
         with self.lock:
             return set(self.numbers.values())
+
+    def counted(self) -> int:
+        """What the storage holds toward the total once every queued batch is written: a
+        worker's own count can run ahead of it (with `distinct`, another worker may have
+        scored one of its new architectures first)."""
+        self.queue.join()
+        self._raise()
+        return count_done(self.study, self.distinct)
 
     def put(self, batch: list) -> None:
         self._raise()
@@ -145,14 +184,3 @@ class Mirror:
             if t.state == optuna.trial.TrialState.COMPLETE and "duplicate_of" not in t.user_attrs:
                 self.cache.setdefault(t.user_attrs["hash"], (t.values, m.number))
         return sum(counts(t, self.writer.distinct) for t in new)
-
-
-def join(study: optuna.Study) -> int:
-    """This worker's index among all that have run on the study (0 for the first). Workers of
-    one study seed their samplers apart by it, or the same command would propose the same
-    trials in every worker; a single fresh run keeps the seed it was given."""
-    storage, key = storage_of(study), "hypernas:workers"
-    with study_lock(storage, study.study_name):
-        index = storage.get_study_system_attrs(study_id_of(study)).get(key, 0)
-        storage.set_study_system_attr(study_id_of(study), key, index + 1)
-    return index
