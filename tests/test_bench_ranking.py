@@ -53,7 +53,7 @@ def test_every_scorer_ranks_a_tiny_table(tmp_path, mnist1d, monkeypatch):
 
 def test_without_a_checkpoint_it_trains_one_in_the_runs_dir_and_reuses_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ranking, "FitConfig", lambda: TINY)  # the default FitConfig takes minutes
-    argv = ["--runs-dir", str(tmp_path), "--limit", "4", "--scorers", "hypernet_score", "--threads", "1"]
+    argv = ["--runs", str(tmp_path), "--limit", "4", "--scorers", "hypernet_score", "--threads", "1"]
     first = ranking.main(argv)
     assert (tmp_path / "hypernet.pt").exists() and "training the hypernetwork" in capsys.readouterr().out
     assert ranking.main(argv)[0]["scores"] == first[0]["scores"]  # the finished checkpoint is reused

@@ -23,7 +23,7 @@ rank deficient (on the disjoint dev table, jacob_cov's tau was 0.16 / 0.31 / -0.
 32 / 64 / 128 samples). Proxy weights and one-epoch training are seeded by `--seed`.
 
 Without `--hypernet`, a hypernetwork is trained with the default `FitConfig` into
-`--runs-dir`/hypernet.pt (rerunning resumes it; a finished one is reused).
+`--runs`/hypernet.pt (rerunning resumes it; a finished one is reused).
 
 Usage:
     python -m hypernas.bench.ranking --threads 2 --out-md runs/bench_ranking/ranking.md \
@@ -242,8 +242,8 @@ def plot(rows: list[dict], table: Table, path: str) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run the comparison; print the Markdown table and return its rows (with the scores)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hypernet", help="a trained checkpoint; otherwise one is trained into --runs-dir")
-    ap.add_argument("--runs-dir", default=os.path.join("runs", "bench_ranking"))
+    ap.add_argument("--hypernet", help="a trained checkpoint; otherwise one is trained into --runs")
+    ap.add_argument("--runs", default=os.path.join("runs", "bench_ranking"), help="folder for the hypernetwork it trains")
     ap.add_argument("--table", default=DEFAULT_TABLE)
     ap.add_argument("--limit", type=int, help="only the first N architectures of the table")
     ap.add_argument("--scorers", default=",".join(SCORERS), help=f"comma list of: {', '.join(SCORERS)}")
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     hypernet = None
     if any(k in HYPERNET_SCORERS for k in chosen):
         start = time.perf_counter()
-        hypernet = prepare_hypernet(args.hypernet, args.runs_dir, data)
+        hypernet = prepare_hypernet(args.hypernet, args.runs, data)
         notes.append(f"Hypernetwork {hypernet} (ready in {time.perf_counter() - start:.0f} s, not counted in s/arch).")
     setup = Setup(data, hypernet, args.samples, args.seed)
     scorers = {SCORERS[k][0]: SCORERS[k][1](setup) for k in chosen}
