@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 
 from hypernas import __version__
-from hypernas.config import (SPLITS, VAL_FRACTION, FitConfig, SearchConfig, TrainConfig, check_study_name,
+from hypernas.config import (MAX_SEED, SPLITS, VAL_FRACTION, FitConfig, SearchConfig, TrainConfig, check_study_name,
                              load_search_config, sqlite_url)
 from hypernas.device import check_device, set_threads
 from hypernas.errors import HypernasError, HypernasWarning, OptionError
@@ -50,6 +50,17 @@ def _space_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     add_flags(p, SearchConfig, only=DATA_OPTIONS)
+
+
+def _seed(text: str) -> int:
+    """A seed as argparse reads it: an integer from 0 to MAX_SEED."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
 
 
 def _pairs(items: list[str], flag: str) -> dict:
@@ -165,7 +176,7 @@ def train_hypernet(args: argparse.Namespace) -> None:
 def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
     from hypernas.data import load_dataset_like
-    from hypernas.ghn.checkpoint import check_data, load_hypernet
+    from hypernas.ghn.checkpoint import check_data, load_hypernet, warn_unfinished
     from hypernas.score import Scorer
     from hypernas.spaces import recorded_space
 
@@ -175,9 +186,9 @@ def score(args: argparse.Namespace) -> None:
     check_data(ckpt, data, args.hypernet)
     scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split)
     space = recorded_space(ckpt["space"], _user_space(args), f"checkpoint {args.hypernet!r}")
-    stream = sys.stdin if args.archs == "-" else _open_archs(args.archs)
+    warn_unfinished(hypernet)
     graphs, texts = [], []
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(_read_archs(args.archs), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         try:
@@ -185,7 +196,7 @@ def score(args: argparse.Namespace) -> None:
         except HypernasError as err:
             raise HypernasError(f"{args.archs} line {number}: {err}") from None
         texts.append(line.strip())
-    for text, result in zip(texts, scorer.score(graphs)):
+    for text, result in zip(texts, scorer.score(graphs, progress=not args.json and len(graphs) > 64)):
         if args.json:
             print(json.dumps({"arch": text, **result.to_dict()}))
         else:
@@ -266,11 +277,18 @@ def bench(args: argparse.Namespace) -> None:
     importlib.import_module(f"hypernas.bench.{args.name}").main(args.rest)
 
 
-def _open_archs(path: str):
+def _read_archs(path: str) -> list[str]:
+    """The lines of an architectures file (or of stdin for "-"), as UTF-8."""
     try:
-        return open(path, encoding="utf-8")
+        if path == "-":
+            return sys.stdin.readlines()
+        with open(path, encoding="utf-8") as f:
+            return f.readlines()
     except OSError as err:
         raise OptionError(f"cannot read architectures from {path!r}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise OptionError(f"cannot read architectures from {path!r}: not UTF-8 text ({err.reason} at byte "
+                          f"{err.start})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(p)
     _data_args(p)
     p.add_argument("-n", type=int, default=5, help="architectures to print [default: 5]")
-    p.add_argument("--seed", type=int, default=0, help="[default: 0]")
+    p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
     p.add_argument("--format", choices=["auto", "json"], default="auto",
                    help="the space's string form where it has one, else JSON [default: auto]")
     p.add_argument("--in-channels", type=int, default=1, help="used when no --dataset is given [default: 1]")
@@ -298,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--arch", required=True, help="the space's string form, inline JSON, or a JSON file")
     add_flags(p, TrainConfig)
-    p.add_argument("--seed", type=int, default=0, help="[default: 0]")
+    p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
     p.add_argument("--device", default="cpu", help="[default: cpu]")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -326,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "[default: 3]")
     p.add_argument("--split", choices=SPLITS, default="val",
                    help="score on the validation slice or on training samples [default: val]")
-    p.add_argument("--seed", type=int, default=0, help="[default: 0]")
+    p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--device", default="cpu", help="[default: cpu]")
     _data_args(p)

@@ -48,18 +48,27 @@ class Program:
             self.param_shapes.update({f"{key}.{k}": v for k, v in params.items()})
             self.buffer_shapes.update({f"{key}.{k}": v for k, v in buffers.items()})
             self.steps.append((key, n.op, n.attrs, tuple(index[p] for p in n.inputs), tuple(params) + tuple(buffers)))
+        # After step j, the values whose last consumer it is can go (without autograd they are
+        # then freed): a deep network holds a few activations at a time, not one per node.
+        last_use: dict[int, int] = {}
+        for j, (*_, inputs, _names) in enumerate(self.steps):
+            for i in inputs:
+                last_use[i] = j
+        self.release = [tuple(i for i in set(inputs) if last_use[i] == j) for j, (*_, inputs, _n) in enumerate(self.steps)]
 
     def run(self, x: torch.Tensor, params: Mapping[str, torch.Tensor], ctx: RunContext) -> torch.Tensor:
         """(N, C, *spatial) -> (N, classes). Missing buffers mean BatchNorm uses batch statistics."""
         if x.dim() != self.ndim + 2:
             raise DatasetError(f"expected input of shape (N, C, {'L' if self.ndim == 1 else 'H, W'}), got {tuple(x.shape)}")
-        values: list[torch.Tensor] = []
-        for key, op, attrs, inputs, names in self.steps:
+        values: list[torch.Tensor | None] = []
+        for (key, op, attrs, inputs, names), release in zip(self.steps, self.release):
             if not inputs:  # the input node
                 values.append(x)
                 continue
             p = {name: params[f"{key}.{name}"] for name in names if f"{key}.{name}" in params}
             values.append(op.forward(attrs, [values[i] for i in inputs], p, ctx))
+            for i in release:
+                values[i] = None
         return values[-1]
 
 

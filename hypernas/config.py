@@ -26,6 +26,7 @@ from hypernas.options import build, check, merge, option, read_mapping
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}  # name -> direction
 SPLITS = ("val", "train")  # what a score is computed on (`hypernas.score` says when each helps)
 VAL_FRACTION = 0.1  # share of the train split held out to score architectures
+MAX_SEED = 2**32 - 1  # numpy's and the samplers' seeds stop there
 
 
 LAYERS = ("mp", "transformer")  # the hypernetwork's layer kinds (`hypernas.ghn.model` binds each to its class)
@@ -84,7 +85,7 @@ class FitConfig:
     warmup: int = option(100, "steps of linear learning-rate warm-up", low=0)
     grad_clip: float = option(5.0, "gradient norm clip", above=0)
     checkpoint_every: int = option(250, "steps between checkpoints", low=1)
-    seed: int = option(0, "seed of the initialisation and the architecture draws", low=0)
+    seed: int = option(0, "seed of the initialisation and the architecture draws", low=0, high=MAX_SEED)
     # Early stopping: every `eval_every` steps, the mean validation loss of `eval_archs` fixed
     # architectures; the checkpoint's `best` weights are those with the lowest. Trained too
     # long, the hypernetwork memorises the train split and ranks worse (BENCHMARKS.md).
@@ -125,14 +126,14 @@ class SearchConfig:
     objectives: tuple[str, ...] = option(("score",), "comma-separated: score, then params or flops for a Pareto front",
                                          choices=tuple(OBJECTIVES))
     trial_batch: int = option(64, "trials asked and scored together", low=1)
-    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1)
+    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=1000)
     score_split: str = option("val", "score on the validation slice, or on as many samples of the hypernetwork's "
                                      "training split (it ranked better on MNIST-1D, worse on digits)", choices=SPLITS)
     hypernet: str | None = option(None, "a trained hypernetwork checkpoint; without it one is trained first")
     fit: FitConfig = option(FitConfig(), "hypernetwork training", table="fit")
     top_k: int = option(5, "distinct best architectures to train normally at the end", low=0)
     final_epochs: int = option(6, "epochs of each final training", low=0)
-    seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0)
+    seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED)
     device: str = option("cpu", "cpu, cuda or cuda:N")
 
     def __post_init__(self):

@@ -24,6 +24,30 @@ def check_device(device: str | None) -> None:
         raise OptionError(f"--device {device}: no CUDA device is available here; use --device cpu")
 
 
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory free for new tensors on `device`, or None where this cannot be read."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(needed: int, what: str, device: str = "cpu") -> None:
+    """Refuse work whose tensors would not fit, with the estimate, before it starts."""
+    free = available_bytes(device)
+    if free is not None and needed > free:
+        raise OptionError(f"{what} needs about {needed / 2**30:.1f} GiB for its tensors, more than the "
+                          f"{free / 2**30:.1f} GiB free on {device}; use a smaller batch or a smaller network")
+
+
 def set_threads(threads: int | None) -> None:
     """Torch's CPU threads; None leaves torch's default. Results are reproducible per thread count."""
     if threads is None:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from hypernas.config import SearchConfig, TrainConfig
 from hypernas.data import Dataset
+from hypernas.errors import HypernasError
 from hypernas.drawing import draw_architecture
 from hypernas.files import save_file
 from hypernas.optuna_private import annotate_trial, attach_artifact, storage_of
@@ -55,9 +56,11 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any)
     from optuna.artifacts import FileSystemArtifactStore
 
     store_dir = os.path.join(cfg.run_dir, "artifacts")
-    os.makedirs(store_dir, exist_ok=True)
+    try:
+        os.makedirs(store_dir, exist_ok=True)
+    except OSError as err:
+        raise HypernasError(f"cannot make the artifact folder {store_dir!r}: {err.strerror or err}") from None
     store = FileSystemArtifactStore(store_dir)
-    os.makedirs(os.path.join(cfg.run_dir, "final"), exist_ok=True)
     rows = []
     for t in tqdm(candidates(study, cfg.top_k), desc="final training", unit="arch"):
         G = trial_graph(study, t, space)

@@ -299,6 +299,11 @@ def param_count(G: nx.DiGraph | GraphInfo, ndim: int) -> int:
     )
 
 
+def activation_numel(G: nx.DiGraph | GraphInfo, input_size: tuple[int, ...]) -> int:
+    """Values in all of one sample's node outputs: what training keeps for its backward pass."""
+    return sum(n.shape.channels * spatial_numel(input_size, n.shape.stride) for n in as_info(G).nodes)
+
+
 def flops(G: nx.DiGraph | GraphInfo, input_size: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass for one sample of spatial size `input_size`.
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import optuna
 
+from hypernas.errors import StorageError
+
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     """The storage a study reads and writes (Optuna may wrap an RDB storage in a cache)."""
@@ -66,9 +68,10 @@ def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_at
                 else:
                     row.value_json = json.dumps(value)
         session.commit()
-    except Exception:
+    except Exception as err:  # a full disk, a locked or read-only database: one line, nothing half-written
         session.rollback()
-        raise
+        raise StorageError(f"cannot write to study {study.study_name!r}: {type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
     finally:
         session.close()
 
@@ -86,7 +89,14 @@ def attach_artifact(study: optuna.Study, trial: optuna.trial.FrozenTrial, store:
     artifact_id = str(uuid.uuid4())
     meta = ArtifactMeta(artifact_id=artifact_id, filename=os.path.basename(path),
                         mimetype=mimetypes.guess_type(path)[0] or "application/octet-stream", encoding=None)
-    with open(path, "rb") as f:
-        store.write(artifact_id, f)
+    try:
+        with open(path, "rb") as f:
+            store.write(artifact_id, f)
+    except OSError as err:
+        try:
+            store.remove(artifact_id)  # no truncated artifact left behind
+        except Exception:
+            pass
+        raise StorageError(f"cannot store {os.path.basename(path)!r} as an artifact: {err.strerror or err}") from None
     annotate_trial(study, trial, system_attrs={ARTIFACTS_ATTR_PREFIX + artifact_id: json.dumps(dataclasses.asdict(meta))})
     return artifact_id

@@ -30,16 +30,18 @@ from dataclasses import asdict, dataclass
 import networkx as nx
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from hypernas.compile import Program
 from hypernas.config import SPLITS
 from hypernas.data import Dataset
-from hypernas.errors import GraphError, OptionError
+from hypernas.errors import GraphError, OptionError, warn
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, predict_weights
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.ops import RunContext
+from hypernas.spaces import recorded_space
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Scorer:
     """Batched, cached scoring of architectures by one trained hypernetwork."""
 
     def __init__(self, ghn: GraphHyperNetwork, data: Dataset, samples: int = 1, seed: int = 0,
-                 batch: int = 64, device: str = "cpu", split: str = "val"):
+                 batch: int = 64, device: str = "cpu", split: str = "val", space: "SpaceCheck | None" = None):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise OptionError(f"samples must be an integer >= 1, got {samples!r}")
         if split not in SPLITS:
@@ -80,13 +82,22 @@ class Scorer:
         n = len(data.x_val)  # the train split is in random order (data.py): its first n are a random sample
         x, y = (data.x_val, data.y_val) if split == "val" else (data.x_train[:n], data.y_train[:n])
         self.x, self.y = x.to(device), y.to(device)
+        self.space = space  # where given, a graph outside the hypernetwork's space is refused
         self.cache: dict[str, Score] = {}
         self.hits = 0
 
     @classmethod
     def from_checkpoint(cls, path: str, data: Dataset, **kwargs) -> "Scorer":
-        """A scorer for `data` from a checkpoint; refuses one trained for other data."""
-        return cls(load_hypernet(path, data=data, device=kwargs.get("device", "cpu")).model, data, **kwargs)
+        """A scorer for `data` from a checkpoint; refuses one trained for other data, and graphs
+        of another space or other space options than it learned (`SpaceCheck`).
+
+        Usage: Scorer.from_checkpoint("runs/a/hypernet.pt", data, samples=2).score(graphs)"""
+        hypernet = load_hypernet(path, data=data, device=kwargs.get("device", "cpu"))
+        ckpt = hypernet.checkpoint
+        if "space" not in kwargs:
+            space = recorded_space(ckpt["space"], None, f"checkpoint {path!r}")
+            kwargs["space"] = SpaceCheck(space, ckpt["space_options"], data.in_channels, data.num_classes)
+        return cls(hypernet.model, data, **kwargs)
 
     def _noise(self, key: str, draw: int) -> torch.Tensor:
         if draw == 0:
@@ -96,11 +107,16 @@ class Scorer:
         return torch.randn(self.ghn.config.noise, generator=g)
 
     @torch.no_grad()
-    def score(self, graphs: list[nx.DiGraph | GraphInfo], keys: list[str] | None = None) -> list[Score]:
+    def score(self, graphs: list[nx.DiGraph | GraphInfo], keys: list[str] | None = None,
+              progress: bool = False) -> list[Score]:
         """Scores in input order; duplicates (by canonical hash) are computed once.
 
-        Graphs may come already validated (`GraphInfo`), and with their hashes in `keys`."""
+        Graphs may come already validated (`GraphInfo`), and with their hashes in `keys`.
+        `progress` shows a bar (architectures scored, rate, time left)."""
         infos = [as_info(G) for G in graphs]
+        if self.space is not None:
+            for info in infos:
+                self.space.check(info)
         keys = keys if keys is not None else [canonical_hash(info) for info in infos]
         todo: dict[str, GraphInfo] = {}
         for key, info in zip(keys, infos):
@@ -109,8 +125,10 @@ class Scorer:
             else:
                 todo[key] = info
         items = list(todo.items())
-        for i in range(0, len(items), self.batch):
-            self._score_batch(items[i : i + self.batch])
+        with tqdm(total=len(items), desc="score", unit="arch", disable=not progress) as bar:
+            for i in range(0, len(items), self.batch):
+                self._score_batch(items[i : i + self.batch])
+                bar.update(len(items[i : i + self.batch]))
         return [self.cache[k] for k in keys]
 
     def _score_batch(self, items: list[tuple[str, GraphInfo]]) -> None:
@@ -137,3 +155,42 @@ class Scorer:
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+class SpaceCheck:
+    """Whether a graph belongs to a space with given options, as far as the hypernetwork can
+    tell: each of its nodes (op, attributes, input widths) is a kind that random draws from
+    the space make. Scoring a C=16 NB201 cell with a hypernetwork trained at C=8 would
+    otherwise give a meaningless score, silently.
+
+    Usage: SpaceCheck(get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10).check(validate(G))"""
+
+    DRAWS = 500  # enough to meet every node kind of the built-in spaces many times over
+
+    def __init__(self, space, options: dict, in_channels: int, num_classes: int):
+        import random
+
+        from hypernas.spaces import BUILTIN, RandomTrial
+
+        self.space, self.options = space, options
+        self.strict = space.name in BUILTIN  # a user's space may have ranges no sample covers: warn there
+        rng = random.Random("space-check")
+        self.kinds: set = set()
+        for _ in range(self.DRAWS):
+            self.kinds |= {_kind(n) for n in space.build_info(RandomTrial(rng), in_channels, num_classes, **options)[1].nodes}
+
+    def check(self, info: GraphInfo) -> None:
+        unknown = [n for n in info.nodes if _kind(n) not in self.kinds]
+        if not unknown:
+            return
+        n = unknown[0]
+        text = (f"node {n.name!r} ({n.op.name} {n.attrs}, from {[s.channels for s in n.in_shapes]} channels) is not "
+                f"in space {self.space.name!r} with options {self.options}, which the hypernetwork learned; score "
+                "graphs built with those options")
+        if self.strict:
+            raise GraphError(text)
+        warn(text)
+
+
+def _kind(n) -> tuple:
+    return n.op.name, tuple(sorted(n.attrs.items())), tuple(s.channels for s in n.in_shapes)

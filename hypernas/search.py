@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 
 from hypernas.config import SearchConfig
 from hypernas.data import Dataset, load_dataset
-from hypernas.errors import HypernasError, SpaceError, StorageError, warn
+from hypernas.errors import HypernasError, SpaceError, StorageError
 from hypernas.finals import finalize
-from hypernas.ghn.checkpoint import Hypernet, check_space, load_hypernet
+from hypernas.ghn.checkpoint import Hypernet, check_space, load_hypernet, warn_unfinished
 from hypernas.ghn.fit import check_resumable, fit_hypernet, fit_record
 from hypernas.graph import canonical_hash
 from hypernas.samplers import make_sampler
@@ -89,14 +89,6 @@ def _check_same(cfg: SearchConfig, hypernet: Hypernet, scored_with: str | None) 
     if scored_with and hypernet.sha256 != scored_with:
         raise StorageError(f"study {cfg.study!r} was scored with another hypernetwork (digest {scored_with}) than "
                            f"{hypernet.path} (digest {hypernet.sha256}); pick another --study, or pass the original")
-
-
-def warn_unfinished(hypernet: Hypernet) -> None:
-    """Say so when a checkpoint stopped before the steps it was planned for."""
-    done, planned = hypernet.checkpoint.get("step", 0), hypernet.checkpoint.get("fit", {}).get("steps", 0)
-    if done < planned:
-        warn(f"the hypernetwork {hypernet.path} stopped after {done} of its {planned} planned training steps; "
-             f"continue it with `hypernas train-hypernet --resume --out {hypernet.path} ...`")
 
 
 def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:

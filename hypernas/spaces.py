@@ -120,8 +120,11 @@ class Space:
         JSON must fit the data (`in_channels`, `num_classes`) unless `check_data` is False."""
         text = text.strip()
         if text and not text.startswith(("{", "|")) and os.path.isfile(text):
-            with open(text, encoding="utf-8") as f:
-                text = f.read().strip()
+            try:
+                with open(text, encoding="utf-8") as f:
+                    text = f.read().strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise SpaceError(f"cannot read the architecture file {text!r}: {getattr(err, 'strerror', None) or err}") from None
         if text.startswith("{"):
             G = from_json(text)
             info = validate(G)

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from hypernas.compile import GraphModule, compile_graph
 from hypernas.config import TrainConfig
 from hypernas.data import Dataset
-from hypernas.graph import param_count
+from hypernas.device import check_memory
+from hypernas.graph import activation_numel, param_count
 
 
 @dataclass
@@ -64,6 +65,9 @@ def train(
     `holdout_val=True`: train without the validation slice and report accuracy on it.
     """
     start = time.perf_counter()
+    # forward values, their gradients and BatchNorm's saved inputs, in float32
+    check_memory(3 * 4 * config.batch_size * activation_numel(G, data.input_size), f"training at batch "
+                 f"{config.batch_size}", device)
     torch.manual_seed(seed)
     model = compile_graph(G, data.ndim).to(device)
     x, y = (data.x_train, data.y_train) if holdout_val else data.train_and_val()

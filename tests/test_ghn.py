@@ -236,7 +236,7 @@ def test_checkpoints_refuse_corrupt_truncated_foreign_and_incompatible_files(mni
     fit_hypernet(get_space("nb201"), NB201_TINY, mnist1d, replace(TINY, steps=3), out=str(path),
                  progress=False)
     hypernet = load_hypernet(str(path), data=mnist1d)
-    ghn, ckpt = hypernet.model, hypernet.checkpoint
+    ckpt = hypernet.checkpoint
     assert ckpt["space"] == "nb201" and ckpt["space_options"] == NB201_TINY and ckpt["step"] == 3
     with pytest.raises(CheckpointError, match="trained for"):
         load_hypernet(str(path), data=load_dataset("digits"))

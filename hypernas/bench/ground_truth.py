@@ -1,9 +1,10 @@
-"""Make the reference ground-truth table: random NB201 cells trained normally with 2 seeds.
+"""Make a ground-truth table: random architectures of a space trained normally with 2 seeds.
 
-Reference protocol (BENCHMARKS.md): MNIST-1D, skeleton C=8 and N=1, 6 epochs, test accuracy.
-Cells are drawn uniformly with a fixed seed; isomorphic duplicates (canonical hash) are
-skipped so every row is a distinct network. Each finished training is appended to the
-CSV at once, so an interrupted run resumes where it stopped.
+Reference protocol (BENCHMARKS.md): MNIST-1D, NB201 at skeleton C=8 and N=1, 6 epochs, test
+accuracy. Architectures are drawn uniformly with a fixed seed; isomorphic duplicates
+(canonical hash) are skipped so every row is a distinct network. A row names its architecture
+by the space's string form, or for a space without one (macro) by its choices as JSON. Each
+finished training is appended to the CSV at once, so an interrupted run resumes where it stopped.
 
 Usage:
     python -m hypernas.bench.ground_truth --cells 300 --out hypernas/bench/data/nb201_mnist1d.csv
@@ -14,31 +15,68 @@ Usage:
     python -m hypernas.bench.ground_truth --dataset digits --cells 100 --out hypernas/bench/data/nb201_digits.csv
     # more seeds of the same cells on many cores: one process per shard, each with its own file
     for k in 0 1 2 3; do python -m hypernas.bench.ground_truth --seeds 2 3 --threads 1 --shard $k/4 --out s$k.csv & done
+    # macro networks on the harder MNIST-1D (docs/history.md says why that task)
+    python -m hypernas.bench.ground_truth --space macro --dataset mnist1d_small --cells 200 \
+        --out hypernas/bench/data/macro_mnist1d_small.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import random
 
+import networkx as nx
+import optuna
 import torch
 from tqdm.auto import tqdm
 
 from hypernas.data import load_dataset
 from hypernas.graph import canonical_hash, flops, param_count
+from hypernas.spaces import RandomTrial, Space, get_space
 from hypernas.train import train
 from search_spaces import nb201
 
 DEFAULT_TABLE = os.path.join(os.path.dirname(__file__), "data", "nb201_mnist1d.csv")
 FIELDS = ["arch", "hash", "params", "flops", "seed", "test_accuracy", "test_loss", "seconds"]
 PROTOCOL = {"channels": 8, "cells": 1}
+SPACE_OPTIONS = {"nb201": PROTOCOL}  # each table's space options; others use the space's defaults
 
 
 def draw_cells(n: int, seed: int = 0, exclude: set[str] = frozenset()) -> list[str]:
     """`n` NB201 strings of distinct networks, drawn uniformly at random, none hashing into `exclude`."""
-    graphs = nb201.SPACE.sample_distinct(n, seed, 1, 10, exclude=exclude, **PROTOCOL)
-    return [nb201.format_graph(G) for G in graphs]
+    return draw_archs(nb201.SPACE, n, seed, exclude)
+
+
+def draw_archs(space: Space, n: int, seed: int = 0, exclude: set[str] = frozenset(), in_channels: int = 1,
+               num_classes: int = 10) -> list[str]:
+    """`n` distinct architectures drawn uniformly, none hashing into `exclude`, as table rows
+    name them (`arch_text`). Drawn as `Space.sample_distinct` draws, one RNG in turn."""
+    options = SPACE_OPTIONS.get(space.name, {})
+    rng, seen, out = random.Random(seed), set(exclude), []
+    while len(out) < n:
+        trial = RandomTrial(rng)
+        G, info = space.build_info(trial, in_channels, num_classes, **options)
+        key = canonical_hash(info)
+        if key not in seen:
+            seen.add(key)
+            out.append(arch_text(space, G, trial.params))
+    return out
+
+
+def arch_text(space: Space, G: nx.DiGraph, choices: dict) -> str:
+    """A table row's name of an architecture: the space's string form, else its choices as JSON."""
+    return space.describe(G) if space.format else json.dumps(choices, sort_keys=True)
+
+
+def arch_graph(space: Space, text: str, in_channels: int, num_classes: int) -> nx.DiGraph:
+    """The network a table row names (`arch_text`), built for the data's channels and classes."""
+    options = SPACE_OPTIONS.get(space.name, {})
+    if space.format:
+        return space.from_text(text, in_channels, num_classes, **options)
+    return space.build(optuna.trial.FixedTrial(json.loads(text)), in_channels, num_classes, **options)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -67,13 +105,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default=DEFAULT_TABLE)
     ap.add_argument("--dataset", default="mnist1d", help="the reference is mnist1d; another makes a table of its own")
+    ap.add_argument("--space", default="nb201", help="a built-in space: nb201 (C=8, N=1) or macro (its defaults)")
     ap.add_argument("--exclude", help="another table whose networks must not be drawn again (a disjoint dev set)")
     ap.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
                     help="train only every N-th job from the K-th, to spread a table over N processes")
     args = ap.parse_args(argv)
-    if args.dataset != "mnist1d" and os.path.abspath(args.out) == os.path.abspath(DEFAULT_TABLE):
-        ap.error(f"--dataset {args.dataset} needs an --out of its own: the default is the MNIST-1D reference table")
+    if (args.dataset, args.space) != ("mnist1d", "nb201") and os.path.abspath(args.out) == os.path.abspath(DEFAULT_TABLE):
+        ap.error(f"--dataset {args.dataset} --space {args.space} needs an --out of its own: the default is the "
+                 "NB201 MNIST-1D reference table")
     torch.set_num_threads(args.threads)
+    space = get_space(args.space)
     data = load_dataset(args.dataset)
     done = set()
     if os.path.exists(args.out):
@@ -83,15 +124,15 @@ def main(argv: list[str] | None = None) -> None:
         # The table stores no dataset name, but its networks' sizes tell: resuming it with another
         # dataset would mix two ground truths in one file.
         for r in existing[:10]:
-            G = nb201.from_string(r["arch"], data.in_channels, data.num_classes, **PROTOCOL)
+            G = arch_graph(space, r["arch"], data.in_channels, data.num_classes)
             if int(r["params"]) != param_count(G, data.ndim):
                 ap.error(f"{args.out} was made with another dataset: its networks are not {args.dataset}'s "
                          f"({r['params']} parameters in {r['arch']}, {param_count(G, data.ndim)} here)")
     exclude = set()
     if args.exclude:  # hashed afresh: a stored hash goes stale if the hash convention changes
         with open(args.exclude, newline="") as f:
-            exclude = {canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) for r in csv.DictReader(f)}
-    cells = draw_cells(args.cells, args.draw_seed, exclude)
+            exclude = {canonical_hash(arch_graph(space, r["arch"], 1, 10)) for r in csv.DictReader(f)}
+    cells = draw_archs(space, args.cells, args.draw_seed, exclude)
     todo = [job for job in jobs(cells, args.seeds, args.shard) if job not in done]
     new_file = not os.path.exists(args.out)
     with open(args.out, "a", newline="") as f:
@@ -99,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         if new_file:
             writer.writeheader()
         for arch, seed in tqdm(todo, desc="ground truth", unit="run"):
-            G = nb201.from_string(arch, data.in_channels, data.num_classes, **PROTOCOL)
+            G = arch_graph(space, arch, data.in_channels, data.num_classes)
             r = train(G, data, seed=seed, progress=False)
             writer.writerow({"arch": arch, "hash": canonical_hash(G), "params": param_count(G, data.ndim),
                              "flops": flops(G, data.input_size), "seed": seed,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hypernas.errors import CheckpointError, HypernasError
+from hypernas.errors import CheckpointError, HypernasError, warn
 from hypernas.files import save_file
 
 FORMAT = "hypernas-hypernet"
@@ -129,3 +129,11 @@ def load_hypernet(path: str, data=None, device: str = "cpu") -> Hypernet:
         detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # torch's are multi-line
         raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {detail[:300]}") from None
     return Hypernet(ghn.to(device).eval(), ckpt, path, digest)
+
+
+def warn_unfinished(hypernet: Hypernet) -> None:
+    """Say so when a checkpoint stopped before the steps it was planned for."""
+    done, planned = hypernet.checkpoint.get("step", 0), hypernet.checkpoint.get("fit", {}).get("steps", 0)
+    if done < planned:
+        warn(f"the hypernetwork {hypernet.path} stopped after {done} of its {planned} planned training steps; "
+             f"continue it with `hypernas train-hypernet --resume --out {hypernet.path} ...`")

@@ -58,17 +58,18 @@ class GraphBatch:
     # neighbours: along edges forward, backward, and along virtual edges both ways. A sparse
     # product is ~20x faster on CPU than gathering messages and index_add-ing them.
     operators: list[torch.Tensor] = field(default_factory=list)
-    hops: list[np.ndarray] = field(default_factory=list)  # per graph: (n, n) directed hop counts, inf if none
+    adjacency: list[csr_matrix] = field(default_factory=list)  # per graph: (n, n) edges, for hop counts
 
     def distance_buckets(self, s_max: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense per-graph layout for attention, M the largest graph's size: (N,) slot of each
         node in a flat (G*M) layout; (G, M, M) bucket of each pair (0 itself, k = k hops
         forward and s_max+k = k hops backward for k <= s_max, 2 s_max+1 farther or unrelated,
         2 s_max+2 padding); (G, M) mask of real nodes."""
-        sizes = [len(h) for h in self.hops]
+        sizes = [a.shape[0] for a in self.adjacency]
         m = max(sizes)
         buckets = np.full((len(sizes), m, m), 2 * s_max + 2, dtype=np.int64)
-        for g, hops in enumerate(self.hops):
+        for g, adj in enumerate(self.adjacency):
+            hops = shortest_path(adj, directed=True, unweighted=True)  # (n, n): attention is dense anyway
             fwd = np.where(hops <= s_max, hops, np.inf)
             bucket = np.full(hops.shape, 2 * s_max + 1, dtype=np.int64)
             bucket[np.isfinite(fwd)] = fwd[np.isfinite(fwd)]
@@ -99,6 +100,29 @@ def _mean_operator(targets: np.ndarray, sources: np.ndarray, weight: np.ndarray,
                                        torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data), (n, n))
 
 
+def _virtual_edges(adj: csr_matrix, s_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sources, targets, hops) of every pair 2 to `s_max` hops apart along the edges, in row
+    order. Breadth first with sparse products, so a deep chain costs its edges times `s_max`,
+    not the square of its length as all-pairs shortest paths would."""
+    reached = adj.astype(bool).tocsr()
+    frontier = reached
+    found = []
+    for k in range(2, s_max + 1):
+        frontier = (frontier @ adj).astype(bool).tocsr()
+        frontier = (frontier.astype(np.int8) - frontier.multiply(reached).astype(np.int8)).astype(bool).tocsr()
+        frontier.eliminate_zeros()
+        if frontier.nnz == 0:
+            break
+        u, v = frontier.nonzero()
+        found.append((u, v, np.full(len(u), float(k))))
+        reached = (reached + frontier).astype(bool).tocsr()
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    u, v, k = (np.concatenate(parts) for parts in zip(*found))
+    order = np.lexsort((v, u))
+    return u[order], v[order], k[order]
+
+
 def _features(info: GraphInfo) -> list[list[float]]:
     depth: dict = {}
     rows = []
@@ -121,7 +145,7 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
     """Encode validated graphs (see `hypernas.graph.validate`) as one disjoint union."""
     op_index = {name: i for i, name in enumerate(vocab)}
     op_ids, feats, graph_index, src, dst, vsrc, vdst, vw, params = [], [], [], [], [], [], [], [], []
-    hop_matrices = []
+    adjacencies = []
     offset = 0
     for g, info in enumerate(infos):
         local = {n.name: i for i, n in enumerate(info.nodes)}
@@ -141,13 +165,12 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
         dst.extend(offset + i for i in e_dst)
         size = len(info.nodes)
         adj = csr_matrix((np.ones(len(e_src)), (e_src, e_dst)), shape=(size, size))
-        hops = shortest_path(adj, directed=True, unweighted=True)
-        hop_matrices.append(hops)
+        adjacencies.append(adj)
         if s_max > 1 and size > 2:
-            u, v = np.nonzero((hops >= 2) & (hops <= s_max))
+            u, v, hops = _virtual_edges(adj, s_max)
             vsrc.append(u + offset)
             vdst.append(v + offset)
-            vw.append(1.0 / hops[u, v])
+            vw.append(1.0 / hops)
         graph_index.extend([g] * size)
         offset += size
     e_src, e_dst = np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
@@ -169,5 +192,5 @@ def encode(infos: list[GraphInfo], vocab: list[str] | tuple[str, ...], ndim: int
         param_nodes=params,
         num_graphs=len(infos),
         operators=operators,
-        hops=hop_matrices,
+        adjacency=adjacencies,
     )

@@ -31,7 +31,10 @@ from hypernas.data import Dataset, signature_mismatch
 from hypernas.errors import CheckpointError
 from hypernas.files import check_writable
 from hypernas.ghn.checkpoint import load_checkpoint, save_checkpoint
+from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, predict_weights
+from hypernas.device import check_memory
+from hypernas.graph import activation_numel
 from hypernas.ops import RunContext, list_ops
 from hypernas.spaces import RandomTrial, Space
 
@@ -86,6 +89,10 @@ def fit_hypernet(
     best = {"loss": float("inf"), "step": 0, "model": copy.deepcopy(ghn.state_dict())}
     # Fixed validation architectures, from their own seed so they never shift the training draw.
     eval_infos = _sample_infos(space, random.Random(f"eval-{config.seed}"), config.eval_archs, data, options)
+    ghn.check_fits(encode(eval_infos, ghn.ops, ghn.ndim, ghn.config.s_max))  # a space too wide fails now
+    largest = max(activation_numel(info, data.input_size) for info in eval_infos)
+    check_memory(3 * 4 * config.batch_size * config.meta_batch * largest,
+                 f"hypernetwork training at meta-batch {config.meta_batch} and batch {config.batch_size}", device)
     if resume and out and os.path.exists(out):
         ckpt = load_checkpoint(out)
         check_resumable(ckpt, record, out)

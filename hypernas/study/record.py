@@ -75,9 +75,21 @@ def open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet
     record. `hypernet` is the loaded checkpoint (`hypernas.ghn.checkpoint.Hypernet`)."""
     directions = [OBJECTIVES[o] for o in cfg.objectives]
     try:
-        study = optuna.create_study(study_name=cfg.study, storage=storage, directions=directions, load_if_exists=True)
+        return _open_study(cfg, storage, record, hypernet, directions)
+    except StorageError:
+        raise
     except ValueError as err:
         raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {err}") from None
+    except Exception as err:  # the database refused: full disk, read-only, locked, corrupt
+        if type(err).__module__.split(".")[0] not in ("sqlalchemy", "optuna", "sqlite3", "psycopg"):
+            raise
+        raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
+
+
+def _open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet: Any,
+                directions: list[str]) -> optuna.Study:
+    study = optuna.create_study(study_name=cfg.study, storage=storage, directions=directions, load_if_exists=True)
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(f"study {cfg.study!r} has directions {study.directions}, not {directions}")
     record = {**record, "hypernet": os.path.abspath(hypernet.path), "hypernet_sha256": hypernet.sha256}
