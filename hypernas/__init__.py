@@ -9,7 +9,7 @@ Usage:
 
 __version__ = "0.1.0"
 
-from hypernas.compile import compile_graph  # noqa: E402 (the version first: the CLI reads it)
+from hypernas.compile import compile_graph, create_model  # noqa: E402 (the version first: the CLI reads it)
 from hypernas.config import FitConfig, SearchConfig, TrainConfig  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
 from hypernas.errors import HypernasError  # noqa: E402
@@ -21,5 +21,6 @@ from hypernas.spaces import get_space, list_spaces  # noqa: E402
 from hypernas.train import train  # noqa: E402
 
 __all__ = ["FitConfig", "HypernasError", "Scorer", "SearchConfig", "TrainConfig", "canonical_hash", "compile_graph",
+           "create_model",
            "flops", "from_json", "get_space", "list_spaces", "load", "load_dataset", "param_count", "run_search",
            "to_json", "train", "validate"]

@@ -24,6 +24,7 @@ from hypernas import __version__
 from hypernas.config import (MAX_SEED, SPLITS, VAL_FRACTION, FitConfig, SearchConfig, TrainConfig, check_study_name,
                              load_search_config, sqlite_url)
 from hypernas.device import check_device, set_threads
+from hypernas.drawing import VIEWS
 from hypernas.errors import HypernasError, HypernasWarning, OptionError
 from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
 
@@ -150,9 +151,9 @@ def draw(args: argparse.Namespace) -> None:
     from hypernas.drawing import draw_architecture
     from hypernas.spaces import get_space
 
-    G = get_space(args.space).from_text(args.arch, args.in_channels, args.num_classes, check_data=False,
-                                       **space_options(args))
-    draw_architecture(G, args.out)
+    space = get_space(args.space)
+    G = space.from_text(args.arch, args.in_channels, args.num_classes, check_data=False, **space_options(args))
+    draw_architecture(G, args.out, view=args.view, sketch=space.sketch)
     print(args.out)
 
 
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(p)
     p.add_argument("--arch", required=True)
     p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--view", choices=VIEWS, default="auto",
+                   help="sketch: what the space varies (a cell, a chain of blocks); ops: every op [default: auto, the "
+                        "sketch where the space has one]")
     p.add_argument("--in-channels", type=int, default=1, help="[default: 1]")
     p.add_argument("--num-classes", type=int, default=10, help="[default: 10]")
 
@@ -379,16 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Our warnings as one line, as errors are; others as Python shows them."""
     if issubclass(category, HypernasWarning):
-        print(f"hypernas: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
-    else:
-        _python_show_warning(message, category, filename, lineno, file, line)
+        return f"hypernas: warning: {' '.join(str(message).split())}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -407,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_python_show_warning = warnings.showwarning
+_python_format_warning = warnings.formatwarning
 
 if __name__ == "__main__":
     sys.exit(main())

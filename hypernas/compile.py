@@ -141,3 +141,14 @@ class GraphModule(nn.Module):
 def compile_graph(G: nx.DiGraph, ndim: int) -> GraphModule:
     """Validate `G` and build its module for `ndim`-D data (1 = sequences, 2 = images)."""
     return GraphModule(G, ndim)
+
+
+def create_model(space: str, arch: str, in_channels: int, num_classes: int, ndim: int = 1, **options) -> GraphModule:
+    """A trainable module from a space's name and an architecture's text (its string form,
+    JSON, or a JSON file), with freshly initialised weights, as timm's `create_model`.
+
+    Usage: model = hypernas.create_model("nb201", "|nor_conv_3x3~0|+...", 1, 10, channels=8, cells=1)
+    """
+    from hypernas.spaces import get_space
+
+    return compile_graph(get_space(space).from_text(arch, in_channels, num_classes, **options), ndim)

@@ -131,6 +131,8 @@ class SearchConfig:
                                      "training split (it ranked better on MNIST-1D, worse on digits)", choices=SPLITS)
     hypernet: str | None = option(None, "a trained hypernetwork checkpoint; without it one is trained first")
     fit: FitConfig = option(FitConfig(), "hypernetwork training", table="fit")
+    timeout: float | None = option(None, "stop scoring after this many seconds (as Optuna's optimize), then train "
+                                         "the finalists; a rerun goes on", above=0)
     top_k: int = option(5, "distinct best architectures to train normally at the end", low=0)
     final_epochs: int = option(6, "epochs of each final training", low=0)
     seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED)

@@ -12,7 +12,9 @@ Usage:
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
@@ -63,7 +65,16 @@ def save_file(write: Callable[[BinaryIO], None], path: str, error: type[Hypernas
             os.unlink(tmp)
         if isinstance(err, OSError):
             raise error(_why(path, err, what)) from None
+        if isinstance(err, RuntimeError) and _nearly_full(path):  # torch's writer reports ENOSPC as its own error
+            raise error(_why(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), what)) from None
         raise
+
+
+def _nearly_full(path: str) -> bool:
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 2**20
+    except OSError:
+        return False
 
 
 def save_text(text: str, path: str, error: type[HypernasError] = HypernasError, what: str = "") -> None:

@@ -75,17 +75,22 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any)
             name = os.path.join("final", f"{study.user_attrs['run_token']}-trial_{t.number}")
             save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name + ".pt"))
             png = os.path.join(cfg.run_dir, name + ".png")
-            draw_architecture(G, png, title=f"trial {t.number}: {t.user_attrs['arch'][:80]}")
+            arch = t.user_attrs["arch"]
+            draw_architecture(G, png, title=f"trial {t.number}: " + (arch if len(arch) <= 160 else "graph JSON"),
+                              sketch=getattr(space, "sketch", None))
             attach_artifact(study, t, store, png)
             annotate_trial(study, t, user_attrs={
                 "trained_accuracy": acc, "trained_seconds": round(seconds, 2), "trained_epochs": cfg.final_epochs,
                 "trained_weights": name + ".pt"})
-        rows.append({"trial": t.number, "arch": t.user_attrs["arch"], "score": t.values[0],
+        rows.append({"trial": t.number, "arch": _shown(t), "score": t.values[0],
                      "score_std": t.user_attrs["score_std"], "trained_accuracy": acc, "params": t.user_attrs["params"],
                      "seconds": seconds})
     tau = None
     if len(rows) >= 2:
         tau = float(stats.kendalltau([r["score"] for r in rows], [r["trained_accuracy"] for r in rows]).statistic)
+        tau = None if tau != tau else tau  # NaN when every score or every accuracy ties
+    study.set_user_attr("finalists", len(rows))  # how well the score ranked what was trained, and over how many
+    study.set_user_attr("finalists_kendall_tau", tau)
     table = final_table(rows, tau)
     print(table)
     try:
@@ -97,12 +102,20 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any)
     return rows, tau
 
 
+def _shown(t: optuna.trial.FrozenTrial) -> str:
+    """A finalist's architecture in full: the space's string form, or (for graph JSON, which
+    runs to thousands of characters) the choices the trial made, which determine it."""
+    arch = t.user_attrs["arch"]
+    return arch if not arch.startswith("{") else ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
+
+
 def final_table(rows: list[dict], tau: float | None) -> str:
-    """Markdown: rank, architecture, score +- std, true accuracy, params, seconds; and tau."""
+    """Markdown: rank, architecture, score +- std, true accuracy, params, seconds; and tau.
+    An architecture's `|` (NB201's strings are made of them) is escaped, or it would split the cell."""
     lines = ["| rank | trial | architecture | score ± std | true accuracy | params | seconds |",
              "|---|---|---|---|---|---|---|"]
     for rank, r in enumerate(rows, start=1):
-        arch = r["arch"] if len(r["arch"]) <= 90 else r["arch"][:87] + "..."
+        arch = r["arch"].replace("|", "\\|")
         lines.append(f"| {rank} | {r['trial']} | `{arch}` | {r['score']:.4f} ± {r['score_std']:.4f} | "
                      f"{r['trained_accuracy']:.4f} | {r['params']} | {r['seconds']:.1f} |")
     lines.append("")

@@ -179,6 +179,8 @@ def from_json(text: str | dict) -> nx.DiGraph:
             raise ValueError("expected an object with 'nodes' and 'edges'")
         if not data.get("directed", True) or data.get("multigraph", False):
             raise ValueError("expected a directed graph without parallel edges")
+        if not isinstance(data.get("graph", {}), dict):
+            raise ValueError("'graph' (the graph's labels) must be an object")
         G = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
     except RecursionError:
         raise GraphError("not a valid architecture JSON: nested too deeply") from None

@@ -26,8 +26,15 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
     if kind == "arch":
         from hypernas.study.record import pick_trial, trial_graph
 
+        from hypernas.study.record import study_space
+
         best = pick_trial(study, "best")
-        draw_architecture(trial_graph(study, best, space), path, title=f"best trial {best.number}: score {best.values[0]:.4f}")
+        G = trial_graph(study, best, space)
+        try:
+            sketch = study_space(study, space).sketch
+        except HypernasError:  # a user's space it was not given: graph JSON draws without its code
+            sketch = None
+        draw_architecture(G, path, sketch=sketch, title=f"best trial {best.number}: score {best.values[0]:.4f}")
         return
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

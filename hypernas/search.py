@@ -160,6 +160,7 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
 def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing, progress) -> None:
     steer, writer, cache = mirror.steer, mirror.writer, mirror.cache
     stale = 0  # trials in a row that found no new architecture
+    started = time.perf_counter()
     unit = "arch" if cfg.distinct else "trial"
     with tqdm(total=cfg.trials, initial=min(done, cfg.trials), desc="search", unit=unit, disable=not progress) as bar:
         while not writer.full:
@@ -168,6 +169,9 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                 done = writer.counted()
                 if done >= cfg.trials:
                     break
+            if cfg.timeout is not None and time.perf_counter() - started >= cfg.timeout:
+                print(f"stopping the search at --timeout {cfg.timeout:g} s, after {done} {unit}s")
+                break
             if stale >= STALE_TRIALS:
                 warnings.warn(f"stopping at {done} distinct architectures: the last {stale} trials found nothing new, "
                               f"so the space (or the sampler's reach) looks exhausted")
@@ -207,7 +211,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                     s = fresh[key]
                     values = [s.score] + [s.params if o == "params" else s.flops for o in cfg.objectives[1:]]
                     cache[key] = (values, trial.number)
-                    for name, value in (("arch", space.describe(G)), ("hash", key), ("params", s.params),
+                    for name, value in (("arch", space.describe(G)), ("hash", key), ("duplicate", False), ("params", s.params),
                                         ("flops", s.flops), ("score", s.score), ("score_std", s.score_std),
                                         ("accuracy", s.accuracy), ("accuracy_std", s.accuracy_std),
                                         ("loss", s.loss), ("loss_std", s.loss_std)):
@@ -217,6 +221,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                     trial.set_user_attr("arch", space.describe(G))
                     trial.set_user_attr("hash", key)
                     trial.set_user_attr("duplicate_of", first)
+                    trial.set_user_attr("duplicate", True)  # a filter in the dashboard
                     stale += 1
                 steer.tell(trial, values)
                 done += not cfg.distinct

@@ -48,9 +48,23 @@ class RandomTrial:
 
 
 @dataclass(frozen=True)
+class Sketch:
+    """What a person draws of an architecture, where the op-level graph is too much to read.
+
+    `cell`: the nodes of one repeated cell, and its edges (source, target, op label); `chain`:
+    one box of text per block, in order. `caption` is one line about the rest (the skeleton)."""
+
+    kind: str  # "cell" or "chain"
+    nodes: list[str]
+    edges: list[tuple[int, int, str]] = field(default_factory=list)
+    caption: str = ""
+
+
+@dataclass(frozen=True)
 class Space:
     """A named search space. Optional hooks: `parse`/`format` for a compact string form
-    (NB201's `|op~0|+...`) and `enumerate` for spaces small enough to list."""
+    (NB201's `|op~0|+...`), `enumerate` for spaces small enough to list, and `sketch` for a
+    drawing of what varies (a cell, a chain of blocks)."""
 
     name: str
     suggest: Callable[..., nx.DiGraph]
@@ -61,6 +75,7 @@ class Space:
     format: Callable[[nx.DiGraph], str] | None = None
     enumerate: Callable[..., Iterator[nx.DiGraph]] | None = None
     grid: dict[str, list[Any]] | None = None  # every choice, for Optuna's GridSampler
+    sketch: Callable[[nx.DiGraph], Sketch] | None = None  # the drawing a person reads (`hypernas.drawing`)
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Defaults filled in; an option the space does not take is an error, never ignored."""

@@ -42,3 +42,17 @@ def fit_config(**options):
     from hypernas.options import build
 
     return build(FitConfig, options)
+
+
+def fails_cleanly(argv: list, capsys, *expected: str) -> str:
+    """Run the CLI; it must exit 1 with exactly one stderr line holding every `expected` text."""
+    from hypernas.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 1, (out, err)
+    lines = [line for line in err.splitlines() if not line.startswith("hypernas: warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("hypernas: error: ") and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err

@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-from conftest import fit_config
+from conftest import fails_cleanly, fit_config
 
 from hypernas.cli import main
 from hypernas.data import load_dataset
@@ -54,17 +54,6 @@ def files(tmp_path_factory):
     (d / "good.json").write_text(to_json(G))
     return {"dir": d, "data": data_path, "other_data": write_npz(d / "other.npz", seed=1, classes=4),
             "hypernet": str(d / "tiny_cnn.pt"), "nb201_hypernet": str(d / "nb201.pt"), "good": G}
-
-
-def fails_cleanly(argv: list[str], capsys, *expected: str) -> str:
-    """Run the CLI; it must exit 1 with exactly one stderr line holding every `expected` text."""
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert code == 1, (out, err)
-    assert err.count("\n") == 1 and err.startswith("hypernas: error: ") and "Traceback" not in err, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 def search_args(files, tmp_path, **kw) -> list[str]:

@@ -57,8 +57,8 @@ def _tiny_search(runs: Path):
 
     fit = fit_config(steps=4, meta_batch=2, batch_size=16, hidden=16, rounds=2, rank=4, warmup=2,
                     eval_every=2, eval_archs=2, checkpoint_every=4)
-    cfg = SearchConfig(space="tiny_cnn", space_options={"base": 4}, study=STUDY, runs=str(runs), trials=TRIALS,
-                       trial_batch=TRIALS, samples=1, fit=fit, top_k=1, final_epochs=1)
+    cfg = SearchConfig(space="nb201", space_options={"channels": 2, "cells": 1}, study=STUDY, runs=str(runs),
+                       trials=TRIALS, trial_batch=TRIALS, samples=1, fit=fit, top_k=2, final_epochs=1)
     result = run_search(cfg, progress=False)
     return cfg, result
 
@@ -107,19 +107,20 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
     searched = time.perf_counter() - start
     study = optuna.load_study(study_name=STUDY, storage=cfg.storage_url)
     trials = study.get_trials(deepcopy=False)
-    assert len(trials) == TRIALS and len(result.final) == 1
+    assert len(trials) == TRIALS and len(result.final) == 2
     finalist = next(t for t in trials if t.number == result.final[0]["trial"])
     metas = optuna.artifacts.get_all_artifact_meta(finalist, storage=study._storage)
     assert len(metas) == 1 and metas[0].mimetype == "image/png", metas
     artifact_dir = os.path.join(cfg.run_dir, "artifacts")
     drawing = Path(artifact_dir, metas[0].artifact_id).read_bytes()
     width, height = _png_size(drawing)
+    assert (width, height) == (768, 408), "the finalist's drawing is the NB201 cell, not the op-level graph"
     src = f"/artifacts/{study._study_id}/{finalist._trial_id}/{metas[0].artifact_id}"  # the dashboard's URL
     other = next(t for t in trials if t.number != finalist.number and "duplicate_of" not in t.user_attrs)
 
     out = Path(os.environ.get("HYPERNAS_ARTIFACTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    shots = {name: out / f"dashboard_{name}.png" for name in ("study", "trial", "trial_viewport", "failure")}
+    shots = {name: out / f"dashboard_{name}.png" for name in ("study", "note", "trial", "trial_viewport", "failure")}
     with _dashboard(cfg.storage_url, artifact_dir) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=WAIT_MS)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})  # tall enough for the artifact card
@@ -133,8 +134,25 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
             expect(page.get_by_text(f"{STUDY} (id={study._study_id})")).to_be_visible(timeout=WAIT_MS)
             expect(page.get_by_text(f"Best Trial (number={study.best_trial.number})")).to_be_visible(timeout=WAIT_MS)
             expect(page.get_by_text("Study User Attributes")).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_role("cell", name="tiny_cnn", exact=True)).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_role("cell", name="nb201", exact=True)).to_be_visible(timeout=WAIT_MS)
             page.screenshot(path=str(shots["study"]), full_page=True)
+
+            # The study's note, the final table: each finalist's whole NB201 string in the architecture column,
+            # its numbers in theirs (a `|` in the string would otherwise split the row into cells).
+            page.goto(f"{base}/dashboard/studies/{study._study_id}/note", wait_until="networkidle")
+            note = page.locator("table").filter(has_text="true accuracy")
+            expect(note).to_be_visible(timeout=WAIT_MS)
+            header = [c.strip() for c in note.locator("th").all_inner_texts()]
+            assert header == ["rank", "trial", "architecture", "score ± std", "true accuracy", "params", "seconds"]
+            rows = note.locator("tbody tr")
+            expect(rows).to_have_count(len(result.final), timeout=WAIT_MS)
+            for k, row in enumerate(result.final):
+                cells = [c.strip() for c in rows.nth(k).locator("td").all_inner_texts()]
+                assert cells[2] == row["arch"] and cells[1] == str(row["trial"]), cells
+                assert cells[3] == f"{row['score']:.4f} ± {row['score_std']:.4f}", cells
+                assert cells[4] == f"{row['trained_accuracy']:.4f}", cells
+            expect(page.get_by_text(f"over these {len(result.final)}")).to_be_visible(timeout=WAIT_MS)
+            page.screenshot(path=str(shots["note"]))
 
             # The trial list, opened at the finalist: every trial listed, its attributes, its drawing.
             page.goto(f"{base}/dashboard/studies/{study._study_id}/trials?numbers={finalist.number}",
@@ -177,7 +195,7 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
             assert response.headers["Content-Type"] == "image/png"
             assert response.read() == drawing
 
-    for name in ("study", "trial", "trial_viewport"):
+    for name in ("study", "note", "trial", "trial_viewport"):
         assert _png_size(shots[name].read_bytes())[0] >= 1400
         print(f"screenshot of the {name.replace('_', ' ')} page: {shots[name]}")
     print(f"search {searched:.1f} s, dashboard checks {time.perf_counter() - start - searched:.1f} s")

@@ -30,7 +30,8 @@ from hypernas.study.storage import redact
 
 
 # Not what the scores depend on: free to change on a resume (the sampler may change mid-study).
-FREE = ("dataset", "hypernet", "sampler", "sampler_options", "warm_start", "run_dir", "run_token", "search_timing")
+FREE = ("dataset", "hypernet", "sampler", "sampler_options", "warm_start", "run_dir", "run_token", "search_timing",
+        "finalists", "finalists_kendall_tau")
 
 
 def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data: Any) -> dict[str, Any]:

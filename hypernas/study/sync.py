@@ -124,7 +124,7 @@ class Writer:
             duplicate_of = self.numbers[t.user_attrs["duplicate_of"]]
             duplicate_of = self.redirect.get(duplicate_of, duplicate_of)
         first = duplicate_of
-        t.user_attrs = {**t.user_attrs, "duplicate_of": first}
+        t.user_attrs = {**t.user_attrs, "duplicate_of": first, "duplicate": True}
         return t
 
     def stored(self) -> set[int]:
