@@ -267,7 +267,8 @@ BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steer
            "protocol": "the reference training protocol's sanity check", "dynamic": "scoring macro architectures",
            "ground_truth": "train the ground-truth table (resumable)", "search_report": "a finished search against the table",
            "retraining": "how well more training runs rank the ground-truth table",
-           "sampler_overhead": "a sampler's own seconds over a long study"}
+           "sampler_overhead": "a sampler's own seconds over a long study",
+           "budget": "the best architecture within a size or FLOPs limit, by each scorer"}
 
 
 @command

@@ -23,7 +23,7 @@ from typing import Any
 from hypernas.errors import OptionError
 from hypernas.options import build, check, merge, option, read_mapping
 
-OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize"}  # name -> direction
+OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}  # -> direction
 SPLITS = ("val", "train")  # what a score is computed on (`hypernas.score` says when each helps)
 VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 MAX_SEED = 2**32 - 1  # numpy's and the samplers' seeds stop there
@@ -123,8 +123,12 @@ class SearchConfig:
     distinct: bool = option(False, "--trials counts distinct architectures; isomorphic duplicates are free")
     warm_start: int = option(0, "try first the K best of warm_pool random architectures by synflow (data-free)", low=0)
     warm_pool: int = option(200, "random architectures the warm start ranks", low=1)
-    objectives: tuple[str, ...] = option(("score",), "comma-separated: score, then params or flops for a Pareto front",
-                                         choices=tuple(OBJECTIVES))
+    objectives: tuple[str, ...] = option(("score",), "comma-separated: score, then params, flops or latency for a "
+                                         "Pareto front", choices=tuple(OBJECTIVES))
+    max_params: int | None = option(None, "limit: at most this many parameters", low=1)
+    max_flops: int | None = option(None, "limit: at most this many multiply-accumulates per sample", low=1)
+    max_latency: float | None = option(None, "limit: at most this many milliseconds per batch-1 forward pass on "
+                                             "--device (median of repeats after a warm-up)", above=0)
     trial_batch: int = option(64, "trials asked and scored together", low=1)
     samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=1000)
     score_split: str = option("val", "score on the validation slice, or on as many samples of the hypernetwork's "
@@ -143,7 +147,7 @@ class SearchConfig:
             raise OptionError("no search space: pass --space or a --config that names one")
         check(self)
         if self.objectives[0] != "score" or len(set(self.objectives)) != len(self.objectives):
-            raise OptionError(f"objectives must start with 'score' and may add params or flops, "
+            raise OptionError(f"objectives must start with 'score' and may add params, flops or latency, "
                               f"got {','.join(self.objectives)}")
         check_study_name(self.study)
         if self.warm_start > self.warm_pool:
@@ -151,6 +155,12 @@ class SearchConfig:
         from hypernas.samplers import check_objectives
 
         check_objectives(self.sampler, len(self.objectives))
+
+    @property
+    def limits(self):
+        from hypernas.budget import Limits
+
+        return Limits(self.max_params, self.max_flops, self.max_latency)
 
     @property
     def run_dir(self) -> str:

@@ -32,16 +32,45 @@ from hypernas.train import train
 
 
 def candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The top-k distinct architectures by score (from the Pareto front when multi-objective)."""
+    """The top-k distinct architectures within the limits by score; on a study with several
+    objectives, k members of the Pareto front spread evenly along it (`spread`)."""
     complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-                if "duplicate_of" not in t.user_attrs]
-    pool = study.best_trials if len(study.directions) > 1 else complete
-    pool = [t for t in pool if "duplicate_of" not in t.user_attrs]
+                if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
     # Two workers can score one architecture at the same moment: keep its first trial only.
     first = {}
-    for t in sorted(pool, key=lambda t: t.number):
+    for t in sorted(complete, key=lambda t: t.number):
         first.setdefault(t.user_attrs["hash"], t)
-    return sorted(first.values(), key=lambda t: (-t.values[0], t.number))[:k]
+    pool = list(first.values())
+    if len(study.directions) > 1:
+        return spread(pareto_front(pool, study.directions), k)
+    return sorted(pool, key=lambda t: (-t.values[0], t.number))[:k]
+
+
+def pareto_front(trials: list[optuna.trial.FrozenTrial], directions) -> list[optuna.trial.FrozenTrial]:
+    """The trials no other trial dominates (at least as good in every objective, better in one).
+    Written here because `Study.best_trials` is the front of every trial, duplicates and
+    trials over a limit included, and Optuna's own front of a given list is private."""
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in directions]
+    keyed = [(tuple(s * v for s, v in zip(signs, t.values)), t) for t in trials]
+
+    def dominated(a):
+        return any(all(x >= y for x, y in zip(b, a)) and b != a for b, _ in keyed)
+
+    return [t for values, t in keyed if not dominated(values)]
+
+
+def spread(front: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
+    """`k` members of a front spread along it: ordered by the second objective, the two ends
+    and members evenly apart between them, so the final training sees the whole trade-off
+    rather than k neighbours at its best-scoring end. Returned best score first."""
+    ordered = sorted(front, key=lambda t: (t.values[1], t.number))
+    if k >= len(ordered):
+        chosen = ordered
+    elif k == 1:
+        chosen = [max(ordered, key=lambda t: (t.values[0], -t.number))]
+    else:
+        chosen = [ordered[round(i * (len(ordered) - 1) / (k - 1))] for i in range(k)]
+    return sorted(chosen, key=lambda t: (-t.values[0], t.number))
 
 
 def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any = None) -> tuple[list[dict], float | None]:

@@ -40,7 +40,8 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     if kind == "history":
-        numbers, scores = [t.number for t in trials], [t.values[0] for t in trials]
+        scored = [t for t in trials if t.user_attrs.get("feasible", True)]  # one over a limit has no score
+        numbers, scores = [t.number for t in scored], [t.values[0] for t in scored]
         best = [max(scores[: i + 1]) for i in range(len(scores))]
         ax.scatter(numbers, scores, s=6, alpha=0.4, label="trial score")
         ax.step(numbers, best, where="post", color="C3", label="best so far")
@@ -49,10 +50,24 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
     elif kind == "pareto":
         if len(study.directions) < 2:
             raise HypernasError("a Pareto plot needs a study with two objectives (--objectives score,params)")
-        front = sorted(study.best_trials, key=lambda t: t.values[1])
-        ax.scatter([t.values[1] for t in trials], [t.values[0] for t in trials], s=6, alpha=0.3, label="trials")
-        ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
-        ax.set(xlabel=names[1], ylabel=names[0], title=f"{study.study_name}: Pareto front ({len(front)} trials)")
+        from hypernas.finals import pareto_front
+
+        feasible = [t for t in trials if t.user_attrs.get("feasible", True) and "duplicate_of" not in t.user_attrs]
+        front = sorted(pareto_front(feasible, study.directions), key=lambda t: t.values[1])
+        ax.scatter([t.values[1] for t in feasible], [t.values[0] for t in feasible], s=6, alpha=0.3, label="trials")
+        ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="predicted front")
+        ax.set(xlabel=names[1], ylabel=f"{names[0]} (predicted)",
+               title=f"{study.study_name}: Pareto front ({len(front)} trials)")
+        trained = [t for t in feasible if "trained_accuracy" in t.user_attrs]
+        if trained:  # the truth of the finalists, on an axis of its own
+            truth = ax.twinx()
+            truth.scatter([t.values[1] for t in trained], [t.user_attrs["trained_accuracy"] for t in trained],
+                          marker="*", s=120, color="C2", zorder=3, label="finalists: trained accuracy")
+            for t in trained:
+                truth.annotate(str(t.number), (t.values[1], t.user_attrs["trained_accuracy"]), fontsize=7,
+                               xytext=(4, 4), textcoords="offset points")
+            truth.set_ylabel("trained test accuracy (finalists)")
+            truth.legend(loc="lower right")
         ax.set_xscale("log")
         from matplotlib.ticker import NullFormatter
 

@@ -27,6 +27,7 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
+from hypernas.budget import Measurer, Measures, check_meetable
 from hypernas.config import SearchConfig
 from hypernas.data import Dataset, load_dataset
 from hypernas.errors import HypernasError, SpaceError, StorageError
@@ -40,7 +41,7 @@ from hypernas.spaces import Space, get_space
 from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
 from hypernas.optuna_private import storage_of
 from hypernas.study.storage import open_storage, study_lock, worker_slot
-from hypernas.study.sync import Mirror, Writer
+from hypernas.study.sync import Mirror, Writer, shared_attrs
 
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
@@ -98,6 +99,10 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     make_sampler(cfg.sampler, cfg.seed, space, cfg.sampler_options)  # a bad sampler option fails now, not after training
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction)
     torch.manual_seed(cfg.seed)
+    measurer = None
+    if cfg.limits.active or "latency" in cfg.objectives:
+        measurer = Measurer(cfg.limits, cfg.objectives, data.ndim, data.input_size, cfg.device)
+        check_meetable(cfg.limits, measurer, space, options, data.in_channels, data.num_classes)  # before any training
     storage = open_storage(cfg.storage_url)
     record = study_record(cfg, space, options, data)
     scored = scored_record(find_study(storage, cfg.study))
@@ -112,14 +117,19 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
 
         initial = synflow_design(space, options, data.in_channels, data.num_classes, data.input_size, cfg.warm_start,
                                  cfg.warm_pool, cfg.seed, progress=progress)
-    timing = search_loop(cfg, study, space, options, data.in_channels, data.num_classes, scorer, progress, initial)
+    timing = search_loop(cfg, study, space, options, data.in_channels, data.num_classes, scorer, progress, initial,
+                         measurer)
     study.set_user_attr("search_timing", {k: round(v, 3) for k, v in timing.items()})  # the last run's
+    if cfg.limits.active:
+        study.set_user_attr("infeasible_trials", sum(not t.user_attrs.get("feasible", True) for t in study.get_trials(
+            deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])))
     final, tau = finalize(cfg, study, data, space)
     return SearchResult(study, final, tau, timing)
 
 
 def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str, Any], in_channels: int,
-                num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None) -> dict[str, float]:
+                num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None,
+                measurer: Measurer | None = None) -> dict[str, float]:
     """Ask, build, deduplicate, score and tell until `study` holds `cfg.trials` completed trials
     (distinct architectures with `cfg.distinct`); returns seconds per phase. Several processes
     may run it on one study at once: together they reach the total exactly.
@@ -127,6 +137,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     `scorer` is anything with `score(infos, keys) -> list[Score]`: the hypernetwork's `Scorer`,
     or the benchmark's table oracle, which is how the oracle benchmark runs this very loop.
     `initial` holds parameters to try first (`hypernas.initial_design`), when the study is new.
+    `measurer` (`hypernas.budget`) measures each new network against the search's limits, and
+    its latency where an objective asks for it; without it the scorer's sizes are used.
 
     Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
     """
@@ -138,16 +150,17 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
-        sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of)
+        limits = sum(v is not None for v in cfg.limits.record().values())
+        sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of, limits)
         steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
-        writer = Writer(study, cfg.trials, cfg.distinct)
+        writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active)
         mirror = Mirror(study, steer, writer)
         try:
             done = mirror.sync()
             if mirror.known == 0:
                 for params in initial or []:
                     steer.enqueue_trial(params)
-            _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress)
+            _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress, measurer)
         finally:
             start = time.perf_counter()
             writer.close()  # flush what was scored, also on Ctrl-C
@@ -157,7 +170,23 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     return timing
 
 
-def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing, progress) -> None:
+def _told(cfg: SearchConfig, s: Any, m: Measures | None) -> tuple[list[float], dict[str, Any]]:
+    """What a new network's trial tells Optuna and records. One over a limit was not scored:
+    its score is 0, the worst, so that every sampler steers away from it, and its constraint
+    values say by how much it missed (`hypernas.budget`)."""
+    if m is not None and not m.feasible:
+        attrs = {"params": m.params, "flops": m.flops, **m.attrs}
+        score = 0.0
+    else:
+        attrs = {"params": s.params, "flops": s.flops, "score": s.score, "score_std": s.score_std,
+                 "accuracy": s.accuracy, "accuracy_std": s.accuracy_std, "loss": s.loss, "loss_std": s.loss_std,
+                 **(m.attrs if m is not None else {})}
+        score = s.score
+    others = {"params": attrs["params"], "flops": attrs["flops"], "latency": attrs.get("latency_ms")}
+    return [score] + [others[o] for o in cfg.objectives[1:]], attrs
+
+
+def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing, progress, measurer) -> None:
     steer, writer, cache = mirror.steer, mirror.writer, mirror.cache
     stale = 0  # trials in a row that found no new architecture
     started = time.perf_counter()
@@ -197,8 +226,10 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
             t1 = time.perf_counter()
             keys = [canonical_hash(info) if info is not None else None for info in infos]
             new = {k: info for k, info in zip(keys, infos) if k is not None and k not in cache}
+            measures = {k: measurer.measure(info, k) for k, info in new.items()} if measurer else {}
+            feasible = {k: info for k, info in new.items() if k not in measures or measures[k].feasible}
             t2 = time.perf_counter()
-            fresh = dict(zip(new, scorer.score(list(new.values()), keys=list(new))))
+            fresh = dict(zip(feasible, scorer.score(list(feasible.values()), keys=list(feasible))))  # never over a limit
             t3 = time.perf_counter()
             for trial, G, key, error in zip(asked, graphs, keys, errors):
                 if error is not None:
@@ -207,24 +238,22 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                     stale += 1
                     continue
                 if key not in cache:  # the first trial with this network, in this batch or ever
-                    done, stale = done + cfg.distinct, 0
-                    s = fresh[key]
-                    values = [s.score] + [s.params if o == "params" else s.flops for o in cfg.objectives[1:]]
-                    cache[key] = (values, trial.number)
-                    for name, value in (("arch", space.describe(G)), ("hash", key), ("duplicate", False), ("params", s.params),
-                                        ("flops", s.flops), ("score", s.score), ("score_std", s.score_std),
-                                        ("accuracy", s.accuracy), ("accuracy_std", s.accuracy_std),
-                                        ("loss", s.loss), ("loss_std", s.loss_std)):
+                    m = measures.get(key)
+                    values, attrs = _told(cfg, fresh.get(key), m)
+                    cache[key] = (values, trial.number, shared_attrs(attrs))
+                    counted = attrs.get("feasible", True)
+                    done, stale = done + (cfg.distinct and counted), 0 if counted else stale + 1
+                    for name, value in {"arch": space.describe(G), "hash": key, "duplicate": False, **attrs}.items():
                         trial.set_user_attr(name, value)
                 else:
-                    values, first = cache[key]
-                    trial.set_user_attr("arch", space.describe(G))
-                    trial.set_user_attr("hash", key)
-                    trial.set_user_attr("duplicate_of", first)
-                    trial.set_user_attr("duplicate", True)  # a filter in the dashboard
+                    values, first, shared = cache[key]
+                    counted = shared.get("feasible", True)
+                    for name, value in {"arch": space.describe(G), "hash": key, "duplicate_of": first,
+                                        "duplicate": True, **shared}.items():  # `duplicate`: a filter in the dashboard
+                        trial.set_user_attr(name, value)
                     stale += 1
                 steer.tell(trial, values)
-                done += not cfg.distinct
+                done += (not cfg.distinct) and counted
             numbers = {t.number for t in asked}  # not simply the last trials: enqueued ones may wait behind
             batch = [t for t in steer.get_trials(deepcopy=False) if t.number in numbers]
             t4 = time.perf_counter()
@@ -234,5 +263,5 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                                   ("storage_wait", t5 - t4)):
                 timing[name] += seconds
             bar.update(min(done, cfg.trials) - bar.n)
-            best = max((v[0] for v, _ in cache.values()), default=float("nan"))
+            best = max((v[0] for v, *_ in cache.values()), default=float("nan"))
             bar.set_postfix(best=f"{best:.4f}", unique=len(cache), refresh=False)

@@ -278,27 +278,31 @@ def test_training_beyond_memory_is_refused_with_the_estimate(monkeypatch, mnist1
 
 
 def test_a_deep_chain_holds_a_few_activations_at_a_time():
-    """A 2,000-node chain: when each op runs, the outputs of ops long done are already freed."""
+    """A 10,000-node chain: when each op runs, the outputs of ops long done are already freed."""
     from hypernas.compile import Program
     from hypernas.graph import validate
     from hypernas.ops import RunContext
 
     G = nx.DiGraph()
     G.add_node("input", op="input", channels=2)
-    names = [f"r{i}" for i in range(2000)]
+    names = [f"r{i}" for i in range(10_000)]
     for n in names:
         G.add_node(n, op="relu")
     G.add_node("pool", op="global_pool")
     G.add_node("linear", op="linear", channels=3)
     G.add_node("output", op="output")
     nx.add_path(G, ["input", *names, "pool", "linear", "output"])
-    alive_max = 0
-    outputs: list[weakref.ref] = []
+    alive, alive_max, refs = 0, 0, []
+
+    def freed(_ref):
+        nonlocal alive
+        alive -= 1
 
     def observe(op, out):
-        nonlocal alive_max
-        outputs.append(weakref.ref(out))
-        alive_max = max(alive_max, sum(ref() is not None for ref in outputs))
+        nonlocal alive, alive_max
+        alive += 1
+        refs.append(weakref.ref(out, freed))
+        alive_max = max(alive_max, alive)
 
     params = {"linear.weight": torch.zeros(3, 2), "linear.bias": torch.zeros(3)}
     with torch.no_grad():
@@ -323,3 +327,69 @@ def test_a_partly_trained_checkpoint_is_announced(tmp_path, mnist1d, capsys):
 def test_storage_errors_are_storage_errors():
     with pytest.raises(StorageError, match="no study database at"):
         open_storage("sqlite:////nonexistent/study.db", read_only=True)
+
+
+# ---- exports -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def exported(study, tmp_path):
+    from hypernas.export import export_trial
+
+    out = tmp_path / "e"
+    export_trial(study.storage_url, "h", "best", str(out))
+    return out
+
+
+def test_load_refuses_a_malformed_meta_json(exported):
+    import json
+
+    from hypernas.export import load
+
+    meta = json.loads((exported / "meta.json").read_text())
+    (exported / "meta.json").write_text(json.dumps({**meta, "ndim": "one"}))
+    with pytest.raises(CheckpointError, match="meta.json is malformed .*ndim"):
+        load(str(exported))
+    (exported / "meta.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="is not an exported hypernas model"):
+        load(str(exported))
+
+
+def test_load_refuses_an_edited_graph_or_nan_weights(exported):
+    from hypernas.export import load
+
+    assert load(str(exported))  # as exported, it loads
+    arch = (exported / "arch.json").read_text()
+    (exported / "arch.json").write_text(arch.replace('"channels":2', '"channels":3', 1))
+    with pytest.raises(CheckpointError, match="arch.json is not the file that was exported"):
+        load(str(exported))
+    (exported / "arch.json").write_text(arch)
+    state = torch.load(exported / "weights.pt", weights_only=True)
+    name = next(k for k, v in state.items() if torch.is_floating_point(v))
+    state[name] = torch.full_like(state[name], float("nan"))
+    torch.save(state, exported / "weights.pt")
+    with pytest.raises(CheckpointError, match="weights.pt is not the file that was exported"):
+        load(str(exported))
+    import hashlib
+    import json
+
+    meta = json.loads((exported / "meta.json").read_text())  # a digest made to match: the NaNs are still refused
+    meta["weights_sha256"] = hashlib.sha256((exported / "weights.pt").read_bytes()).hexdigest()[:16]
+    (exported / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="hold NaN or inf"):
+        load(str(exported))
+
+
+def test_a_locked_study_is_one_line(study, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(study.runs, runs)
+    db = runs / "h" / "study.db"
+    con = sqlite3.connect(db, isolation_level=None, timeout=0)
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study", "h",
+                       "--hypernet", study.hypernet_path, "--trials", 8, "--samples", 1], capsys, "locked")
+    finally:
+        con.execute("ROLLBACK")
+        con.close()

@@ -194,3 +194,24 @@ def test_warnings_read_as_one_line_each(tmp_path):
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and all(line.startswith("hypernas: warning: ") for line in lines), proc.stderr
     assert "channels-last" in lines[0] and "labels 1, 2 are not 0..1" in lines[1]
+
+
+def test_an_exported_predicted_model_answers_alike_at_any_batch_size(searched, tmp_path):
+    """From the command line: a trial that was not trained exports predicted weights with
+    running statistics, so one sample's logits do not depend on what it is batched with."""
+    import torch
+
+    import hypernas
+
+    cfg, _ = searched
+    study = load_study(cfg.storage_url, "u")
+    untrained = next(t for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+                     if "trained_accuracy" not in t.user_attrs and not t.user_attrs["duplicate"])
+    out = tmp_path / "e"
+    assert main(["export", "--runs", cfg.runs, "--study", "u", "--trial", str(untrained.number), "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["weights"] == "predicted" and meta["batch_stats"] is False and len(meta["input_std"]) == 1
+    model = hypernas.load(str(out))
+    x = load_dataset("mnist1d").x_test[:8]
+    alone, batched = model(x[:1]), model(x)[:1]
+    assert torch.allclose(alone, batched, atol=1e-5), (alone - batched).abs().max()

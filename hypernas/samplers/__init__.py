@@ -26,15 +26,16 @@ __all__ = ["SAMPLERS", "LocalSearchSampler", "RegularizedEvolutionSampler", "WLG
 class _Entry:
     build: Callable[..., Any]  # (seed, space, options, graph_of) -> sampler
     single_objective: bool
+    constrained: bool = False  # takes Optuna's constraints_func
 
 
 SAMPLERS: dict[str, _Entry] = {}
 LOCAL_STARTUPS = ("random", "tpe", "gp", "wlgp")  # grid and evolution keep state that local moves would confuse
 
 
-def _register(name: str, single_objective: bool = False) -> Callable:
+def _register(name: str, single_objective: bool = False, constrained: bool = False) -> Callable:
     def add(build: Callable) -> Callable:
-        SAMPLERS[name] = _Entry(build, single_objective)
+        SAMPLERS[name] = _Entry(build, single_objective, constrained)
         return build
 
     return add
@@ -49,8 +50,9 @@ def _optuna(cls: str) -> Callable:
     return build
 
 
-for _name, _cls in (("tpe", "TPESampler"), ("gp", "GPSampler"), ("nsga2", "NSGAIISampler"), ("random", "RandomSampler")):
-    _register(_name)(_optuna(_cls))
+for _name, _cls in (("tpe", "TPESampler"), ("gp", "GPSampler"), ("nsga2", "NSGAIISampler")):
+    _register(_name, constrained=True)(_optuna(_cls))
+_register("random")(_optuna("RandomSampler"))
 
 
 @_register("grid", single_objective=True)
@@ -77,7 +79,10 @@ def _local(seed, space, options, graph_of):
     startup = options.pop("startup", "random")
     if startup not in LOCAL_STARTUPS:
         raise OptionError(f"local search starts from {', '.join(LOCAL_STARTUPS)}, not {startup!r}")
-    options["startup"] = make_sampler(startup, seed, space, options.pop("startup_options", None), graph_of)
+    constraints = options.pop("constraints_func", None)
+    startup_options = {**(options.pop("startup_options", None) or {}), **(
+        {"constraints_func": constraints} if constraints and SAMPLERS[startup].constrained else {})}
+    options["startup"] = make_sampler(startup, seed, space, startup_options, graph_of)
     return LocalSearchSampler(seed=seed, **options)
 
 
@@ -86,6 +91,16 @@ def _wlgp(seed, space, options, graph_of):
     from hypernas.samplers.wlgp import WLGPSampler
 
     return WLGPSampler(graph_of=graph_of, seed=seed, **options)
+
+
+class _Constraints:
+    """Optuna's `constraints_func`: a trial's constraint values, each at most 0 when met."""
+
+    def __init__(self, limits: int):
+        self.limits = limits
+
+    def __call__(self, trial: Any) -> list[float]:
+        return list(trial.user_attrs.get("constraints", [0.0] * self.limits))
 
 
 def check_objectives(name: str, objectives: int) -> None:
@@ -97,15 +112,22 @@ def check_objectives(name: str, objectives: int) -> None:
 
 
 def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | None = None,
-                 graph_of: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+                 graph_of: Callable[[dict[str, Any]], Any] | None = None, limits: int = 0) -> Any:
     """A seeded sampler. `options` are its own keyword arguments (e.g. {"multivariate": True}
     for TPE). `grid` needs a space that lists its grid. Local search takes `startup` (a sampler
     name) and `startup_options` for the sampler of its first `n_startup_trials`. `wlgp` needs
     `graph_of`, parameters -> network, which the search loop gives it.
+
+    With `limits` (how many are active), TPE, NSGA-II and GP, and local search's start-up
+    among them, learn the feasible region through Optuna's `constraints_func`, which reads the
+    trial's `constraints` attribute (`hypernas.budget`). Random, grid and our own samplers see an
+    infeasible trial's worst score instead, and steer away from it.
     """
     if name not in SAMPLERS:
         raise unknown_name("sampler", name, list(SAMPLERS))
     options = dict(options or {})
+    if limits and (SAMPLERS[name].constrained or name == "local"):
+        options["constraints_func"] = _Constraints(limits)
     try:
         return SAMPLERS[name].build(seed, space, options, graph_of)
     except TypeError as err:  # a misspelt or foreign option: name it, do not ignore it

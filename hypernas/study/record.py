@@ -31,7 +31,7 @@ from hypernas.study.storage import redact
 
 # Not what the scores depend on: free to change on a resume (the sampler may change mid-study).
 FREE = ("dataset", "hypernet", "sampler", "sampler_options", "warm_start", "run_dir", "run_token", "search_timing",
-        "finalists", "finalists_kendall_tau")
+        "finalists", "finalists_kendall_tau", "infeasible_trials")
 
 
 def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data:
             "input_mean": list(data.input_mean), "input_std": list(data.input_std),
             "objectives": list(cfg.objectives), "score_split": cfg.score_split, "samples": cfg.samples,
             "seed": cfg.seed, "final_epochs": cfg.final_epochs, "sampler": cfg.sampler,
-            "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start,
+            "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start, **cfg.limits.record(),
             "run_dir": os.path.abspath(cfg.run_dir)}
 
 

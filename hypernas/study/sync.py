@@ -26,24 +26,37 @@ from hypernas.optuna_private import storage_of, study_id_of
 from hypernas.study.storage import study_lock
 
 
+SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_measured")  # a duplicate copies these
+
+
+def shared_attrs(attrs: dict) -> dict:
+    """What a duplicate of a trial copies from it, besides its values."""
+    return {k: attrs[k] for k in SHARED if k in attrs}
+
+
 def counts(t: optuna.trial.FrozenTrial, distinct: bool) -> bool:
-    """Whether a finished trial counts toward `trials`: every completed one, or only the
-    first of each architecture with `distinct`."""
-    return t.state == optuna.trial.TrialState.COMPLETE and not (distinct and "duplicate_of" in t.user_attrs)
+    """Whether a finished trial counts toward `trials`: every completed one within the limits,
+    or only the first of each such architecture with `distinct`."""
+    return (t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible", True)
+            and not (distinct and "duplicate_of" in t.user_attrs))
 
 
-def count_done(study: optuna.Study, distinct: bool) -> int:
-    """How many of the study's trials count toward its total."""
-    if not distinct:
+def count_done(study: optuna.Study, distinct: bool, limited: bool = False) -> int:
+    """How many of the study's trials count toward its total (`limited`: a study with limits,
+    whose infeasible trials do not count)."""
+    if not distinct and not limited:  # one count query
         return storage_of(study).get_n_trials(study_id_of(study), state=optuna.trial.TrialState.COMPLETE)
+    if not distinct:
+        return sum(counts(t, False) for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
     return len(first_of_each(study))
 
 
 def first_of_each(study: optuna.Study) -> dict[str, int]:
-    """Architecture hash -> the number of its first completed trial in the storage."""
+    """Architecture hash -> the number of its first completed trial within the limits."""
     first: dict[str, int] = {}
     for t in sorted(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number):
-        first.setdefault(t.user_attrs.get("hash"), t.number)
+        if t.user_attrs.get("feasible", True):
+            first.setdefault(t.user_attrs.get("hash"), t.number)
     return first
 
 
@@ -58,8 +71,8 @@ class Writer:
     mirror's numbering until then and mapped here.
     """
 
-    def __init__(self, study: optuna.Study, total: int, distinct: bool):
-        self.study, self.total, self.distinct = study, total, distinct
+    def __init__(self, study: optuna.Study, total: int, distinct: bool, limited: bool = False):
+        self.study, self.total, self.distinct, self.limited = study, total, distinct, limited
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: Exception | None = None
         self.full = False
@@ -90,7 +103,7 @@ class Writer:
             # the lock: another worker may have scored this batch's new architecture meanwhile,
             # and then this trial is stored as a duplicate of that worker's.
             stored = first_of_each(self.study) if self.distinct else {}
-            room = self.total - (len(stored) if self.distinct else count_done(self.study, False))
+            room = self.total - (len(stored) if self.distinct else count_done(self.study, False, self.limited))
             keep, elsewhere = [], {}
             kept = set()
             for t in batch:  # in order; failed trials ride along with the counted ones
@@ -138,7 +151,7 @@ class Writer:
         scored one of its new architectures first)."""
         self.queue.join()
         self._raise()
-        return count_done(self.study, self.distinct)
+        return count_done(self.study, self.distinct, self.limited)
 
     def put(self, batch: list) -> None:
         self._raise()
@@ -164,7 +177,8 @@ class Mirror:
 
     def __init__(self, study: optuna.Study, steer: optuna.Study, writer: Writer):
         self.study, self.steer, self.writer = study, steer, writer
-        self.cache: dict[str, tuple[list[float], int]] = {}  # hash -> (values, mirror number of the scored trial)
+        # hash -> (values, mirror number of the scored trial, what its duplicates copy: feasibility, latency)
+        self.cache: dict[str, tuple[list[float], int, dict]] = {}
         self.known = 0  # storage trials at the last look
 
     def sync(self) -> int:
@@ -182,5 +196,5 @@ class Mirror:
                 self.writer.numbers[m.number] = t.number
         for t, m in zip(new, mirrored):
             if t.state == optuna.trial.TrialState.COMPLETE and "duplicate_of" not in t.user_attrs:
-                self.cache.setdefault(t.user_attrs["hash"], (t.values, m.number))
+                self.cache.setdefault(t.user_attrs["hash"], (t.values, m.number, shared_attrs(t.user_attrs)))
         return sum(counts(t, self.writer.distinct) for t in new)

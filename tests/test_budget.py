@@ -1,0 +1,150 @@
+"""Search under a budget: parameter, FLOPs and latency limits, infeasible trials, the Pareto spread."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+import optuna
+import pytest
+from conftest import fails_cleanly, fit_config
+
+from hypernas import budget
+from hypernas.config import SearchConfig
+from hypernas.errors import HypernasError
+from hypernas.finals import spread
+from hypernas.graph import param_count, validate
+from hypernas.search import run_search
+from hypernas.spaces import get_space
+from hypernas.study import load_study
+
+OPTIONS = {"channels": 2, "cells": 1}
+FIT = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1, eval_archs=2)
+COMPLETE = [optuna.trial.TrialState.COMPLETE]
+
+
+def median_params() -> int:
+    space = get_space("nb201")
+    return int(statistics.median(param_count(space.sample(s, 1, 10, **OPTIONS), 1) for s in range(200)))
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("budget")
+    limit = median_params()
+    cfg = SearchConfig(space="nb201", space_options=OPTIONS, study="b", runs=str(tmp), trials=20, trial_batch=5,
+                       fit=FIT, top_k=2, final_epochs=1, samples=1, max_params=limit)
+    scored: list = []
+    from hypernas.score import Scorer
+
+    real = Scorer.score
+
+    def watching(self, graphs, keys=None, progress=False):
+        scored.extend(graphs)
+        return real(self, graphs, keys, progress)
+
+    Scorer.score = watching
+    try:
+        result = run_search(cfg, progress=False)
+    finally:
+        Scorer.score = real
+    return cfg, result, scored, limit
+
+
+def test_a_limit_is_enforced_and_nothing_over_it_is_scored(limited):
+    cfg, result, scored, limit = limited
+    assert scored and all(param_count(info, 1) <= limit for info in scored)
+    done = load_study(cfg.storage_url, "b").get_trials(states=COMPLETE)
+    feasible = [t for t in done if t.user_attrs["feasible"]]
+    assert len(feasible) == 20  # --trials counts feasible trials
+    first = {t.number: t for t in done if "duplicate_of" not in t.user_attrs}
+    of = {t.number: first[t.user_attrs.get("duplicate_of", t.number)] for t in done}  # a duplicate's scored trial
+    assert all(of[t.number].user_attrs["params"] <= limit for t in feasible)
+    infeasible = [t for t in done if not t.user_attrs["feasible"]]
+    assert infeasible, "a median limit leaves about half the draws over it"
+    for t in infeasible:
+        assert t.values[0] == 0.0 and "score" not in t.user_attrs and of[t.number].user_attrs["params"] > limit
+        assert t.user_attrs["infeasible"].startswith("params ") and t.user_attrs["constraints"][0] > 0
+    assert all(r["params"] <= limit for r in result.final)
+    assert load_study(cfg.storage_url, "b").user_attrs["infeasible_trials"] == len(infeasible)
+
+
+def test_infeasible_trials_are_told_to_the_sampler_with_their_constraints(limited):
+    cfg, *_ = limited
+    done = load_study(cfg.storage_url, "b").get_trials(states=COMPLETE)
+    # Optuna's samplers store what constraints_func returned, as TPE then reads it
+    assert all(t.system_attrs["constraints"] == t.user_attrs["constraints"] for t in done)
+
+
+def test_a_resume_with_another_limit_is_refused(limited):
+    cfg, *_ = limited
+    with pytest.raises(HypernasError, match="was scored with max_params = "):
+        run_search(replace(cfg, trials=25, max_params=cfg.max_params + 100), progress=False)
+
+
+def test_a_limit_no_architecture_meets_is_an_early_clear_error(tmp_path, capsys):
+    fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", tmp_path,
+                   "--max-params", 100], capsys, "none of 2,000 sampled architectures has at most 100 parameters; "
+                                                 "the smallest had")
+    assert not (tmp_path / "hypernas" / "hypernet.pt").exists()
+    fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", tmp_path,
+                   "--max-latency", 1e-6], capsys, "runs in at most 1e-06 ms on cpu; the fastest took")
+
+
+@pytest.mark.parametrize("flag, value, named", [("--max-params", 0, "--max-params must be an integer >= 1"),
+                                                ("--max-latency", -1, "--max-latency must be a finite number > 0")])
+def test_bad_limits_are_clear_errors(flag, value, named, tmp_path, capsys):
+    fails_cleanly(["search", "--space", "nb201", "--runs", tmp_path, flag, value], capsys, named)
+
+
+def test_a_limit_in_toml_is_type_checked(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text('space = "nb201"\nmax_params = "10k"\n')
+    fails_cleanly(["search", "--config", tmp_path / "s.toml"], capsys, "max_params must be an integer, got '10k'")
+
+
+def test_latency_is_measured_once_per_network_and_recorded_with_how(monkeypatch, tmp_path):
+    calls = []
+    real = budget.measure_latency
+    monkeypatch.setattr(budget, "measure_latency", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = SearchConfig(space="nb201", space_options=OPTIONS, study="lat", runs=str(tmp_path), trials=16,
+                       trial_batch=8, fit=FIT, top_k=1, final_epochs=1, samples=1, objectives=("score", "latency"),
+                       sampler="nsga2")
+    run_search(cfg, progress=False)
+    done = load_study(cfg.storage_url, "lat").get_trials(states=COMPLETE)
+    distinct = {t.user_attrs["hash"] for t in done}
+    assert len(calls) == len(distinct)  # the cache: each network timed once, duplicates copy it
+    for t in done:
+        assert t.values[1] == t.user_attrs["latency_ms"] > 0
+        assert "median of 15 batch-1 forward passes" in t.user_attrs["latency_measured"]
+    assert load_study(cfg.storage_url, "lat").metric_names == ["score", "latency"]
+
+
+def test_the_final_training_spreads_along_the_pareto_front():
+    def trial(number, score, cost):
+        return optuna.trial.create_trial(values=[score, cost], params={}, distributions={}, user_attrs={"hash": str(number)})
+
+    front = [trial(i, 0.5 + i / 20, 100 + 10 * i) for i in range(9)]  # score rises with cost: all on the front
+    for i, t in enumerate(front):
+        t.number = i
+    chosen = spread(front, 3)
+    assert sorted(t.values[1] for t in chosen) == [100, 140, 180]  # both ends and the middle, not the 3 best
+    assert [t.values[0] for t in spread(front, 1)] == [max(t.values[0] for t in front)]
+
+
+def test_measures_of_a_network(tmp_path):
+    G = get_space("nb201").sample(0, 1, 10, **OPTIONS)
+    info = validate(G)
+    m = budget.Measurer(budget.Limits(max_params=10), ("score",), 1, (40,)).measure(info, "k")
+    assert not m.feasible and m.latency_ms is None and m.attrs["infeasible"].startswith("params ")
+
+
+def test_a_latency_limit_runs_end_to_end(tmp_path):
+    space = get_space("nb201")
+    times = sorted(budget.measure_latency(validate(space.sample(s, 1, 10, **OPTIONS)), 1, (40,)) for s in range(9))
+    cfg = SearchConfig(space="nb201", space_options=OPTIONS, study="fast", runs=str(tmp_path), trials=8, trial_batch=4,
+                       fit=FIT, top_k=1, final_epochs=1, samples=1, max_latency=times[6])
+    result = run_search(cfg, progress=False)
+    done = load_study(cfg.storage_url, "fast").get_trials(states=COMPLETE)
+    feasible = [t for t in done if t.user_attrs["feasible"]]
+    assert len(feasible) == 8 and all(t.user_attrs["latency_ms"] <= cfg.max_latency for t in feasible)
+    assert result.final and all(t.user_attrs["latency_ms"] <= cfg.max_latency for t in feasible)
