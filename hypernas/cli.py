@@ -137,8 +137,17 @@ def train(args: argparse.Namespace) -> None:
 
     config = _config(args, TrainConfig)
     data = _load_data(args)
-    G = get_space(args.space).from_text(args.arch, data.in_channels, data.num_classes, **space_options(args))
-    r = train_arch(G, data, config, seed=args.seed, device=args.device, progress=not args.json)
+    space = get_space(args.space)
+    G = space.from_text(args.arch, data.in_channels, data.num_classes, **space_options(args))
+    start = None
+    if args.init_from:  # the hypernetwork's prediction as the start, for its own space and data only
+        from hypernas.ghn.checkpoint import check_space, load_hypernet
+        from hypernas.ghn.start import predicted_start, score_batch
+
+        hypernet = load_hypernet(args.init_from, data=data, device=args.device)
+        check_space(hypernet.checkpoint, space.name, space.resolve_options(space_options(args)), args.init_from)
+        start = predicted_start(hypernet.model, G, score_batch(data))
+    r = train_arch(G, data, config, seed=args.seed, device=args.device, progress=not args.json, init=start)
     out = {"test_accuracy": r.test_accuracy, "test_loss": r.test_loss, "params": r.params,
            "seconds": round(r.seconds, 2), "epochs": config.epochs, "seed": args.seed, "dataset": data.name}
     print(json.dumps(out) if args.json else
@@ -318,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--arch", required=True, help="the space's string form, inline JSON, or a JSON file")
     add_flags(p, TrainConfig)
+    p.add_argument("--init-from", metavar="HYPERNET.pt",
+                   help="start from this hypernetwork's predicted weights instead of random ones")
     p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
     p.add_argument("--device", default="cpu", help="[default: cpu]")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -139,6 +139,10 @@ class SearchConfig:
                                          "the finalists; a rerun goes on", above=0)
     top_k: int = option(5, "distinct best architectures to train normally at the end", low=0)
     final_epochs: int = option(6, "epochs of each final training", low=0)
+    final_rounds: int = option(1, "train the --top-k in this many rounds, each after refitting a model of trained "
+                                  "accuracy on the ones before (hypernas.recalibrate)", low=1)
+    final_init: str = option("random", "start each final training from random weights, or from the "
+                                       "hypernetwork's prediction", choices=("random", "hypernet"))
     seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED)
     device: str = option("cpu", "cpu, cuda or cuda:N")
 
@@ -150,6 +154,10 @@ class SearchConfig:
             raise OptionError(f"objectives must start with 'score' and may add params, flops or latency, "
                               f"got {','.join(self.objectives)}")
         check_study_name(self.study)
+        if self.final_rounds > max(1, self.top_k):
+            raise OptionError(f"final_rounds {self.final_rounds} is more rounds than top_k {self.top_k} trainings")
+        if self.final_rounds > 1 and len(self.objectives) > 1:
+            raise OptionError("final_rounds serves one objective: with several the finalists spread along the front")
         if self.warm_start > self.warm_pool:
             raise OptionError(f"warm_start {self.warm_start} is more than the pool it is drawn from ({self.warm_pool})")
         from hypernas.samplers import check_objectives

@@ -93,22 +93,22 @@ def _predicted_weights(model: GraphModule, G, attrs: dict) -> None:
     from hypernas.errors import DatasetError
     from hypernas.ghn.checkpoint import load_hypernet
     from hypernas.ghn.model import predict_weights
+    from hypernas.ghn.start import predicted_start, score_batch
 
     hypernet = load_hypernet(attrs["hypernet"])
     if attrs.get("hypernet_sha256") and hypernet.sha256 != attrs["hypernet_sha256"]:
         raise CheckpointError(f"the hypernetwork {attrs['hypernet']!r} is not the one the study was scored with "
                               f"(digest {hypernet.sha256}, recorded {attrs['hypernet_sha256']})")
-    with torch.no_grad():
-        model.load_flat(predict_weights(hypernet.model, [validate(G)])[0])
     try:
         data = load_dataset_like({k: attrs.get(k) for k in ("dataset", "sha256", "in_channels", "input_size",
                                                            "num_classes", "val_fraction", "split_seed", "classes")})
     except DatasetError as err:
+        with torch.no_grad():
+            model.load_flat(predict_weights(hypernet.model, [validate(G)])[0])
         model.batch_stats = True
         warn(f"the export normalises each batch by itself (BatchNorm on batch statistics): {err}")
         return
-    n = len(data.x_val)
-    model.calibrate(data.x_val if attrs.get("score_split", "val") == "val" else data.x_train[:n])
+    predicted_start(hypernet.model, G, score_batch(data, attrs.get("score_split", "val")))(model)
 
 
 def _digest(raw: bytes) -> str:

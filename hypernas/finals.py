@@ -13,6 +13,7 @@ Usage:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -21,11 +22,13 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from hypernas.config import SearchConfig, TrainConfig
+from hypernas.ghn.start import predicted_start, score_batch
+from hypernas.recalibrate import fit, leave_one_out, next_round, predict, rank_features, round_sizes
 from hypernas.data import Dataset
 from hypernas.errors import HypernasError
 from hypernas.drawing import draw_architecture
 from hypernas.files import save_file
-from hypernas.optuna_private import annotate_trial, attach_artifact, storage_of
+from hypernas.optuna_private import annotate_trial, attach_artifact, fresh_trial, storage_of
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
 from hypernas.train import train
@@ -73,15 +76,55 @@ def spread(front: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.F
     return sorted(chosen, key=lambda t: (-t.values[0], t.number))
 
 
-def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any = None) -> tuple[list[dict], float | None]:
+def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any = None,
+             hypernet: Any = None) -> tuple[list[dict], float | None]:
     """Train the top candidates normally, write `trained_accuracy` onto their trials, and leave
     a drawing artifact and a dashboard note with the final table. Finished trainings are kept.
-    One worker trains, under the study's lock; the others then find the results."""
+    One worker trains, under the study's lock; the others then find the results. `hypernet`
+    (the model) is needed for `final_init = "hypernet"`."""
     with study_lock(storage_of(study), study.study_name, "final"):
-        return _finalize(cfg, study, data, space)
+        return _finalize(cfg, study, data, space, hypernet)
 
 
-def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any) -> tuple[list[dict], float | None]:
+def pool_of(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The scored architectures a final training may take: within the limits, each once."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+                if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
+    first: dict[str, optuna.trial.FrozenTrial] = {}
+    for t in sorted(complete, key=lambda t: t.number):
+        first.setdefault(t.user_attrs["hash"], t)
+    return list(first.values())
+
+
+def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[optuna.trial.FrozenTrial], dict]]:
+    """The final trainings, round by round: (round, its trials, what the model said of them).
+
+    Round 1 takes the best by score. Each later round refits `hypernas.recalibrate`'s model on
+    the accuracies trained so far (read back from the trials, so a resumed run recomputes the
+    same rounds) and takes the untrained architectures of largest upper confidence bound."""
+    sizes = round_sizes(cfg.top_k, cfg.final_rounds)
+    if len(study.directions) > 1 or cfg.final_rounds == 1:
+        yield 1, candidates(study, cfg.top_k), {}
+        return
+    pool = pool_of(study)
+    X = rank_features([t.user_attrs for t in pool])
+    chosen: list[int] = []
+    for r, size in enumerate(sizes, start=1):
+        said: dict = {}
+        if r == 1:
+            picks = sorted(range(len(pool)), key=lambda i: (-pool[i].values[0], pool[i].number))[:size]
+        else:
+            labels = [fresh_trial(study, pool[i]).user_attrs["trained_accuracy"] for i in chosen]
+            mean, std = predict(fit(X[chosen], labels), X)
+            picks = next_round(mean, std, set(chosen), size)
+            said = {"loo": leave_one_out(X[chosen], labels),
+                    **{pool[i].number: (float(mean[i]), float(std[i])) for i in picks}}
+        chosen += picks
+        yield r, [pool[i] for i in picks], said
+
+
+def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
+              hypernet: Any) -> tuple[list[dict], float | None]:
     from optuna.artifacts import FileSystemArtifactStore
 
     store_dir = os.path.join(cfg.run_dir, "artifacts")
@@ -90,37 +133,32 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any)
     except OSError as err:
         raise HypernasError(f"cannot make the artifact folder {store_dir!r}: {err.strerror or err}") from None
     store = FileSystemArtifactStore(store_dir)
-    rows = []
-    for t in tqdm(candidates(study, cfg.top_k), desc="final training", unit="arch"):
-        G = trial_graph(study, t, space)
-        if "trained_accuracy" in t.user_attrs:
-            acc, seconds = t.user_attrs["trained_accuracy"], t.user_attrs["trained_seconds"]
-        else:
-            r = train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=cfg.seed, device=cfg.device, progress=False)
-            acc, seconds = r.test_accuracy, r.seconds
-            # Named by the study's own token and the trial, so that two studies of one name (on two
-            # storages, say) never share a file; stored relative to the run directory, so a moved
-            # run directory still finds them.
-            name = os.path.join("final", f"{study.user_attrs['run_token']}-trial_{t.number}")
-            save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name + ".pt"))
-            png = os.path.join(cfg.run_dir, name + ".png")
-            arch = t.user_attrs["arch"]
-            draw_architecture(G, png, title=f"trial {t.number}: " + (arch if len(arch) <= 160 else "graph JSON"),
-                              sketch=getattr(space, "sketch", None))
-            attach_artifact(study, t, store, png)
-            annotate_trial(study, t, user_attrs={
-                "trained_accuracy": acc, "trained_seconds": round(seconds, 2), "trained_epochs": cfg.final_epochs,
-                "trained_weights": name + ".pt"})
-        rows.append({"trial": t.number, "arch": _shown(t), "score": t.values[0],
-                     "score_std": t.user_attrs["score_std"], "trained_accuracy": acc, "params": t.user_attrs["params"],
-                     "seconds": seconds})
+    rows, fits = [], {}
+    with tqdm(total=cfg.top_k, desc="final training", unit="arch") as bar:
+        for r, picks, said in rounds(cfg, study):
+            if "loo" in said:
+                fits[str(r)] = said["loo"]
+                study.set_user_attr("final_model", fits)  # per round: how well it predicted the labels it had
+            for t in picks:
+                t = fresh_trial(study, t)
+                if "trained_accuracy" not in t.user_attrs:
+                    prediction = said.get(t.number)
+                    extra = {"final_round": r} if cfg.final_rounds > 1 else {}
+                    if prediction:
+                        extra.update(predicted_accuracy=round(prediction[0], 4), predicted_std=round(prediction[1], 4))
+                    _train_finalist(cfg, study, t, data, space, store, hypernet, extra)
+                    t = fresh_trial(study, t)
+                rows.append({"trial": t.number, "arch": _shown(t), "score": t.values[0], "round": r,
+                             "score_std": t.user_attrs["score_std"], "trained_accuracy": t.user_attrs["trained_accuracy"],
+                             "params": t.user_attrs["params"], "seconds": t.user_attrs["trained_seconds"]})
+                bar.update()
     tau = None
     if len(rows) >= 2:
         tau = float(stats.kendalltau([r["score"] for r in rows], [r["trained_accuracy"] for r in rows]).statistic)
         tau = None if tau != tau else tau  # NaN when every score or every accuracy ties
     study.set_user_attr("finalists", len(rows))  # how well the score ranked what was trained, and over how many
     study.set_user_attr("finalists_kendall_tau", tau)
-    table = final_table(rows, tau)
+    table = final_table(rows, tau, rounds=cfg.final_rounds > 1)
     print(table)
     try:
         import optuna_dashboard
@@ -131,6 +169,30 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any)
     return rows, tau
 
 
+def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.FrozenTrial, data: Dataset, space: Any,
+                    store: Any, hypernet: Any, extra: dict) -> None:
+    """Train one finalist and write its result, weights and drawing onto its trial."""
+    G = trial_graph(study, t, space)
+    start = None
+    if cfg.final_init == "hypernet":
+        start = predicted_start(hypernet, G, score_batch(data, cfg.score_split))
+    r = train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=cfg.seed, device=cfg.device, progress=False,
+              init=start)
+    # Named by the study's own token and the trial, so that two studies of one name (on two
+    # storages, say) never share a file; stored relative to the run directory, so a moved
+    # run directory still finds them.
+    name = os.path.join("final", f"{study.user_attrs['run_token']}-trial_{t.number}")
+    save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name + ".pt"))
+    png = os.path.join(cfg.run_dir, name + ".png")
+    arch = t.user_attrs["arch"]
+    draw_architecture(G, png, title=f"trial {t.number}: " + (arch if len(arch) <= 160 else "graph JSON"),
+                      sketch=getattr(space, "sketch", None))
+    attach_artifact(study, t, store, png)
+    annotate_trial(study, t, user_attrs={
+        "trained_accuracy": r.test_accuracy, "trained_seconds": round(r.seconds, 2), "trained_epochs": cfg.final_epochs,
+        "trained_weights": name + ".pt", "trained_init": cfg.final_init, **extra})
+
+
 def _shown(t: optuna.trial.FrozenTrial) -> str:
     """A finalist's architecture in full: the space's string form, or (for graph JSON, which
     runs to thousands of characters) the choices the trial made, which determine it."""
@@ -138,15 +200,17 @@ def _shown(t: optuna.trial.FrozenTrial) -> str:
     return arch if not arch.startswith("{") else ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
 
 
-def final_table(rows: list[dict], tau: float | None) -> str:
-    """Markdown: rank, architecture, score +- std, true accuracy, params, seconds; and tau.
-    An architecture's `|` (NB201's strings are made of them) is escaped, or it would split the cell."""
-    lines = ["| rank | trial | architecture | score ± std | true accuracy | params | seconds |",
-             "|---|---|---|---|---|---|---|"]
+def final_table(rows: list[dict], tau: float | None, rounds: bool = False) -> str:
+    """Markdown: rank, architecture, score +- std, true accuracy, params, seconds (and with
+    `rounds`, each one's round); and tau. An architecture's `|` (NB201's strings are made of
+    them) is escaped, or it would split the cell."""
+    lines = ["| rank | trial | architecture | score ± std | true accuracy | params | seconds |" + (" round |" * rounds),
+             "|---|---|---|---|---|---|---|" + "---|" * rounds]
     for rank, r in enumerate(rows, start=1):
         arch = r["arch"].replace("|", "\\|")
         lines.append(f"| {rank} | {r['trial']} | `{arch}` | {r['score']:.4f} ± {r['score_std']:.4f} | "
-                     f"{r['trained_accuracy']:.4f} | {r['params']} | {r['seconds']:.1f} |")
+                     f"{r['trained_accuracy']:.4f} | {r['params']} | {r['seconds']:.1f} |"
+                     + (f" {r['round']} |" if rounds else ""))
     lines.append("")
     lines.append(f"Kendall tau between score and true accuracy over these {len(rows)}: "
                  + ("n/a" if tau is None else f"{tau:.3f}"))

@@ -47,6 +47,12 @@ def rdb_of(storage: Any) -> Any:
     return getattr(storage, "_backend", storage)
 
 
+def fresh_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """The trial as the database holds it now, past the cache Optuna keeps of finished trials
+    (which does not see `annotate_trial`'s writes)."""
+    return rdb_of(storage_of(study)).get_trial(trial_id_of(trial))
+
+
 def set_trial_system_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, key: str, value: Any) -> None:
     """A system attribute on a running trial, from inside a sampler (as Optuna's own samplers do)."""
     storage_of(study).set_trial_system_attr(trial_id_of(trial), key, value)

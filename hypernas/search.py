@@ -123,7 +123,7 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     if cfg.limits.active:
         study.set_user_attr("infeasible_trials", sum(not t.user_attrs.get("feasible", True) for t in study.get_trials(
             deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])))
-    final, tau = finalize(cfg, study, data, space)
+    final, tau = finalize(cfg, study, data, space, hypernet.model)
     return SearchResult(study, final, tau, timing)
 
 

@@ -14,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import networkx as nx
@@ -59,10 +60,12 @@ def train(
     device: str = "cpu",
     progress: bool = True,
     holdout_val: bool = False,
+    init: Callable[[GraphModule], None] | None = None,
 ) -> TrainResult:
     """Train `G` from scratch on the whole train split and report test accuracy.
 
     `holdout_val=True`: train without the validation slice and report accuracy on it.
+    `init` sets the fresh module's starting weights (`hypernas.ghn.start.predicted_start`).
     """
     start = time.perf_counter()
     # forward values, their gradients and BatchNorm's saved inputs, in float32
@@ -70,6 +73,8 @@ def train(
                  f"{config.batch_size}", device)
     torch.manual_seed(seed)
     model = compile_graph(G, data.ndim).to(device)
+    if init is not None:
+        init(model)
     x, y = (data.x_train, data.y_train) if holdout_val else data.train_and_val()
     steps_per_epoch = -(-len(x) // config.batch_size)
     total = config.epochs * steps_per_epoch

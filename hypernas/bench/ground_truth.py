@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import random
@@ -97,6 +98,28 @@ def jobs(cells: list[str], seeds: list[int], shard: tuple[int, int] = (0, 1)) ->
     return [(a, s) for a in cells for s in seeds][k::n]
 
 
+def add_latency(path: str, space: Space, data) -> None:
+    """Rewrite a table with a `latency_ms` column: each network's batch-1 latency on this CPU,
+    measured once per network (all its seeds' rows share it); rows that have one keep it."""
+    from hypernas.budget import measure_latency
+    from hypernas.files import save_text
+    from hypernas.graph import validate
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    known = {r["hash"]: r["latency_ms"] for r in rows if r.get("latency_ms")}
+    for r in tqdm(rows, desc="latency", unit="row"):
+        if r["hash"] not in known:
+            info = validate(arch_graph(space, r["arch"], data.in_channels, data.num_classes))
+            known[r["hash"]] = f"{measure_latency(info, data.ndim, data.input_size):.4f}"
+        r["latency_ms"] = known[r["hash"]]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, [*FIELDS, "latency_ms"])
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(out.getvalue(), path)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cells", type=int, default=300)
@@ -107,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", default="mnist1d", help="the reference is mnist1d; another makes a table of its own")
     ap.add_argument("--space", default="nb201", help="a built-in space: nb201 (C=8, N=1) or macro (its defaults)")
     ap.add_argument("--exclude", help="another table whose networks must not be drawn again (a disjoint dev set)")
+    ap.add_argument("--latency", action="store_true",
+                    help="instead of training, add each network's latency (ms, batch 1, hypernas.budget) to --out")
     ap.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
                     help="train only every N-th job from the K-th, to spread a table over N processes")
     args = ap.parse_args(argv)
@@ -116,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     space = get_space(args.space)
     data = load_dataset(args.dataset)
+    if args.latency:
+        add_latency(args.out, space, data)
+        return
     done = set()
     if os.path.exists(args.out):
         with open(args.out, newline="") as f:

@@ -43,9 +43,13 @@ def _register(name: str, single_objective: bool = False, constrained: bool = Fal
 
 def _optuna(cls: str) -> Callable:
     def build(seed, space, options, graph_of):
+        import warnings
+
         import optuna
 
-        return getattr(optuna.samplers, cls)(seed=seed, **options)
+        with warnings.catch_warnings():  # constraints_func is "experimental" in Optuna, and what limits need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return getattr(optuna.samplers, cls)(seed=seed, **options)
 
     return build
 

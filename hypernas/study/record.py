@@ -41,7 +41,8 @@ def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data:
     return {"space": space.name, "space_options": options, **data.signature(), "ndim": data.ndim,
             "input_mean": list(data.input_mean), "input_std": list(data.input_std),
             "objectives": list(cfg.objectives), "score_split": cfg.score_split, "samples": cfg.samples,
-            "seed": cfg.seed, "final_epochs": cfg.final_epochs, "sampler": cfg.sampler,
+            "seed": cfg.seed, "final_epochs": cfg.final_epochs, "final_rounds": cfg.final_rounds,
+            "final_init": cfg.final_init, "sampler": cfg.sampler,
             "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start, **cfg.limits.record(),
             "run_dir": os.path.abspath(cfg.run_dir)}
 

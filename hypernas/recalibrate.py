@@ -1,0 +1,85 @@
+"""A small model of trained accuracy, refitted on every finalist the search trains.
+
+The hypernetwork's score is miscalibrated, and how badly depends on the data: on one table
+size ranks networks better than the score, on another worse. No fixed mix is right for every
+dataset, but each finalist trained is a true label, for free. So the final stage trains in
+rounds, and after each one fits accuracy from what is known of every scored architecture.
+
+The features are the ranks (0 to 1 over the scored pool) of the score, its spread over draws,
+the parameter count, the FLOPs and, where measured, the latency: ranks, so that no scale
+dominates, and few features, so that five labels cannot be overfitted. The model is
+scikit-learn's Bayesian ridge regression, linear in those ranks with a prior that shrinks
+every weight, and with a predictive spread that the next round adds to its mean (an upper
+confidence bound), so that an untried region can still win a training.
+
+Usage:
+    X = rank_features(pool)                      # (pool, features)
+    model = fit(X[trained], labels)              # trained: indices into the pool
+    mean, std = predict(model, X)
+    picks = next_round(mean, std, exclude=trained, k=2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+FEATURES = ("score", "score_std", "params", "flops", "latency_ms")
+EXPLORATION = 1.0  # standard deviations added to the mean: how far to trust the model's doubt
+
+
+def rank_features(rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """(n, f) ranks in [0, 1] of each feature every row has; a feature missing anywhere, or
+    constant, is left out (it tells the rows nothing apart)."""
+    columns = []
+    for name in FEATURES:
+        values = [r.get(name) for r in rows]
+        if any(v is None for v in values) or len(set(values)) < 2:
+            continue
+        ranks = stats.rankdata(values)
+        columns.append((ranks - 1) / max(1, len(rows) - 1))
+    return np.column_stack(columns) if columns else np.zeros((len(rows), 0))
+
+
+def fit(X: np.ndarray, y: Sequence[float]) -> Any:
+    """Bayesian ridge regression of the labels `y` on the rows `X`."""
+    from sklearn.linear_model import BayesianRidge
+
+    return BayesianRidge().fit(X, np.asarray(y, dtype=float))
+
+
+def predict(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, standard deviation) of the predicted accuracy of every row."""
+    mean, std = model.predict(X, return_std=True)
+    return mean, std
+
+
+def next_round(mean: np.ndarray, std: np.ndarray, exclude: set[int], k: int) -> list[int]:
+    """The `k` rows not in `exclude` of largest mean + EXPLORATION x std, best first (ties by row)."""
+    ucb = mean + EXPLORATION * std
+    order = sorted((i for i in range(len(mean)) if i not in exclude), key=lambda i: (-ucb[i], i))
+    return order[:k]
+
+
+def leave_one_out(X: np.ndarray, y: Sequence[float]) -> dict[str, float | None]:
+    """How well the model predicts each label from the others: Kendall tau of the held-out
+    predictions against the labels, and their mean absolute error."""
+    y = np.asarray(y, dtype=float)
+    if len(y) < 3:
+        return {"kendall_tau": None, "mean_abs_error": None}
+    held_out = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        held_out.append(float(fit(X[keep], y[keep]).predict(X[i : i + 1])[0]))
+    tau = stats.kendalltau(held_out, y).statistic
+    return {"kendall_tau": None if math.isnan(tau) else float(tau),
+            "mean_abs_error": float(np.mean(np.abs(np.array(held_out) - y)))}
+
+
+def round_sizes(total: int, rounds: int) -> list[int]:
+    """`total` trainings in `rounds` rounds, as even as they go, larger rounds first."""
+    return [total // rounds + (1 if i < total % rounds else 0) for i in range(rounds)]

@@ -1,0 +1,135 @@
+"""The final stage: rounds that refit a model of trained accuracy, and a start from predicted weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from conftest import GOOD_CELL, fails_cleanly, fit_config
+
+from hypernas import recalibrate
+from hypernas.config import SearchConfig
+from hypernas.errors import HypernasError
+from hypernas.ghn.checkpoint import load_hypernet
+from hypernas.ghn.start import predicted_start
+from hypernas.search import run_search
+from hypernas.study import load_study
+
+OPTIONS = {"channels": 2, "cells": 1}
+FIT = fit_config(steps=3, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1, eval_archs=2)
+
+
+def config(tmp_path, **kw) -> SearchConfig:
+    base = dict(space="nb201", space_options=OPTIONS, study="f", runs=str(tmp_path), trials=24, trial_batch=8,
+                fit=FIT, top_k=4, final_epochs=1, samples=2, final_rounds=2)
+    return SearchConfig(**{**base, **kw})
+
+
+def finalists(cfg) -> dict[int, dict]:
+    done = load_study(cfg.storage_url, cfg.study).get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    return {t.number: t.user_attrs for t in done if "trained_accuracy" in t.user_attrs}
+
+
+def test_the_model_refits_on_labels_and_explores_what_is_untrained():
+    rng = np.random.default_rng(0)
+    rows = [{"score": float(s), "params": int(p), "flops": int(p) * 10} for s, p in zip(rng.random(40), rng.integers(1, 99, 40))]
+    X = recalibrate.rank_features(rows)
+    assert X.shape == (40, 3) and X.min() == 0 and X.max() == 1
+    labelled = [0, 1, 2, 3]
+    y_size = [X[i, 1] for i in labelled]  # labels that follow size, not score
+    mean, std = recalibrate.predict(recalibrate.fit(X[labelled], y_size), X)
+    assert np.corrcoef(mean, X[:, 1])[0, 1] > 0.9  # refitted: it now ranks by size
+    picks = recalibrate.next_round(mean, std, set(labelled), 3)
+    assert len(picks) == 3 and not set(picks) & set(labelled)
+    # exploration: of two with the same mean, the more uncertain is taken first
+    assert recalibrate.next_round(np.array([0.5, 0.5]), np.array([0.0, 0.1]), set(), 1) == [1]
+    assert recalibrate.round_sizes(5, 2) == [3, 2] and recalibrate.round_sizes(4, 4) == [1, 1, 1, 1]
+
+
+def test_rounds_record_their_round_the_predictions_and_the_model_fit(tmp_path):
+    cfg = config(tmp_path)
+    result = run_search(cfg, progress=False)
+    trained = finalists(cfg)
+    assert len(trained) == 4 == len(result.final)
+    assert sorted(a["final_round"] for a in trained.values()) == [1, 1, 2, 2]
+    later = [a for a in trained.values() if a["final_round"] == 2]
+    assert all("predicted_accuracy" in a and a["predicted_std"] >= 0 for a in later)
+    assert set(load_study(cfg.storage_url, "f").user_attrs["final_model"]) == {"2"}
+    # round 1 is the best by score; round 2 never repeats it
+    study = load_study(cfg.storage_url, "f")
+    pool = sorted((t for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+                   if not t.user_attrs["duplicate"]), key=lambda t: (-t.values[0], t.number))
+    assert {n for n, a in trained.items() if a["final_round"] == 1} == {t.number for t in pool[:2]}
+
+
+def test_a_resume_mid_round_trains_the_same_finalists(tmp_path, monkeypatch):
+    whole = config(tmp_path, study="whole")
+    run_search(whole, progress=False)
+    import hypernas.finals as finals_module
+
+    real, calls = finals_module.train, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the second training of round 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    cut = config(tmp_path, study="cut", hypernet=whole.hypernet_path)
+    whole_again = config(tmp_path, study="whole2", hypernet=whole.hypernet_path)
+    run_search(whole_again, progress=False)
+    monkeypatch.setattr(finals_module, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cut, progress=False)
+    assert len(finalists(cut)) == 3
+    monkeypatch.setattr(finals_module, "train", real)
+    run_search(cut, progress=False)
+    assert set(finalists(cut)) == set(finalists(whole_again))
+
+
+def test_the_predicted_start_is_an_ordinary_trainable_module(tmp_path, mnist1d):
+    cfg = config(tmp_path, top_k=0, final_rounds=1, trials=4)
+    run_search(cfg, progress=False)
+    ghn = load_hypernet(cfg.hypernet_path).model
+    from hypernas.compile import compile_graph
+    from hypernas.ghn.model import predict_weights
+    from hypernas.graph import validate
+
+    from search_spaces import nb201
+
+    G = nb201.from_string(GOOD_CELL, 1, 10, **OPTIONS)
+    model = compile_graph(G, 1)
+    predicted_start(ghn, G, mnist1d.x_val)(model)
+    predicted = predict_weights(ghn, [validate(G)])[0]
+    assert all(torch.allclose(model.state_dict()[f"nodes.{k}"], v) for k, v in predicted.items())
+    assert model.batch_stats is False and any(b.abs().sum() > 0 for n, b in model.named_buffers() if "running_mean" in n)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(mnist1d.x_train[:32]), mnist1d.y_train[:32])
+    loss.backward()
+    opt.step()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if "weight" in k)
+
+
+def test_train_init_from_a_hypernetwork_from_the_command_line(tmp_path, capsys):
+    cfg = config(tmp_path, top_k=0, final_rounds=1, trials=4)
+    run_search(cfg, progress=False)
+    from hypernas.cli import main
+
+    argv = ["train", "--space", "nb201", "--arch", GOOD_CELL, "--channels", "2", "--cells", "1", "--epochs", "1",
+            "--json"]
+    assert main(argv + ["--init-from", cfg.hypernet_path]) == 0
+    capsys.readouterr()
+    fails_cleanly(argv[:-1] + ["--channels", "4", "--init-from", cfg.hypernet_path], capsys, "was trained on space")
+
+
+@pytest.mark.parametrize("change, named", [({"final_rounds": 0}, "final_rounds must be an integer >= 1"),
+                                           ({"final_rounds": 5}, "final_rounds 5 is more rounds than top_k 4"),
+                                           ({"final_init": "zeros"}, "final_init must be one of random, hypernet")])
+def test_bad_final_options(change, named, tmp_path):
+    with pytest.raises(HypernasError, match=named):
+        replace(config(tmp_path), **change)
