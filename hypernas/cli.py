@@ -277,7 +277,9 @@ BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steer
            "ground_truth": "train the ground-truth table (resumable)", "search_report": "a finished search against the table",
            "retraining": "how well more training runs rank the ground-truth table",
            "sampler_overhead": "a sampler's own seconds over a long study",
-           "budget": "the best architecture within a size or FLOPs limit, by each scorer"}
+           "budget": "the best architecture within a size or FLOPs limit, by each scorer",
+           "finals": "final-stage strategies replayed on the truth tables",
+           "init": "training from predicted weights against random ones"}
 
 
 @command

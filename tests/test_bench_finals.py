@@ -1,0 +1,33 @@
+"""`hypernas bench finals` and `hypernas bench init`, small: every strategy reported, honestly computed."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import fit_config
+
+from hypernas.bench import budget, finals, init
+from hypernas.bench.budget import Truth
+
+TINY = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, eval_archs=2, warmup=1)
+
+
+def test_simulated_rounds_take_the_model_and_the_labels():
+    rows = [{"score": float(i % 7), "params": i, "flops": 10 * i} for i in range(30)]  # score knows nothing
+    truth = np.linspace(0.5, 0.9, 30)  # size does: the truth rises with it
+    assert finals.simulate_rounds(rows, truth, truth, 6, 1) < 0.9  # by score alone
+    assert finals.simulate_rounds(rows, truth, truth, 6, 3) > finals.simulate_rounds(rows, truth, truth, 6, 1)
+
+
+def test_small_runs_report_every_strategy(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "TRUTHS", {"tiny": Truth(("nb201_digits.csv",), "nb201", "digits", TINY)})
+    monkeypatch.setattr(finals, "TRUTHS", budget.TRUTHS)
+    monkeypatch.setattr(init, "TRUTHS", budget.TRUTHS)
+    budget.main(["--truths", "tiny", "--runs", "2", "--limit", "24", "--hypernets", str(tmp_path)])  # trains them
+    (result,) = finals.main(["--truths", "tiny", "--runs", "2", "--limit", "24", "--hypernets", str(tmp_path),
+                             "--out-md", str(tmp_path / "f.md")])
+    for (where, k), cell in result["results"].items():
+        assert cell["best"] + 1e-9 >= max(max(v) for s, v in cell.items() if s != "best")
+        assert len(cell["score"]) == len(cell["rounds2"]) == 2 and len(cell["size"]) == 1
+    assert "rounds4" in (tmp_path / "f.md").read_text()
+    (res,) = init.main(["--truths", "tiny", "--archs", "2", "--hypernets", str(tmp_path)])
+    assert [r["epochs"] for r in res["rows"]] == [1, 2, 6] and all(0 <= r["hypernet"] <= 1 for r in res["rows"])
