@@ -176,10 +176,26 @@ def train_hypernet(args: argparse.Namespace) -> None:
         raise OptionError(f"{args.out} exists; pass --resume to continue it, or choose another --out")
     set_threads(args.threads)
     config = _config(args, FitConfig)
-    state = fit_hypernet(get_space(args.space), space_options(args), _load_data(args), config, out=args.out,
-                         resume=args.resume, device=args.device)
-    loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
-    print(f"{args.out}: {state['step']} steps, loss {loss}, {state['skipped']} skipped")
+    device, rank = args.device, 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: one process of several
+        import torch.distributed as dist
+
+        if device.startswith("cuda"):
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        rank = dist.get_rank()
+    try:
+        state = fit_hypernet(get_space(args.space), space_options(args), _load_data(args), config, out=args.out,
+                             resume=args.resume, device=device)
+    finally:
+        if rank or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
+        print(f"{args.out}: {state['step']} steps, loss {loss}, {state['skipped']} skipped"
+              + (f", {state['world_size']} processes" if state["world_size"] > 1 else ""))
 
 
 @command

@@ -50,9 +50,13 @@ def _sample_infos(space, rng: random.Random, n: int, data: Dataset, options: dic
 
 
 def hypernet_loss(ghn: GraphHyperNetwork, infos: list, x: torch.Tensor, y: torch.Tensor,
-                  noise: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the architectures run with their predicted weights."""
-    weights = predict_weights(ghn, infos, noise)
+                  noise: torch.Tensor, forward: Any = None) -> torch.Tensor:
+    """Mean cross-entropy of the architectures run with their predicted weights. `forward`
+    runs the hypernetwork where it is wrapped (DistributedDataParallel)."""
+    if forward is None:
+        weights = predict_weights(ghn, infos, noise)
+    else:
+        weights = forward(encode(infos, ghn.ops, ghn.ndim, ghn.config.s_max).to(x.device), noise)
     ctx = RunContext(ghn.ndim, training=True, batch_stats=True)
     losses = [F.cross_entropy(Program(info, ghn.ndim).run(x, w, ctx), y) for info, w in zip(infos, weights)]
     return torch.stack(losses).mean()
@@ -67,10 +71,21 @@ def fit_hypernet(
     resume: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    shards: int | None = None,
 ) -> dict:
-    """Train (or with `resume`, continue) a hypernetwork; returns the final checkpoint dict."""
+    """Train (or with `resume`, continue) a hypernetwork; returns the final checkpoint dict.
+
+    Under `torchrun` (torch.distributed initialised) each of the W processes takes its shard
+    of every step: `meta_batch` architectures and `batch_size` samples of a step that draws W
+    times as many from streams every process seeds alike, so the union is the same whatever W;
+    gradients are averaged across processes (DistributedDataParallel) and only rank 0 writes
+    the checkpoint. `shards` runs W shards in this one process instead, with the same result
+    to float tolerance: how a distributed run is checked, or reproduced without one."""
     options = space.resolve_options(space_options)
-    if out:
+    rank, world = _world()
+    local_shards = list(range(shards)) if shards else [rank]
+    width = shards or world  # shards of a step
+    if out and rank == 0:
         check_writable(out, CheckpointError, "checkpoint")
     record = fit_record(space, options, data, config)
     torch.manual_seed(config.seed)  # seeded initialisation
@@ -93,9 +108,18 @@ def fit_hypernet(
     largest = max(activation_numel(info, data.input_size) for info in eval_infos)
     check_memory(3 * 4 * config.batch_size * config.meta_batch * largest,
                  f"hypernetwork training at meta-batch {config.meta_batch} and batch {config.batch_size}", device)
+    forward = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: a step's architectures need not use every head (a bias, a transformer bias)
+        forward = DistributedDataParallel(ghn, find_unused_parameters=True)
     if resume and out and os.path.exists(out):
         ckpt = load_checkpoint(out)
         check_resumable(ckpt, record, out)
+        if ckpt.get("world_size", 1) != width:
+            raise CheckpointError(f"cannot continue {out}: it was trained in {ckpt.get('world_size', 1)} shard(s) "
+                                  f"per step, this run has {width}; resume with as many processes")
         ghn.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -107,26 +131,33 @@ def fit_hypernet(
         return {"format": "hypernas-hypernet", "version": 1, **record, "hyper": ghn.record(),
                 "step": step, "skipped": skipped, "loss_ema": ema, "model": ghn.state_dict(), "best": best,
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": {"python": arch_rng.getstate(), "torch": gen.get_state()}}
+                "rng": {"python": arch_rng.getstate(), "torch": gen.get_state()}, "world_size": width}
 
     good = copy.deepcopy(state())  # the last good state, to roll back to after repeated NaNs
     failures = 0
     x_all, y_all = data.x_train, data.y_train  # train split only: validation is for scoring
     ghn.train()
-    with tqdm(total=config.steps, initial=step, desc="hypernet", unit="step", disable=not progress) as bar:
+    mb, bs = config.meta_batch, config.batch_size
+    with tqdm(total=config.steps, initial=step, desc="hypernet", unit="step", disable=not progress or rank) as bar:
         while step < config.steps:
-            idx = torch.randint(len(x_all), (config.batch_size,), generator=gen)
-            noise = torch.randn(config.meta_batch, ghn.config.noise, generator=gen).to(device)
-            infos = _sample_infos(space, arch_rng, config.meta_batch, data, options)
-            loss = hypernet_loss(ghn, infos, x_all[idx].to(device), y_all[idx].to(device), noise)
+            # One step, drawn whole in every process (W = 1: exactly as a single process draws it);
+            # shard k trains on its slice of the architectures, noise and samples.
+            idx = torch.randint(len(x_all), (width * bs,), generator=gen)
+            noise = torch.randn(width * mb, ghn.config.noise, generator=gen).to(device)
+            infos = _sample_infos(space, arch_rng, width * mb, data, options)
+            loss = torch.stack([hypernet_loss(ghn, infos[k * mb:(k + 1) * mb], x_all[idx[k * bs:(k + 1) * bs]].to(device),
+                                              y_all[idx[k * bs:(k + 1) * bs]].to(device), noise[k * mb:(k + 1) * mb],
+                                              forward) for k in local_shards]).mean()
+            finite = _all(bool(torch.isfinite(loss)))  # every process skips a step together, or none does
             opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
+            if finite:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(ghn.parameters(), config.grad_clip)
                 opt.step()
-            if torch.isfinite(loss) and all(torch.isfinite(p).all() for p in ghn.parameters()):
+            if finite and all(torch.isfinite(p).all() for p in ghn.parameters()):
                 failures = 0
-                ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+                value = _mean(loss.item())
+                ema = value if ema is None else 0.98 * ema + 0.02 * value
             else:
                 skipped, failures = skipped + 1, failures + 1
                 if failures >= 3 or not all(torch.isfinite(p).all() for p in ghn.parameters()):
@@ -144,12 +175,45 @@ def fit_hypernet(
                 ghn.train()
             if step % config.checkpoint_every == 0:
                 good = copy.deepcopy(state())
-                if out:
+                if out and rank == 0:
                     save_checkpoint(good, out)
     final = state()
-    if out:
+    if out and rank == 0:
         save_checkpoint(final, out)
     return final
+
+
+def _world() -> tuple[int, int]:
+    """(this process's rank, the number of processes) of a torch.distributed run, or (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all(flag: bool) -> bool:
+    """Whether `flag` holds in every process."""
+    rank, world = _world()
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _mean(value: float) -> float:
+    """`value` averaged over the processes (the loss every process logs alike)."""
+    rank, world = _world()
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item() / world
 
 
 @torch.no_grad()
