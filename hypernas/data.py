@@ -33,7 +33,7 @@ MNIST1D_VARIANTS = {
     "mnist1d_small": {"train_split": 0.4},
     "mnist1d_noisy": {"train_split": 0.4, "iid_noise_scale": 0.1, "corr_noise_scale": 0.5},
 }
-DATASETS = ("mnist1d", *MNIST1D_VARIANTS, "digits", "cifar10")
+DATASETS = ("mnist1d", *MNIST1D_VARIANTS, "digits", "cifar10", "random_images")
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,10 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = V
         x, y, x_test, y_test = _digits(split_seed)
     elif name == "cifar10":
         x, y, x_test, y_test = _cifar10(data_dir)
+    elif name == "random_images":  # CIFAR-10's shape with nothing to learn: for timing where no copy is at hand
+        rng = np.random.default_rng(0)
+        x, x_test = rng.normal(size=(5000, 3, 32, 32)).astype(np.float32), rng.normal(size=(1000, 3, 32, 32))
+        y, y_test = rng.integers(0, 10, 5000), rng.integers(0, 10, 1000)
     else:
         raise unknown_name("dataset", name, list(DATASETS) + ["path/to/file.npz"])
     return _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout)

@@ -4,7 +4,9 @@
 #   2. the command line: train a hypernetwork briefly with --device cuda, then score 1,000 nb201
 #      architectures with it on the GPU and on this machine's CPU, and compare the scores;
 #   3. `hypernas bench speed --device cuda`: architectures per second, the ratio to a bare forward
-#      pass on the GPU, training steps per second and peak GPU memory, for nb201 and macro.
+#      pass on the GPU, training steps per second and peak GPU memory, for nb201 and macro, on
+#      MNIST-1D and on 32x32x3 images (NB201 at C=16 N=5);
+#   4. where two GPUs are at hand, a 2-process torchrun training of the hypernetwork (NCCL).
 # Usage (repo root; hypernas importable, e.g. PYTHONPATH=.):  OUT=runs/gpu scripts/gpu_check.sh
 # Each step runs even when an earlier one fails; the exit code is the number of failed steps.
 set -uo pipefail
@@ -46,5 +48,16 @@ step speed_nb201 hn bench speed --spaces nb201 --device cuda --archs 1000 --repe
     --out-md "$out/speed_nb201.md"
 step speed_macro hn bench speed --spaces macro --device cuda --archs 200 --repeats 3 --train-steps 20 \
     --out-md "$out/speed_macro.md"
+# the image-sized workload: NB201 at C=16 N=5 and macro on 32x32x3 (random images of CIFAR-10's shape)
+step speed_images hn bench speed --workload images --device cuda --archs 100 --repeats 2 --fit-steps 5 \
+    --train-steps 10 --out-md "$out/speed_images.md"
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
+if [ "$gpus" -ge 2 ]; then  # the hypernetwork trained by two processes, NCCL
+    step torchrun_2gpu python3 -m torch.distributed.run --nproc-per-node 2 -m hypernas.cli train-hypernet \
+        --space nb201 --dataset mnist1d --channels 8 --cells 1 --steps 100 --meta-batch 8 --device cuda \
+        --out "$out/hypernet_2gpu.pt"
+else
+    echo "== torchrun_2gpu: skipped, $gpus GPU(s) here"
+fi
 echo "== $failed step(s) failed"
 exit "$failed"

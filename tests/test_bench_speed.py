@@ -68,3 +68,14 @@ def test_on_a_gpu_scoring_and_training_run_there_and_report_gpu_memory():
     assert [r["phase"] for r in rows] == ["score", "train"]
     assert all(r["device"] == "cuda" and r["peak_gpu_mib"] > 0 for r in rows)
     assert rows[0]["archs_per_second"] > 0 and rows[1]["steps_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_the_image_sized_workload_is_measured(capsys):
+    from hypernas.bench import speed
+
+    rows = speed.main(["--workload", "images", "--spaces", "macro", "--archs", "2", "--repeats", "1", "--fit-steps", "1",
+                       "--train-steps", "1", "--threads", "1"])
+    score = next(r for r in rows if r["phase"] == "score")
+    assert score["space"] == "macro" and score["archs_per_second"] > 0 and score["val_samples"] == 500
+    assert "random_images" in capsys.readouterr().out

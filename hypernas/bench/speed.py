@@ -25,8 +25,13 @@ not depend on how well the hypernetwork is trained, only on its architecture and
 Output: one JSON line per phase on stdout as it finishes, then a Markdown table (also
 written to `--out-md`). Progress lines go to stderr.
 
+`--workload images` measures the networks users search on images: NB201 at its published
+skeleton (C=16, N=5) and the macro space on 32x32x3 inputs, CIFAR-10 from `--data-dir` where
+given, else `random_images` (its shape, for timing only).
+
 Usage:
     hypernas bench speed --threads 2 --archs 1000 --out-md runs/speed.md
+    hypernas bench speed --workload images --archs 20 --repeats 2 --fit-steps 1 --train-steps 3
     python -m hypernas.bench.speed --hypernet runs/ref/hypernet.pt --archs 1000
     hypernas bench speed --spaces nb201 --layers mp,transformer   # the two hypernetwork layers side by side
 """
@@ -61,11 +66,15 @@ from hypernas.score import Scorer
 from hypernas.spaces import get_space, recorded_space
 
 SPACE_OPTIONS = {"nb201": {"channels": 8, "cells": 1}, "macro": {}}  # options for the spaces benchmarked
+# The image-sized workload: the published NB201 skeleton (C=16, N=5) and the macro space on 32x32x3
+# inputs, CIFAR-10 from --data-dir where given, else an array of its shape for timing only.
+IMAGE_OPTIONS = {"nb201": {}, "macro": {}}
 
 
-def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str = "cpu") -> dict:
+def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str = "cpu",
+                 data_dir: str | None = None) -> dict:
     ckpt = load_checkpoint(path)
-    data = load_dataset_like(ckpt["data"])
+    data = load_dataset_like(ckpt["data"], data_dir)
     graphs = recorded_space(ckpt["space"], None, f"checkpoint {path!r}").sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
     x = data.x_val.to(device)
     models, score_peak = None, None
@@ -102,8 +111,9 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training(space_name: str, options: dict, steps: int, layer: str = "mp", device: str = "cpu") -> dict:
-    data = load_dataset("mnist1d")
+def time_training(space_name: str, options: dict, steps: int, layer: str = "mp", device: str = "cpu",
+                  dataset: str = "mnist1d", data_dir: str | None = None) -> dict:
+    data = load_dataset(dataset, data_dir=data_dir)
     # The default architecture and batch sizes; one validation architecture, so the
     # validation pass at the last step costs a fraction of a step.
     config = FitConfig(steps=steps, warmup=1, eval_archs=1, hyper=HyperConfig(layer=layer))
@@ -138,10 +148,11 @@ def _phase(args: argparse.Namespace) -> dict:
     start_peak = _peak_mib()  # the interpreter with torch and hypernas imported
     torch.set_num_threads(args.threads)
     if args.phase == "score":
-        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples, args.device)
+        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples, args.device, args.data_dir)
         result["peak_rss_mib_with_baseline"] = _peak_mib()
     else:
-        result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers, args.device),
+        result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers, args.device,
+                                  args.dataset, args.data_dir),
                   "peak_rss_mib": _peak_mib()}
     if torch.device(args.device).type == "cuda":  # the whole phase's, the baseline's models included
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(args.device) / 2**20
@@ -201,6 +212,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where scoring and training run")
     ap.add_argument("--out-md")
+    ap.add_argument("--workload", choices=["mnist1d", "images"], default="mnist1d",
+                    help="mnist1d: NB201 at C=8 N=1 and macro on MNIST-1D; images: NB201 at C=16 N=5 and macro on "
+                         "32x32x3 (CIFAR-10 from --data-dir, else random images of its shape)")
+    ap.add_argument("--data-dir", help="the CIFAR-10 python-pickle files, for --workload images")
+    ap.add_argument("--dataset", help=argparse.SUPPRESS)
     ap.add_argument("--phase", choices=["score", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--space", help=argparse.SUPPRESS)
     ap.add_argument("--space-options", default="{}", help=argparse.SUPPRESS)
@@ -225,18 +241,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.error("--train-steps must be >= 0")
     check_device(args.device)
     torch.set_num_threads(args.threads)
+    options_of = IMAGE_OPTIONS if args.workload == "images" else SPACE_OPTIONS
+    dataset = ("cifar10" if args.data_dir else "random_images") if args.workload == "images" else "mnist1d"
     start = time.perf_counter()
-    base = [sys.executable, "-m", "hypernas.bench.speed", "--threads", str(args.threads), "--device", args.device]
+    base = [sys.executable, "-m", "hypernas.bench.speed", "--threads", str(args.threads), "--device", args.device,
+            "--dataset", dataset, *(["--data-dir", args.data_dir] if args.data_dir else [])]
     rows = []
     with tempfile.TemporaryDirectory(prefix="hypernas-speed-") as tmp:
         hypernets = list(args.hypernet)
         if not hypernets:
-            data = load_dataset("mnist1d")
+            data = load_dataset(dataset, data_dir=args.data_dir)
             for s, layer in itertools.product(spaces, layers):
                 path = os.path.join(tmp, f"{s}-{layer}.pt")
-                _progress(f"training a {_describe(s, SPACE_OPTIONS.get(s, {}), layer)} hypernetwork for scoring, "
+                _progress(f"training a {_describe(s, options_of.get(s, {}), layer)} hypernetwork for scoring, "
                           f"{args.fit_steps} steps (not timed)")
-                fit_hypernet(get_space(s), SPACE_OPTIONS.get(s, {}), data,
+                fit_hypernet(get_space(s), options_of.get(s, {}), data,
                              FitConfig(steps=args.fit_steps, hyper=HyperConfig(layer=layer)),
                              out=path, device=args.device, progress=False)
                 hypernets.append(path)
@@ -247,7 +266,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(_run_phase(base + ["--phase", "score", "--hypernet", path, "--archs", str(args.archs),
                                            "--repeats", str(args.repeats), "--samples", str(args.samples)]))
         for s, layer in itertools.product(spaces, layers) if args.train_steps else []:
-            options = SPACE_OPTIONS.get(s, {})
+            options = options_of.get(s, {})
             _progress(f"training a {_describe(s, options, layer)} hypernetwork: {args.train_steps} timed steps")
             rows.append(_run_phase(base + ["--phase", "train", "--space", s, "--space-options", json.dumps(options),
                                            "--steps", str(args.train_steps), "--layers", layer]))
@@ -258,7 +277,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     val = {r["val_samples"] for r in rows if r["phase"] == "score"}
     command = " ".join(["hypernas bench speed", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     notes = (f"Command: `{command}`",
-             f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores, {_device_name(args.device)}; MNIST-1D; scoring uses {sources}, "
+             f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores, {_device_name(args.device)}; {dataset}; scoring uses {sources}, "
              f"{args.samples} draw(s), the {'/'.join(map(str, sorted(val)))}-sample validation slice; medians over "
              f"{args.repeats} repeat(s), scoring and bare forward alternating in one process. Training: meta-batch "
              f"{FitConfig().meta_batch}, batch {FitConfig().batch_size}. Each phase in its own process; "
