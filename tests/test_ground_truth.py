@@ -65,3 +65,39 @@ def test_a_table_for_another_dataset_counts_its_networks_in_its_own_dimensions(t
         main(["--cells", "2", "--seeds", "0", "--threads", "1", "--out", str(out)])
     assert "was made with another dataset: its networks are not mnist1d's" in capsys.readouterr().err
     assert rows(out) == [row]
+
+
+MACRO_TABLE = DEFAULT_TABLE.replace("nb201_mnist1d", "macro_mnist1d_small")
+MACRO_DEV = MACRO_TABLE.replace(".csv", "_dev.csv")
+
+
+def test_the_macro_tables_are_their_documented_draws_and_disjoint():
+    from hypernas.bench.ground_truth import arch_graph, draw_archs
+    from hypernas.spaces import get_space
+
+    macro = get_space("macro")
+    reference = [r["arch"] for r in rows(MACRO_TABLE) if r["seed"] == "0"]
+    assert len(reference) == 200 and draw_archs(macro, 200, 0) == reference
+    for r in rows(MACRO_TABLE)[:40]:
+        assert canonical_hash(arch_graph(macro, r["arch"], 1, 10)) == r["hash"]
+    dev = [r["arch"] for r in rows(MACRO_DEV) if r["seed"] == "0"]
+    exclude = {r["hash"] for r in rows(MACRO_TABLE)}
+    assert len(dev) == 150 and draw_archs(macro, 150, 1, exclude) == dev
+    assert not {r["hash"] for r in rows(MACRO_DEV)} & exclude
+
+
+def test_latency_is_added_once_per_network(tmp_path):
+    import shutil
+
+    out = tmp_path / "t.csv"
+    with open(MACRO_TABLE, newline="") as f:
+        head = f.readlines()[:5]  # the header and two networks of two seeds each
+    out.write_text("".join(head))
+    main(["--space", "macro", "--dataset", "mnist1d_small", "--latency", "--threads", "1", "--out", str(out)])
+    table = rows(out)
+    assert len(table) == 4 and all(float(r["latency_ms"]) > 0 for r in table)
+    assert table[0]["latency_ms"] == table[1]["latency_ms"]  # one network, one measurement
+    before = out.read_text()
+    shutil.copy(out, tmp_path / "again.csv")
+    main(["--space", "macro", "--dataset", "mnist1d_small", "--latency", "--threads", "1", "--out", str(out)])
+    assert out.read_text() == before  # measured ones are kept
