@@ -21,8 +21,17 @@ import warnings
 from collections.abc import Callable
 
 from hypernas import __version__
-from hypernas.config import (MAX_SEED, SPLITS, VAL_FRACTION, FitConfig, SearchConfig, TrainConfig, check_study_name,
-                             load_search_config, sqlite_url)
+from hypernas.config import (
+    MAX_SEED,
+    SPLITS,
+    VAL_FRACTION,
+    FitConfig,
+    SearchConfig,
+    TrainConfig,
+    check_study_name,
+    load_search_config,
+    sqlite_url,
+)
 from hypernas.device import check_device, set_threads
 from hypernas.drawing import VIEWS
 from hypernas.errors import HypernasError, HypernasWarning, OptionError

@@ -22,13 +22,13 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from hypernas.config import SearchConfig, TrainConfig
-from hypernas.ghn.start import predicted_start, score_batch
-from hypernas.recalibrate import fit, leave_one_out, next_round, predict, rank_features, round_sizes
 from hypernas.data import Dataset
-from hypernas.errors import HypernasError
 from hypernas.drawing import draw_architecture
+from hypernas.errors import HypernasError
 from hypernas.files import save_file
+from hypernas.ghn.start import predicted_start, score_batch
 from hypernas.optuna_private import annotate_trial, attach_artifact, fresh_trial, storage_of
+from hypernas.recalibrate import fit, leave_one_out, next_round, predict, rank_features, round_sizes
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
 from hypernas.train import train

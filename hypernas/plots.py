@@ -24,9 +24,7 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
     if not trials:
         raise HypernasError(f"study {study.study_name!r} has no completed trials to plot")
     if kind == "arch":
-        from hypernas.study.record import pick_trial, trial_graph
-
-        from hypernas.study.record import study_space
+        from hypernas.study.record import pick_trial, study_space, trial_graph
 
         best = pick_trial(study, "best")
         G = trial_graph(study, best, space)

@@ -35,11 +35,11 @@ from hypernas.finals import finalize
 from hypernas.ghn.checkpoint import Hypernet, check_space, load_hypernet, warn_unfinished
 from hypernas.ghn.fit import check_resumable, fit_hypernet, fit_record
 from hypernas.graph import canonical_hash
+from hypernas.optuna_private import storage_of
 from hypernas.samplers import make_sampler
 from hypernas.score import Scorer
 from hypernas.spaces import Space, get_space
 from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
-from hypernas.optuna_private import storage_of
 from hypernas.study.storage import open_storage, study_lock, worker_slot
 from hypernas.study.sync import Mirror, Writer, shared_attrs
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from hypernas.spaces import Space
+from hypernas.spaces import Sketch, Space
 
 STAGE_WIDTHS = ((8, 12, 16), (16, 24, 32), (24, 32, 48))
 BLOCKS = (1, 2, 3)
@@ -70,6 +70,23 @@ def suggest(trial, *, in_channels: int, num_classes: int, width: float = 1.0, st
     return G
 
 
+def sketch(G: nx.DiGraph) -> Sketch:
+    """One box per block, with its kernel, expansion and width (and /2 where it halves the length)."""
+    boxes = [f"stem\nconv 3x3\n{G.nodes['stem_conv']['channels']} ch"]
+    c_in = G.nodes["stem_conv"]["channels"]
+    for s in range(len(STAGE_WIDTHS)):
+        b = 0
+        while f"s{s}b{b}_dw_conv" in G:
+            dw, width = G.nodes[f"s{s}b{b}_dw_conv"], G.nodes[f"s{s}b{b}_proj_conv"]["channels"]
+            stride = " /2" if dw.get("stride", 1) > 1 else ""
+            skip = " +skip" if f"s{s}b{b}_sum" in G else ""
+            boxes.append(f"s{s}b{b}{stride}\nk{dw['kernel']} e{dw['channels'] // c_in}\n{width} ch{skip}")
+            c_in, b = width, b + 1
+    boxes.append(f"head\nconv 1x1\n{G.nodes['head_conv']['channels']} ch")
+    caption = f"pool, linear ({G.nodes['linear']['channels']} classes); k kernel, e expansion, ch width"
+    return Sketch("chain", boxes, caption=caption)
+
+
 def _size() -> int:
     per_block = len(KERNELS) * len(EXPANSIONS)
     per_stage = len(STAGE_WIDTHS[0]) * sum(per_block**b for b in BLOCKS)
@@ -82,4 +99,5 @@ SPACE = Space(
     description="MobileNetV2-style networks: 1-3 blocks per stage, kernels 3/5/7, expansion 1/3/6, varying widths",
     size=_size(),
     options={"width": 1.0, "stem": 8, "head": 64},
+    sketch=sketch,
 )

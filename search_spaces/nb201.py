@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from hypernas.errors import SpaceError
-from hypernas.spaces import Space
+from hypernas.spaces import Sketch, Space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # the string's order
@@ -170,6 +170,21 @@ def format_graph(G: nx.DiGraph) -> str:
     return G.graph["arch"]
 
 
+SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv 1x1", "nor_conv_3x3": "conv 3x3",
+         "avg_pool_3x3": "avg pool 3x3"}
+
+
+def sketch(G: nx.DiGraph) -> Sketch:
+    """The cell as NB201's papers draw it: 4 nodes, 6 labelled edges; the skeleton in one line."""
+    cell = parse_string(format_graph(G))
+    width = G.nodes["stem_conv"]["channels"]
+    cells = len({str(n).split("_")[0] for n in G if str(n).startswith("s0c")})
+    classes = G.nodes["head_linear"]["channels"]
+    caption = (f"skeleton: stem conv 3x3 ({width} ch), 3 stages of {cells} cell{'s' * (cells > 1)} at "
+               f"{width}/{2 * width}/{4 * width} channels with residual reductions, pool, linear ({classes} classes)")
+    return Sketch("cell", ["0", "1", "2", "3"], [(i, j, SHORT[op]) for (i, j), op in zip(EDGES, cell)], caption)
+
+
 def enumerate_graphs(in_channels: int, num_classes: int, channels: int = 16, cells: int = 5) -> Iterator[nx.DiGraph]:
     """Every one of the 15,625 networks, in `all_cells()` order."""
     for cell in all_cells():
@@ -186,4 +201,5 @@ SPACE = Space(
     format=format_graph,
     enumerate=enumerate_graphs,
     grid={f"edge_{i}_{j}": list(OPS) for i, j in EDGES},
+    sketch=sketch,
 )

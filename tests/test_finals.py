@@ -97,7 +97,6 @@ def test_the_predicted_start_is_an_ordinary_trainable_module(tmp_path, mnist1d):
     from hypernas.compile import compile_graph
     from hypernas.ghn.model import predict_weights
     from hypernas.graph import validate
-
     from search_spaces import nb201
 
     G = nb201.from_string(GOOD_CELL, 1, 10, **OPTIONS)

@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 from hypernas.compile import Program
 from hypernas.config import FitConfig
 from hypernas.data import Dataset, signature_mismatch
+from hypernas.device import check_memory
 from hypernas.errors import CheckpointError
 from hypernas.files import check_writable
 from hypernas.ghn.checkpoint import load_checkpoint, save_checkpoint
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, predict_weights
-from hypernas.device import check_memory
 from hypernas.graph import activation_numel
 from hypernas.ops import RunContext, list_ops
 from hypernas.spaces import RandomTrial, Space

@@ -28,7 +28,6 @@ from hypernas.graph import from_json
 from hypernas.spaces import Space, recorded_space
 from hypernas.study.storage import redact
 
-
 # Not what the scores depend on: free to change on a resume (the sampler may change mid-study).
 FREE = ("dataset", "hypernet", "sampler", "sampler_options", "warm_start", "run_dir", "run_token", "search_timing",
         "finalists", "finalists_kendall_tau", "infeasible_trials")

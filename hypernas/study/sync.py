@@ -25,7 +25,6 @@ from hypernas.errors import StorageError
 from hypernas.optuna_private import storage_of, study_id_of
 from hypernas.study.storage import study_lock
 
-
 SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_measured")  # a duplicate copies these
 
 
