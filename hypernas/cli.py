@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 
 from hypernas import __version__
+from hypernas.bench import BENCHES
 from hypernas.config import (
     MAX_SEED,
     SPLITS,
@@ -50,8 +51,9 @@ def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Name
 # ---- shared arguments ----------------------------------------------------------------------
 
 
-def _space_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--space", required=required, help="built-in space name, or path/to/file.py:function")
+def _space_args(p: argparse.ArgumentParser, with_space: bool = True) -> None:
+    if with_space:
+        p.add_argument("--space", required=True, help="built-in space name, or path/to/file.py:function")
     p.add_argument("--channels", type=int, help="space option: width C (nb201)")
     p.add_argument("--cells", type=int, help="space option: cells per stage N (nb201)")
     p.add_argument("--space-option", action="append", default=[], metavar="KEY=VALUE",
@@ -296,17 +298,6 @@ def plot(args: argparse.Namespace) -> None:
     print(args.out)
 
 
-BENCHES = {"ranking": "scorers against the ground-truth table", "oracle": "steering on NB201's CIFAR-10 table",
-           "speed": "scoring and training speed", "workers": "search throughput with several workers",
-           "protocol": "the reference training protocol's sanity check", "dynamic": "scoring macro architectures",
-           "ground_truth": "train the ground-truth table (resumable)", "search_report": "a finished search against the table",
-           "retraining": "how well more training runs rank the ground-truth table",
-           "sampler_overhead": "a sampler's own seconds over a long study",
-           "budget": "the best architecture within a size or FLOPs limit, by each scorer",
-           "finals": "final-stage strategies replayed on the truth tables",
-           "init": "training from predicted weights against random ones"}
-
-
 @command
 def bench(args: argparse.Namespace) -> None:
     """Run a benchmark (hypernas bench NAME --help for its options); results go to BENCHMARKS.md."""
@@ -394,11 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = subcommand("search", search)
     p.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags override it")
-    add_flags(p, SearchConfig)
-    p.add_argument("--channels", type=int, help="space option: width C (nb201)")
-    p.add_argument("--cells", type=int, help="space option: cells per stage N (nb201)")
-    p.add_argument("--space-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other space option ([space_options] in TOML); VALUE is read as JSON where it parses")
+    add_flags(p, SearchConfig)  # --space among them, as the TOML key `space`
+    _space_args(p, with_space=False)
     p.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword argument of the sampler ([sampler_options] in TOML)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
