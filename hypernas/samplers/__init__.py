@@ -47,8 +47,10 @@ def _optuna(cls: str) -> Callable:
 
         import optuna
 
-        with warnings.catch_warnings():  # constraints_func is "experimental" in Optuna, and what limits need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with warnings.catch_warnings():  # constraints_func is what limits need, whatever Optuna thinks of it:
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # experimental in 4.x,
+            # deprecated in 5.0 for Trial.set_constraint, which 4.x lacks; it works in both until 7.0
+            warnings.filterwarnings("ignore", message=".*constraints_func", category=FutureWarning)
             return getattr(optuna.samplers, cls)(seed=seed, **options)
 
     return build
