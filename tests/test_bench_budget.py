@@ -6,9 +6,11 @@ import itertools
 import statistics
 
 import numpy as np
+import pytest
 from conftest import fit_config
 
-from hypernas.bench import budget
+from hypernas.bench import budget, finals
+from hypernas.errors import CheckpointError
 
 
 def test_random_picks_are_the_exact_expectation():
@@ -31,6 +33,7 @@ def test_a_small_run_reports_every_scorer_and_budget(tmp_path, monkeypatch):
                                                                                    hidden=8, rounds=1, rank=2,
                                                                                    eval_archs=2, warmup=1))
     monkeypatch.setattr(budget, "TRUTHS", {"tiny": truth})
+    monkeypatch.setattr(finals, "TRUTHS", budget.TRUTHS)
     out = tmp_path / "b.md"
     (result,) = budget.main(["--truths", "tiny", "--runs", "2", "--limit", "16", "--hypernets", str(tmp_path),
                              "--out-md", str(out)])
@@ -44,3 +47,19 @@ def test_a_small_run_reports_every_scorer_and_budget(tmp_path, monkeypatch):
     text = out.read_text()
     assert "| hypernet |" in text and "seed_to_seed" in text and "best-of-3 gap" in text
     assert sorted(p.name for p in tmp_path.glob("tiny_s*.pt")) == ["tiny_s0.pt", "tiny_s1.pt"]
+
+    # An arm's option reaches the training, and a folder made with other options is refused
+    # rather than passed off as the arm (the seed stays each run's own).
+    with pytest.raises(CheckpointError, match="fit.hidden = 8, this run asks for 4"):
+        budget.main(["--truths", "tiny", "--runs", "1", "--limit", "16", "--hypernets", str(tmp_path), "--hidden", "4"])
+    assert budget.with_fit(truth, {"hidden": 4}).fit.hyper.hidden == 4 and budget.with_fit(truth, {}) is truth
+    # A development truth reads the hypernetworks of the truth it shares data with.
+    dev = budget.Truth(truth.tables, "nb201", "digits", truth.fit, hypernets="tiny", development=True)
+    assert budget.hypernet_paths("dev", dev, 2, str(tmp_path)) == [str(tmp_path / "tiny_s0.pt"), str(tmp_path / "tiny_s1.pt")]
+    with pytest.raises(CheckpointError, match="tiny_s2.pt is missing"):
+        finals.main(["--truths", "tiny", "--runs", "3", "--hypernets", str(tmp_path)])
+
+
+def test_development_tables_are_not_run_unless_asked():
+    assert "macro_mnist1d_small_dev" in budget.TRUTHS and "macro_mnist1d_small_dev" not in budget.REFERENCE
+    assert budget.TRUTHS["macro_mnist1d_small_dev"].hypernets == "macro_mnist1d_small"

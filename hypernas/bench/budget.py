@@ -38,9 +38,11 @@ from hypernas.bench.ranking import one_epoch_scorer, proxy_scorer
 from hypernas.bench.table import Table, read_table
 from hypernas.config import FitConfig
 from hypernas.data import load_dataset
+from hypernas.errors import CheckpointError
 from hypernas.ghn.checkpoint import load_checkpoint
-from hypernas.ghn.fit import fit_hypernet
+from hypernas.ghn.fit import check_resumable, fit_hypernet, fit_record
 from hypernas.graph import flops, param_count
+from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
 
@@ -55,6 +57,8 @@ class Truth:
     space: str
     dataset: str
     fit: FitConfig = field(default_factory=FitConfig)
+    hypernets: str = ""  # the file prefix of its hypernetworks, where another truth's serve it (same data)
+    development: bool = False  # for choosing the hypernetwork's configuration; never reported as a result
 
 
 TRUTHS = {
@@ -63,8 +67,16 @@ TRUTHS = {
     "nb201_digits": Truth(("nb201_digits.csv",), "nb201", "digits", FitConfig(steps=1500, meta_batch=8)),
     "macro_mnist1d_small": Truth(("macro_mnist1d_small.csv",), "macro", "mnist1d_small",
                                  FitConfig(steps=1000, meta_batch=8)),
+    "macro_mnist1d_small_dev": Truth(("macro_mnist1d_small_dev.csv",), "macro", "mnist1d_small",
+                                     FitConfig(steps=1000, meta_batch=8), "macro_mnist1d_small", development=True),
 }
+REFERENCE = tuple(name for name, t in TRUTHS.items() if not t.development)  # what is run unless --truths says
 OTHER_SCORERS = ("params", "naswot", "synflow", "one_epoch")
+
+
+def with_fit(truth: Truth, options: dict) -> Truth:
+    """The truth with its hypernetworks' training options overridden by `options` (flat keys)."""
+    return replace(truth, fit=build(FitConfig, {**truth.fit.record(), **options})) if options else truth
 
 
 def merged_table(paths: tuple[str, ...]) -> Table:
@@ -118,6 +130,27 @@ def scorer_values(name: str, truth: Truth, graphs: list, data, hypernets: list[s
     return [proxy_scorer(name, data, seed)(graphs)]
 
 
+def hypernet_paths(name: str, truth: Truth, runs: int, hypernet_dir: str, data=None, space=None) -> list[str]:
+    """The files of a truth's `runs` hypernetworks (`DIR/PREFIX_sSEED.pt`). Given `data` and
+    `space`, each is trained first where missing or short (resumable), and one made with other
+    training options is refused, so that a folder never passes off one configuration as another."""
+    paths = [os.path.join(hypernet_dir, f"{truth.hypernets or name}_s{r}.pt") for r in range(runs)]
+    for r, path in enumerate(paths):
+        if data is None:
+            if not os.path.exists(path) or (step := load_checkpoint(path)["step"]) < truth.fit.steps:
+                state = "missing" if not os.path.exists(path) else f"unfinished (step {step} of {truth.fit.steps})"
+                raise CheckpointError(f"hypernetwork {path} is {state}: `hypernas bench budget` trains it")
+            continue
+        fit, options = replace(truth.fit, seed=r), SPACE_OPTIONS.get(truth.space, {})
+        if os.path.exists(path):
+            ckpt = load_checkpoint(path)
+            check_resumable(ckpt, fit_record(space, options, data, fit), path)
+            if ckpt["step"] >= fit.steps:
+                continue
+        fit_hypernet(space, options, data, fit, out=path, resume=True)
+    return paths
+
+
 def evaluate(name: str, truth: Truth, runs: int, hypernet_dir: str, seed: int = 0, limit: int | None = None) -> dict:
     """Every scorer's picks and within-budget tau on one truth table, budget by budget
     (`limit`: its first architectures only, for a quick check)."""
@@ -125,13 +158,7 @@ def evaluate(name: str, truth: Truth, runs: int, hypernet_dir: str, seed: int = 
     data = load_dataset(truth.dataset)
     space = get_space(truth.space)
     graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
-    hypernets = []
-    for r in range(runs):
-        path = os.path.join(hypernet_dir, f"{name}_s{r}.pt")
-        if not os.path.exists(path) or load_checkpoint(path)["step"] < truth.fit.steps:
-            fit_hypernet(space, SPACE_OPTIONS.get(truth.space, {}), data, replace(truth.fit, seed=r), out=path,
-                         resume=True)
-        hypernets.append(path)
+    hypernets = hypernet_paths(name, truth, runs, hypernet_dir, data, space)
     acc = np.array(table.mean)
     seeds = list(table.by_seed.values())
     sizes = {"params": np.array([param_count(G, data.ndim) for G in graphs]),
@@ -215,21 +242,28 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(prog="hypernas bench budget", description=__doc__.split("\n")[0])
-    ap.add_argument("--truths", default=",".join(TRUTHS), help=f"comma list of {', '.join(TRUTHS)}")
+    ap.add_argument("--truths", default=",".join(REFERENCE), help=f"comma list of {', '.join(TRUTHS)} "
+                                                                   f"[default: {','.join(REFERENCE)}]")
     ap.add_argument("--runs", type=int, default=3, help="hypernetwork training runs per truth (seeds 0..RUNS-1)")
     ap.add_argument("--hypernets", default=os.path.join("runs", "budget"), help="folder of the hypernetworks")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, help="the first N architectures of each table only (a quick check)")
     ap.add_argument("--out-md")
+    # An arm of a development study: the hypernetworks' training options over each truth's own
+    # (e.g. --layer transformer), as train-hypernet's flags; the seed is each run's number, and
+    # an option not given keeps the truth's value (TRUTHS), not the default the help shows.
+    add_flags(ap, FitConfig, only=tuple(k for k in FitConfig().record() if k != "seed"))
     args = ap.parse_args(argv)
     chosen = [t for t in args.truths.split(",") if t]
     unknown = [t for t in chosen if t not in TRUTHS]
     if unknown or args.runs < 1:
         ap.error(f"--truths takes {', '.join(TRUTHS)} (got {unknown}); --runs must be >= 1")
+    arm = read_mapping(FitConfig, given_flags(args, FitConfig), "command line", flag_of)
     import torch
 
     torch.set_num_threads(args.threads)
-    results = [evaluate(name, TRUTHS[name], args.runs, args.hypernets, limit=args.limit) for name in chosen]
+    results = [evaluate(name, with_fit(TRUTHS[name], arm), args.runs, args.hypernets, limit=args.limit)
+               for name in chosen]
     report("\n\n".join(markdown(r) for r in results), args.out_md)
     return results
 

@@ -25,7 +25,7 @@ import statistics
 import numpy as np
 
 from hypernas.bench import report
-from hypernas.bench.budget import TRUTHS, merged_table, random_picks, top_picks
+from hypernas.bench.budget import REFERENCE, TRUTHS, hypernet_paths, merged_table, random_picks, top_picks
 from hypernas.bench.ground_truth import arch_graph
 from hypernas.data import load_dataset
 from hypernas.graph import flops, param_count
@@ -62,10 +62,8 @@ def evaluate(name: str, hypernet_dir: str, runs: int, limit: int | None = None) 
     truth, label = np.array(table.mean), np.array(table.by_seed[0])
     params = np.array([param_count(G, data.ndim) for G in graphs])
     sizes = {"params": params, "flops": np.array([flops(G, data.input_size) for G in graphs])}
-    scores = []
-    for r in range(runs):
-        path = os.path.join(hypernet_dir, f"{name}_s{r}.pt")
-        scores.append(np.array([s.score for s in Scorer.from_checkpoint(path, data, samples=1).score(graphs)]))
+    scores = [np.array([s.score for s in Scorer.from_checkpoint(path, data, samples=1).score(graphs)])
+              for path in hypernet_paths(name, truth_spec, runs, hypernet_dir)]
     rng = np.random.default_rng(0)
     budgets = {"none": np.arange(len(truth))}
     for q in (25, 50, 75):
@@ -119,7 +117,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(prog="hypernas bench finals", description=__doc__.split("\n")[0])
-    ap.add_argument("--truths", default=",".join(TRUTHS), help=f"comma list of {', '.join(TRUTHS)}")
+    ap.add_argument("--truths", default=",".join(REFERENCE), help=f"comma list of {', '.join(TRUTHS)}")
     ap.add_argument("--runs", type=int, default=3, help="hypernetworks per truth (as bench budget trains them)")
     ap.add_argument("--hypernets", default=os.path.join("runs", "budget"))
     ap.add_argument("--threads", type=int, default=1)
@@ -129,10 +127,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     chosen = [t for t in args.truths.split(",") if t]
     if [t for t in chosen if t not in TRUTHS] or args.runs < 1:
         ap.error(f"--truths takes {', '.join(TRUTHS)}; --runs must be >= 1")
-    missing = [p for t in chosen for r in range(args.runs) if not os.path.exists(p := os.path.join(args.hypernets,
-                                                                                                   f"{t}_s{r}.pt"))]
-    if missing:
-        ap.error(f"missing hypernetworks {missing}: `hypernas bench budget` trains them")
+    for t in chosen:  # before any work
+        hypernet_paths(t, TRUTHS[t], args.runs, args.hypernets)
     import torch
 
     torch.set_num_threads(args.threads)

@@ -19,7 +19,7 @@ import statistics
 from tqdm.auto import tqdm
 
 from hypernas.bench import report
-from hypernas.bench.budget import TRUTHS, merged_table
+from hypernas.bench.budget import TRUTHS, hypernet_paths, merged_table
 from hypernas.bench.ground_truth import arch_graph
 from hypernas.config import TrainConfig
 from hypernas.data import load_dataset
@@ -38,7 +38,7 @@ def evaluate(name: str, hypernet_dir: str, archs: int) -> dict:
     table = merged_table(truth.tables).head(archs)
     data = load_dataset(truth.dataset)
     space = get_space(truth.space)
-    ghn = load_hypernet(os.path.join(hypernet_dir, f"{name}_s0.pt"), data=data).model
+    ghn = load_hypernet(hypernet_paths(name, truth, 1, hypernet_dir)[0], data=data).model
     x = score_batch(data)
     acc = {(init, e): [] for init in ("random", "hypernet") for e in EPOCHS}  # per network: mean over the seeds
     jobs = [(a, e) for a in table.archs for e in EPOCHS]
