@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from hypernas.batched import EXECUTIONS, run_programs
 from hypernas.compile import Program
 from hypernas.config import SPLITS
 from hypernas.data import Dataset
@@ -70,7 +71,8 @@ class Scorer:
     """Batched, cached scoring of architectures by one trained hypernetwork."""
 
     def __init__(self, ghn: GraphHyperNetwork, data: Dataset, samples: int = 1, seed: int = 0,
-                 batch: int = 64, device: str = "cpu", split: str = "val", space: "SpaceCheck | None" = None):
+                 batch: int = 64, device: str = "cpu", split: str = "val", space: "SpaceCheck | None" = None,
+                 execution: str = "auto"):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise OptionError(f"samples must be an integer >= 1, got {samples!r}")
         if split not in SPLITS:
@@ -78,7 +80,9 @@ class Scorer:
         if ghn.ndim != data.ndim:
             raise GraphError(f"the hypernetwork was built for {ghn.ndim}-D data, the data is {data.ndim}-D")
         self.ghn, self.data, self.samples, self.seed = ghn.eval(), data, samples, seed
-        self.batch, self.device = batch, device
+        if execution not in EXECUTIONS:
+            raise OptionError(f"execution must be one of {', '.join(EXECUTIONS)}, not {execution!r}")
+        self.batch, self.device, self.execution = batch, device, execution  # how a batch's networks run
         n = len(data.x_val)  # the train split is in random order (data.py): its first n are a random sample
         x, y = (data.x_val, data.y_val) if split == "val" else (data.x_train[:n], data.y_train[:n])
         self.x, self.y = x.to(device), y.to(device)
@@ -141,8 +145,8 @@ class Scorer:
         losses: list[list[float]] = [[] for _ in items]
         for draw in range(self.samples):
             noise = torch.stack([self._noise(k, draw) for k, _ in items]).to(self.device)
-            for j, weights in enumerate(predict_weights(self.ghn, batch, noise)):
-                logits = programs[j].run(self.x, weights, ctx)
+            outputs = run_programs(programs, self.x, predict_weights(self.ghn, batch, noise), ctx, self.execution)
+            for j, logits in enumerate(outputs):
                 losses[j].append(F.cross_entropy(logits, self.y).item())
                 accs[j].append((logits.argmax(1) == self.y).float().mean().item())
         for j, (key, info) in enumerate(items):

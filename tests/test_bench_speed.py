@@ -40,13 +40,23 @@ def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp
     assert out.rstrip().endswith(text.rstrip())
     body = [line.split(" | ") for line in text.splitlines() if line.startswith("| nb201")]
     assert [(cells[0], cells[1]) for cells in body] == [
-        ("| nb201 (channels=8, cells=1), mp layers", "scoring"), ("| nb201 (channels=8, cells=1), transformer layers", "scoring"),
+        ("| nb201 (channels=8, cells=1), mp layers", "scoring, auto"),
+        ("| nb201 (channels=8, cells=1), transformer layers", "scoring, auto"),
         ("| nb201 (channels=8, cells=1), mp layers", "training"), ("| nb201 (channels=8, cells=1), transformer layers", "training")]
     assert body[0][4].endswith("archs/s") and body[2][4].endswith("steps/s")
     assert float(body[0][5].split("**")[1]) == pytest.approx(score["ratio"], abs=0.005)
 
 
-def test_unknown_space_or_layer_is_refused():
+def test_each_execution_is_timed_side_by_side(tmp_path):
+    rows = speed.main(["--spaces", "nb201", "--execution", "each,together", "--archs", "8", "--repeats", "1",
+                       "--train-steps", "0", "--fit-steps", "1", "--threads", "1"])
+    assert [(r["phase"], r["execution"]) for r in rows] == [("score", "each"), ("score", "together")]
+    assert all(r["archs_per_second"] > 0 for r in rows)
+
+
+def test_unknown_space_layer_or_execution_is_refused():
+    with pytest.raises(SystemExit):
+        speed.main(["--execution", "each,fast"])
     with pytest.raises(SystemExit):
         speed.main(["--spaces", "nb201,nope"])
     with pytest.raises(SystemExit):

@@ -34,6 +34,7 @@ Usage:
     hypernas bench speed --workload images --archs 20 --repeats 2 --fit-steps 1 --train-steps 3
     python -m hypernas.bench.speed --hypernet runs/ref/hypernet.pt --archs 1000
     hypernas bench speed --spaces nb201 --layers mp,transformer   # the two hypernetwork layers side by side
+    hypernas bench speed --execution each,together --train-steps 0   # a batch's networks one by one, or together
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from dataclasses import replace
 
 import torch
 
+from hypernas.batched import EXECUTIONS
 from hypernas.bench import report
 from hypernas.compile import compile_graph
 from hypernas.config import FitConfig, HyperConfig
@@ -72,7 +74,7 @@ IMAGE_OPTIONS = {"nb201": {}, "macro": {}}
 
 
 def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str = "cpu",
-                 data_dir: str | None = None) -> dict:
+                 data_dir: str | None = None, execution: str = "auto") -> dict:
     ckpt = load_checkpoint(path)
     data = load_dataset_like(ckpt["data"], data_dir)
     graphs = recorded_space(ckpt["space"], None, f"checkpoint {path!r}").sample_distinct(n, 0, data.in_channels, data.num_classes, **ckpt["space_options"])
@@ -80,7 +82,7 @@ def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str 
     models, score_peak = None, None
     score_s, forward_s = [], []
     for _ in range(repeats + 1):  # the first round warms up (allocator, kernel choices, first touch) and is dropped
-        scorer = Scorer.from_checkpoint(path, data, samples=samples, device=device)  # a fresh, empty cache
+        scorer = Scorer.from_checkpoint(path, data, samples=samples, device=device, execution=execution)  # empty cache
         start = time.perf_counter()
         scorer.score(graphs)  # ends on the host: each score is read back with .item()
         score_s.append(time.perf_counter() - start)
@@ -97,6 +99,7 @@ def time_scoring(path: str, n: int, repeats: int, samples: int = 1, device: str 
     score_s, forward_s = score_s[1:], forward_s[1:]
     score, forward = statistics.median(score_s), statistics.median(forward_s)
     return {"phase": "score", "layer": ckpt["hyper"].get("layer", "mp"), "space": ckpt["space"], "space_options": ckpt["space_options"], "archs": n,
+            "execution": execution,
             "samples": samples, "val_samples": len(x), "repeats": repeats, "score_seconds": score,
             "forward_seconds": forward, "archs_per_second": n / score, "ratio": score / forward,
             "ratios": [s / f for s, f in zip(score_s, forward_s)], "peak_rss_mib": score_peak}
@@ -148,7 +151,8 @@ def _phase(args: argparse.Namespace) -> dict:
     start_peak = _peak_mib()  # the interpreter with torch and hypernas imported
     torch.set_num_threads(args.threads)
     if args.phase == "score":
-        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples, args.device, args.data_dir)
+        result = time_scoring(args.hypernet[0], args.archs, args.repeats, args.samples, args.device, args.data_dir,
+                              args.execution)
         result["peak_rss_mib_with_baseline"] = _peak_mib()
     else:
         result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers, args.device,
@@ -174,7 +178,8 @@ def markdown(rows: list[dict], notes: tuple[str, ...] = ()) -> str:
             f"; GPU {r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else "")
         if r["phase"] == "score":
             ratios = ", ".join(f"{v:.2f}" for v in r["ratios"])
-            lines.append(f"| {_describe(r['space'], r['space_options'], r['layer'])} | scoring | {r['archs']} archs, {r['repeats']} repeats | "
+            lines.append(f"| {_describe(r['space'], r['space_options'], r['layer'])} | scoring, {r['execution']} | "
+                         f"{r['archs']} archs, {r['repeats']} repeats | "
                          f"{r['score_seconds']:.2f} | {r['archs_per_second']:.1f} archs/s | **{r['ratio']:.2f}** "
                          f"(forward {r['forward_seconds']:.2f} s; runs {ratios}) | {peak} |")
         else:
@@ -212,6 +217,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where scoring and training run")
     ap.add_argument("--out-md")
+    ap.add_argument("--execution", default="auto",
+                    help=f"comma list of how a scoring batch's networks run, each timed: {', '.join(EXECUTIONS)} "
+                         "[default: auto]")
     ap.add_argument("--workload", choices=["mnist1d", "images"], default="mnist1d",
                     help="mnist1d: NB201 at C=8 N=1 and macro on MNIST-1D; images: NB201 at C=16 N=5 and macro on "
                          "32x32x3 (CIFAR-10 from --data-dir, else random images of its shape)")
@@ -227,6 +235,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    executions = [x.strip() for x in args.execution.split(",") if x.strip()]
+    if not executions or set(executions) - set(EXECUTIONS):
+        ap.error(f"--execution takes a comma list of {', '.join(EXECUTIONS)}")
     if not layers or set(layers) - set(LAYERS):
         ap.error(f"--layers takes a comma list of {', '.join(LAYERS)}")
     for s in spaces:
@@ -259,12 +270,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              FitConfig(steps=args.fit_steps, hyper=HyperConfig(layer=layer)),
                              out=path, device=args.device, progress=False)
                 hypernets.append(path)
-        for path in hypernets:
+        for path, execution in itertools.product(hypernets, executions):
             ckpt = load_checkpoint(path)
-            _progress(f"scoring {_describe(ckpt['space'], ckpt['space_options'])}: {args.archs} archs x "
+            _progress(f"scoring {_describe(ckpt['space'], ckpt['space_options'])} ({execution}): {args.archs} archs x "
                       f"{args.repeats} repeats, against a bare forward pass")
             rows.append(_run_phase(base + ["--phase", "score", "--hypernet", path, "--archs", str(args.archs),
-                                           "--repeats", str(args.repeats), "--samples", str(args.samples)]))
+                                           "--repeats", str(args.repeats), "--samples", str(args.samples),
+                                           "--execution", execution]))
         for s, layer in itertools.product(spaces, layers) if args.train_steps else []:
             options = options_of.get(s, {})
             _progress(f"training a {_describe(s, options, layer)} hypernetwork: {args.train_steps} timed steps")
