@@ -40,10 +40,11 @@ def test_a_small_run_reports_every_scorer_and_budget(tmp_path, monkeypatch):
     assert len(result["budgets"]) == 6 and result["archs"] == 16
     for b in result["budgets"]:
         assert b["archs"] >= 4 and b["best"] >= b["random"][1] >= b["random"][0]
-        for s in ("hypernet", "params", "naswot", "synflow", "one_epoch"):
+        for s in ("hypernet", "params", "flops", "naswot", "synflow", "one_epoch"):
             v = b["scorers"][s]
             assert len(v["top3"]) == (2 if s == "hypernet" else 1)
             assert all(b["best"] + 1e-9 >= t3 >= t1 - 1e-9 for t1, t3 in zip(v["top1"], v["top3"]))
+    assert len(result["global_tau"]["hypernet"]) == 2 and all(-1 <= t <= 1 for t in result["global_tau"]["flops"])
     text = out.read_text()
     assert "| hypernet |" in text and "seed_to_seed" in text and "best-of-3 gap" in text
     assert sorted(p.name for p in tmp_path.glob("tiny_s*.pt")) == ["tiny_s0.pt", "tiny_s1.pt"]
