@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from hypernas.compile import Program
 from hypernas.errors import OptionError
-from hypernas.ops import RunContext
+from hypernas.ops import RunContext, spatial_numel
 
 EXECUTIONS = ("auto", "each", "together")
 PER_CHANNEL = {"identity", "zero", "relu", "relu6", "gelu", "silu", "avg_pool", "max_pool", "output"}
@@ -49,7 +49,29 @@ def run_programs(programs: Sequence[Program], x: torch.Tensor, params: Sequence[
         execution = "together" if together_is_faster(x) else "each"
     if execution == "each" or len(programs) < 2:
         return [p.run(x, w, ctx) for p, w in zip(programs, params)]
-    return run_together(programs, x, params, ctx)
+    out: list[torch.Tensor] = []
+    for chunk in _chunks(programs, x):  # together, but never more at once than memory allows
+        out += run_together([programs[j] for j in chunk], x, [params[j] for j in chunk], ctx)
+    return out
+
+
+TOGETHER_BYTES = 256 * 2**20  # the widest values of the networks run at once, summed, at most this
+
+
+def _chunks(programs: Sequence[Program], x: torch.Tensor) -> list[list[int]]:
+    """Consecutive runs of programs whose widest values, side by side, fit TOGETHER_BYTES. One
+    by one a network holds a few values at a time; together a level holds one per member."""
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for j, program in enumerate(programs):
+        widest = max(s.channels * spatial_numel(tuple(x.shape[2:]), s.stride) for s in program.out_shapes)
+        need = 3 * widest * x.shape[0] * x.element_size()  # a level's inputs, outputs and the stacked copy
+        if chunks[-1] and used + need > TOGETHER_BYTES:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(j)
+        used += need
+    return chunks
 
 
 def together_is_faster(x: torch.Tensor) -> bool:

@@ -41,6 +41,7 @@ class Program:
         self.param_shapes: dict[str, tuple[int, ...]] = {}  # flat name -> shape, in node order
         self.buffer_shapes: dict[str, tuple[int, ...]] = {}
         self.steps = []  # (key, op, attrs, input indices, names of its tensors)
+        self.out_shapes = [n.shape for n in info.nodes]  # (channels, stride) of each step's value
         for n in info.nodes:
             key = str(n.name)
             params = n.op.param_shapes(n.attrs, list(n.in_shapes), ndim)

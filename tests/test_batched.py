@@ -119,3 +119,16 @@ def test_the_scorer_gives_the_same_scores_either_way(tmp_path, mnist1d):
         assert a.hash == b.hash and abs(a.score - b.score) < 1e-5 and abs(a.loss - b.loss) < 1e-4
     with pytest.raises(OptionError, match="execution must be one of"):
         Scorer.from_checkpoint(path, data, execution="fast")
+
+
+def test_together_runs_in_chunks_that_fit_memory(monkeypatch):
+    import hypernas.batched as batched
+
+    programs, weights = _programs("nb201", {"channels": 4, "cells": 1}, 6, 1, 1)
+    x = torch.randn(8, 1, 16)
+    ctx = RunContext(1, batch_stats=True)
+    alone = [p.run(x, w, ctx) for p, w in zip(programs, weights)]
+    assert batched._chunks(programs, x) == [list(range(6))]
+    monkeypatch.setattr(batched, "TOGETHER_BYTES", 1)  # each network alone in its chunk, still in order
+    assert batched._chunks(programs, x) == [[j] for j in range(6)]
+    _same(run_programs(programs, x, weights, ctx, "together"), alone)
