@@ -55,7 +55,8 @@ def run_programs(programs: Sequence[Program], x: torch.Tensor, params: Sequence[
     return out
 
 
-TOGETHER_BYTES = 256 * 2**20  # the widest values of the networks run at once, summed, at most this
+TOGETHER_BYTES = 2**30  # the widest values of the networks run at once, summed, at most this (fixed: chunks
+# that followed free memory would make the scores depend on it, in their last bits)
 
 
 def _chunks(programs: Sequence[Program], x: torch.Tensor) -> list[list[int]]:
