@@ -1,9 +1,9 @@
 """Many programs run together on one input: the nodes that share an op, attributes and input
 shapes across the programs run as one batched call, level by level in topological order.
 
-A scoring batch or a training meta-batch runs dozens of small networks on the same data. Run
-one by one, each node is its own kernel launch and its own Python call, and the host, not the
-arithmetic, sets the pace. Run together, a level of 64 NB201 cells is a handful of calls.
+A scoring batch runs dozens of small networks on the same data. Run one by one, each node is
+its own kernel launch and its own Python call; run together, a level of 64 NB201 cells is a
+handful of calls. Which is faster depends on the machine (`together_is_faster`).
 
 Values of a group travel channel-stacked: the members' tensors side by side along the channel
 axis, (N, G*C, *spatial) or (N, G*C) for pooled vectors, so that per-channel ops (BatchNorm on
@@ -40,7 +40,7 @@ def can_run_together(ctx: RunContext) -> bool:
 def run_programs(programs: Sequence[Program], x: torch.Tensor, params: Sequence[Mapping[str, torch.Tensor]],
                  ctx: RunContext, execution: str = "auto") -> list[torch.Tensor]:
     """Each program's output on `x`: one by one (`each`), together (`together`), or (`auto`)
-    together where that was measured faster (BENCHMARKS.md, `hypernas bench speed --execution`).
+    together only where that was measured faster (`hypernas bench speed --execution each,together`).
 
     Usage: logits = run_programs(programs, x, weights, ctx)"""
     if execution not in EXECUTIONS:
@@ -76,8 +76,11 @@ def _chunks(programs: Sequence[Program], x: torch.Tensor) -> list[list[int]]:
 
 
 def together_is_faster(x: torch.Tensor) -> bool:
-    """The measured rule: images (N, C, H, W) run faster together; sequences as fast one by one."""
-    return x.dim() == 4
+    """Nowhere yet. On a CPU, one by one was faster on every workload measured (NB201 and macro
+    networks on MNIST-1D, and on 32x32x3 images: BENCHMARKS.md); the grouped convolutions cost
+    more than the calls they save. On a GPU, where the calls set the pace, it is unmeasured:
+    `scripts/gpu_check.sh` times both ways, and this rule should follow what it finds."""
+    return False
 
 
 def run_together(programs: Sequence[Program], x: torch.Tensor, params: Sequence[Mapping[str, torch.Tensor]],

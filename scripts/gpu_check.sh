@@ -4,7 +4,8 @@
 #   2. the command line: train a hypernetwork briefly with --device cuda, then score 1,000 nb201
 #      architectures with it on the GPU and on this machine's CPU, and compare the scores;
 #   3. `hypernas bench speed --device cuda`: architectures per second, the ratio to a bare forward
-#      pass on the GPU, training steps per second and peak GPU memory, for nb201 and macro, on
+#      pass on the GPU (a batch's networks one by one and together), training steps per second
+#      and peak GPU memory, for nb201 and macro, on
 #      MNIST-1D and on 32x32x3 images (NB201 at C=16 N=5);
 #   4. where two GPUs are at hand, a 2-process torchrun training of the hypernetwork (NCCL).
 # Usage (repo root; hypernas importable, e.g. PYTHONPATH=.):  OUT=runs/gpu scripts/gpu_check.sh
@@ -44,12 +45,12 @@ print("max |loss difference|", max(abs(g["loss"] - c["loss"]) for g, c in zip(gp
 # accuracies are float32 means: rounding differs below 1e-6; one flipped prediction is 1/400
 print("max |accuracy difference|", max(abs(g["accuracy"] - c["accuracy"]) for g, c in zip(gpu, cpu)))
 EOF
-step speed_nb201 hn bench speed --spaces nb201 --device cuda --archs 1000 --repeats 3 --train-steps 50 \
+step speed_nb201 hn bench speed --spaces nb201 --device cuda --archs 1000 --repeats 3 --train-steps 50 --execution each,together \
     --out-md "$out/speed_nb201.md"
 step speed_macro hn bench speed --spaces macro --device cuda --archs 200 --repeats 3 --train-steps 20 \
     --out-md "$out/speed_macro.md"
 # the image-sized workload: NB201 at C=16 N=5 and macro on 32x32x3 (random images of CIFAR-10's shape)
-step speed_images hn bench speed --workload images --device cuda --archs 100 --repeats 2 --fit-steps 5 \
+step speed_images hn bench speed --workload images --device cuda --archs 50 --repeats 2 --fit-steps 5 --execution each,together \
     --train-steps 10 --out-md "$out/speed_images.md"
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -ge 2 ]; then  # the hypernetwork trained by two processes, NCCL

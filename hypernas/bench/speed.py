@@ -31,7 +31,7 @@ given, else `random_images` (its shape, for timing only).
 
 Usage:
     hypernas bench speed --threads 2 --archs 1000 --out-md runs/speed.md
-    hypernas bench speed --workload images --archs 20 --repeats 2 --fit-steps 1 --train-steps 3
+    hypernas bench speed --workload images --archs 20 --repeats 2 --fit-steps 1 --train-steps 3 --batch-size 32
     python -m hypernas.bench.speed --hypernet runs/ref/hypernet.pt --archs 1000
     hypernas bench speed --spaces nb201 --layers mp,transformer   # the two hypernetwork layers side by side
     hypernas bench speed --execution each,together --train-steps 0   # a batch's networks one by one, or together
@@ -115,11 +115,11 @@ def _synchronize(device: str) -> None:
 
 
 def time_training(space_name: str, options: dict, steps: int, layer: str = "mp", device: str = "cpu",
-                  dataset: str = "mnist1d", data_dir: str | None = None) -> dict:
+                  dataset: str = "mnist1d", data_dir: str | None = None, batch_size: int = 128) -> dict:
     data = load_dataset(dataset, data_dir=data_dir)
     # The default architecture and batch sizes; one validation architecture, so the
     # validation pass at the last step costs a fraction of a step.
-    config = FitConfig(steps=steps, warmup=1, eval_archs=1, hyper=HyperConfig(layer=layer))
+    config = FitConfig(steps=steps, warmup=1, eval_archs=1, batch_size=batch_size, hyper=HyperConfig(layer=layer))
     space = get_space(space_name)
     fit_hypernet(space, options, data, replace(config, steps=2), device=device, progress=False)  # warm-up
     start = time.perf_counter()
@@ -156,7 +156,7 @@ def _phase(args: argparse.Namespace) -> dict:
         result["peak_rss_mib_with_baseline"] = _peak_mib()
     else:
         result = {**time_training(args.space, json.loads(args.space_options), args.steps, args.layers, args.device,
-                                  args.dataset, args.data_dir),
+                                  args.dataset, args.data_dir, args.batch_size),
                   "peak_rss_mib": _peak_mib()}
     if torch.device(args.device).type == "cuda":  # the whole phase's, the baseline's models included
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(args.device) / 2**20
@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where scoring and training run")
     ap.add_argument("--out-md")
+    ap.add_argument("--batch-size", type=int, default=FitConfig().batch_size,
+                    help="samples per hypernetwork training step (images at C=16 N=5 need about 30 GiB at the "
+                         f"default) [default: {FitConfig().batch_size}]")
     ap.add_argument("--execution", default="auto",
                     help=f"comma list of how a scoring batch's networks run, each timed: {', '.join(EXECUTIONS)} "
                          "[default: auto]")
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             get_space(s)
         except HypernasError as err:
             ap.error(str(err))
-    for name in ("archs", "repeats", "fit_steps", "threads", "samples"):
+    for name in ("archs", "repeats", "fit_steps", "threads", "samples", "batch_size"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.train_steps < 0:
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 _progress(f"training a {_describe(s, options_of.get(s, {}), layer)} hypernetwork for scoring, "
                           f"{args.fit_steps} steps (not timed)")
                 fit_hypernet(get_space(s), options_of.get(s, {}), data,
-                             FitConfig(steps=args.fit_steps, hyper=HyperConfig(layer=layer)),
+                             FitConfig(steps=args.fit_steps, batch_size=args.batch_size, hyper=HyperConfig(layer=layer)),
                              out=path, device=args.device, progress=False)
                 hypernets.append(path)
         for path, execution in itertools.product(hypernets, executions):
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             options = options_of.get(s, {})
             _progress(f"training a {_describe(s, options, layer)} hypernetwork: {args.train_steps} timed steps")
             rows.append(_run_phase(base + ["--phase", "train", "--space", s, "--space-options", json.dumps(options),
+                                           "--batch-size", str(args.batch_size),
                                            "--steps", str(args.train_steps), "--layers", layer]))
     wall = time.perf_counter() - start
     sources = ("given checkpoints " + ", ".join(f"`{p}`" for p in args.hypernet) if args.hypernet else
@@ -292,7 +296,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
              f"{args.threads} torch thread(s), {os.cpu_count()} CPU cores, {_device_name(args.device)}; {dataset}; scoring uses {sources}, "
              f"{args.samples} draw(s), the {'/'.join(map(str, sorted(val)))}-sample validation slice; medians over "
              f"{args.repeats} repeat(s), scoring and bare forward alternating in one process. Training: meta-batch "
-             f"{FitConfig().meta_batch}, batch {FitConfig().batch_size}. Each phase in its own process; "
+             f"{FitConfig().meta_batch}, batch {args.batch_size}. Each phase in its own process; "
              f"wall time {wall:.0f} s.")
     text = markdown(rows, notes)
     report(text, args.out_md)
