@@ -38,8 +38,13 @@ class Limits:
     max_latency: float | None = None
 
     @property
+    def count(self) -> int:
+        """How many limits are set."""
+        return sum(v is not None for v in (self.max_params, self.max_flops, self.max_latency))
+
+    @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.max_params, self.max_flops, self.max_latency))
+        return self.count > 0
 
     def record(self) -> dict[str, Any]:
         return {"max_params": self.max_params, "max_flops": self.max_flops, "max_latency": self.max_latency}
@@ -70,13 +75,15 @@ class Measurer:
         self.timed = limits.max_latency is not None or "latency" in objectives
         self.latency: dict[str, float] = {}  # canonical hash -> ms
 
+    def latency_of(self, info: GraphInfo, key: str) -> float:
+        """Milliseconds of one batch-1 pass of the network with canonical hash `key`, measured once."""
+        if key not in self.latency:
+            self.latency[key] = measure_latency(info, self.ndim, self.input_size, self.device)
+        return self.latency[key]
+
     def measure(self, info: GraphInfo, key: str) -> Measures:
         p, f = param_count(info, self.ndim), flops(info, self.input_size)
-        latency = None
-        if self.timed:
-            if key not in self.latency:
-                self.latency[key] = measure_latency(info, self.ndim, self.input_size, self.device)
-            latency = self.latency[key]
+        latency = self.latency_of(info, key) if self.timed else None
         m = Measures(p, f, latency)
         for value, limit in ((p, self.limits.max_params), (f, self.limits.max_flops),
                              (latency, self.limits.max_latency)):
@@ -157,8 +164,7 @@ def check_meetable(limits: Limits, measurer: Measurer, space: Any, options: dict
                           "limit, though some meet each")
     if limits.max_latency is not None:
         sample = sorted(within, key=lambda i: flops(i, measurer.input_size))[:LATENCY_DRAWS]  # the likeliest to be fast
-        times = [measurer.latency.setdefault(canonical_hash(i), measure_latency(i, measurer.ndim, measurer.input_size,
-                                                                                measurer.device)) for i in sample]
+        times = [measurer.latency_of(i, canonical_hash(i)) for i in sample]
         if min(times) > limits.max_latency:
             raise OptionError(f"none of the {len(sample)} cheapest of {MEETABLE_DRAWS:,} sampled architectures runs "
                               f"in at most {limits.max_latency:g} ms on {measurer.device}; the fastest took "

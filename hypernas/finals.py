@@ -28,7 +28,7 @@ from hypernas.errors import HypernasError
 from hypernas.files import save_file
 from hypernas.ghn.start import predicted_start, score_batch
 from hypernas.optuna_private import annotate_trial, attach_artifact, fresh_trial, storage_of
-from hypernas.recalibrate import fit, leave_one_out, next_round, predict, rank_features, round_sizes
+from hypernas.recalibrate import leave_one_out, rank_features, rounds_of
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
 from hypernas.train import train
@@ -37,13 +37,7 @@ from hypernas.train import train
 def candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     """The top-k distinct architectures within the limits by score; on a study with several
     objectives, k members of the Pareto front spread evenly along it (`spread`)."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-                if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
-    # Two workers can score one architecture at the same moment: keep its first trial only.
-    first = {}
-    for t in sorted(complete, key=lambda t: t.number):
-        first.setdefault(t.user_attrs["hash"], t)
-    pool = list(first.values())
+    pool = pool_of(study)
     if len(study.directions) > 1:
         return spread(pareto_front(pool, study.directions), k)
     return sorted(pool, key=lambda t: (-t.values[0], t.number))[:k]
@@ -87,7 +81,8 @@ def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any =
 
 
 def pool_of(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The scored architectures a final training may take: within the limits, each once."""
+    """The scored architectures a final training may take: within the limits, each once (two
+    workers can score one architecture at the same moment: its first trial is kept), by number."""
     complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
                 if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
     first: dict[str, optuna.trial.FrozenTrial] = {}
@@ -102,24 +97,21 @@ def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[o
     Round 1 takes the best by score. Each later round refits `hypernas.recalibrate`'s model on
     the accuracies trained so far (read back from the trials, so a resumed run recomputes the
     same rounds) and takes the untrained architectures of largest upper confidence bound."""
-    sizes = round_sizes(cfg.top_k, cfg.final_rounds)
     if len(study.directions) > 1 or cfg.final_rounds == 1:
         yield 1, candidates(study, cfg.top_k), {}
         return
-    pool = pool_of(study)
+    pool = pool_of(study)  # in trial-number order, so a tie in score goes to the lower number
     X = rank_features([t.user_attrs for t in pool])
-    chosen: list[int] = []
-    for r, size in enumerate(sizes, start=1):
-        said: dict = {}
-        if r == 1:
-            picks = sorted(range(len(pool)), key=lambda i: (-pool[i].values[0], pool[i].number))[:size]
-        else:
-            labels = [fresh_trial(study, pool[i]).user_attrs["trained_accuracy"] for i in chosen]
-            mean, std = predict(fit(X[chosen], labels), X)
-            picks = next_round(mean, std, set(chosen), size)
-            said = {"loo": leave_one_out(X[chosen], labels),
-                    **{pool[i].number: (float(mean[i]), float(std[i])) for i in picks}}
-        chosen += picks
+
+    def trained(i: int) -> float:  # read back from the storage, where the last round wrote it
+        return fresh_trial(study, pool[i]).user_attrs["trained_accuracy"]
+
+    for r, (picks, model) in enumerate(rounds_of(X, [t.values[0] for t in pool], cfg.top_k, cfg.final_rounds,
+                                                 trained), start=1):
+        said = {}
+        if model:
+            said = {"loo": leave_one_out(X[model["fitted"]], model["labels"]),
+                    **{pool[i].number: (float(model["mean"][i]), float(model["std"][i])) for i in picks}}
         yield r, [pool[i] for i in picks], said
 
 

@@ -17,12 +17,13 @@ Usage:
     model = fit(X[trained], labels)              # trained: indices into the pool
     mean, std = predict(model, X)
     picks = next_round(mean, std, exclude=trained, k=2)
+    for picks, said in rounds_of(X, scores, total=5, rounds=2, label=trained_accuracy_of): ...
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,27 @@ def leave_one_out(X: np.ndarray, y: Sequence[float]) -> dict[str, float | None]:
     tau = stats.kendalltau(held_out, y).statistic
     return {"kendall_tau": None if math.isnan(tau) else float(tau),
             "mean_abs_error": float(np.mean(np.abs(np.array(held_out) - y)))}
+
+
+def rounds_of(X: np.ndarray, scores: Sequence[float], total: int, rounds: int,
+              label: Callable[[int], float]) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """`total` trainings in `rounds` rounds over the rows of `X`: (the round's rows, what the
+    model said) per round. Round 1 takes the best by score (ties by row); each later one refits
+    the model on `label(row)` of every row taken so far, read when the round starts (so a
+    consumer trains a round's rows before asking for the next), and takes `next_round`'s.
+    What the model said: the rows it was fitted on and their labels, its mean and std for all."""
+    chosen: list[int] = []
+    for r, size in enumerate(round_sizes(total, rounds), start=1):
+        said: dict[str, Any] = {}
+        if r == 1:
+            picks = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:size]
+        else:
+            labels = [label(i) for i in chosen]
+            mean, std = predict(fit(X[chosen], labels), X)
+            picks = next_round(mean, std, set(chosen), size)
+            said = {"fitted": list(chosen), "labels": labels, "mean": mean, "std": std}
+        chosen += picks
+        yield picks, said
 
 
 def round_sizes(total: int, rounds: int) -> list[int]:

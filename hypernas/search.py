@@ -150,8 +150,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
-        limits = sum(v is not None for v in cfg.limits.record().values())
-        sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of, limits)
+        sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
+                               cfg.limits.count)
         steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
         writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active)
         mirror = Mirror(study, steer, writer)

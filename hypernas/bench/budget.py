@@ -189,7 +189,8 @@ def evaluate(name: str, truth: Truth, runs: int, hypernet_dir: str, seed: int = 
             "global_tau": {s: [tau(v, acc) for v in runs_of] for s, runs_of in values.items()}}
 
 
-def _mean_sd(xs: list[float]) -> str:
+def mean_sd(xs: list[float]) -> str:
+    """`mean ± sd` to 4 places (the mean alone for one value)."""
     return f"{statistics.fmean(xs):.4f}" + (f" ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else "")
 
 
@@ -233,8 +234,8 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|"]
     whole = {**result["global_tau"], "random": [0.0], "seed_to_seed": [result["seed_tau"]]}
     for s, v in avg.items():
-        gaps = [_mean_sd(v[k]) if k in v else "" for k in ("gap1", "gap3")]
-        lines.append(f"| {s} | {gaps[0]} | {gaps[1]} | {_mean_sd(v['tau'])} | {_mean_sd(whole[s])} |")
+        gaps = [mean_sd(v[k]) if k in v else "" for k in ("gap1", "gap3")]
+        lines.append(f"| {s} | {gaps[0]} | {gaps[1]} | {mean_sd(v['tau'])} | {mean_sd(whole[s])} |")
     closer, ranks = verdict(avg)
     lines += ["", f"Hypernetwork's best of 3 closer to the budget's best than every other scorer: {'yes' if closer else 'no'}; "
               f"its tau above params, naswot, synflow and the seed-to-seed tau: {'yes' if ranks else 'no'}.", "",
@@ -243,8 +244,8 @@ def markdown(result: dict) -> str:
     for b in result["budgets"]:
         h, p = b["scorers"]["hypernet"], b["scorers"]["params"]
         lines.append(f"| {b['metric']} <= {b['limit']:,.0f} (p{b['percentile']}) | {b['archs']} | {b['best']:.4f} | "
-                     f"{_mean_sd(h['top1'])} | {_mean_sd(h['top3'])} | {p['top3'][0]:.4f} | {b['random'][1]:.4f} | "
-                     f"{_mean_sd(h['tau'])} | {p['tau'][0]:.3f} | {b['seed_tau']:.3f} |")
+                     f"{mean_sd(h['top1'])} | {mean_sd(h['top3'])} | {p['top3'][0]:.4f} | {b['random'][1]:.4f} | "
+                     f"{mean_sd(h['tau'])} | {p['tau'][0]:.3f} | {b['seed_tau']:.3f} |")
     return "\n".join(lines)
 
 

@@ -25,11 +25,11 @@ import statistics
 import numpy as np
 
 from hypernas.bench import report
-from hypernas.bench.budget import REFERENCE, TRUTHS, hypernet_paths, merged_table, random_picks, top_picks
+from hypernas.bench.budget import REFERENCE, TRUTHS, hypernet_paths, mean_sd, merged_table, random_picks, top_picks
 from hypernas.bench.ground_truth import arch_graph
 from hypernas.data import load_dataset
 from hypernas.graph import flops, param_count
-from hypernas.recalibrate import fit, next_round, predict, rank_features, round_sizes
+from hypernas.recalibrate import rank_features, rounds_of
 from hypernas.score import Scorer
 from hypernas.spaces import get_space
 
@@ -40,16 +40,8 @@ STRATEGIES = ("score", "size", "rounds2", "rounds4", "random")
 def simulate_rounds(rows: list[dict], labels: np.ndarray, truth: np.ndarray, k: int, rounds: int) -> float:
     """The best truth among the K networks `--final-rounds` would train: round 1 by score,
     then by the model refitted on the labels of what was trained."""
-    X = rank_features(rows)
-    scores = np.array([r["score"] for r in rows])
-    chosen: list[int] = []
-    for r, size in enumerate(round_sizes(k, rounds), start=1):
-        if r == 1:
-            picks = sorted(range(len(rows)), key=lambda i: (-scores[i], i))[:size]
-        else:
-            mean, std = predict(fit(X[chosen], labels[chosen]), X)
-            picks = next_round(mean, std, set(chosen), size)
-        chosen += picks
+    chosen = [i for picks, _ in rounds_of(rank_features(rows), [r["score"] for r in rows], k, rounds,
+                                          lambda i: labels[i]) for i in picks]
     return float(truth[chosen].max())
 
 
@@ -86,10 +78,6 @@ def evaluate(name: str, hypernet_dir: str, runs: int, limit: int | None = None) 
     return {"truth": name, "archs": len(truth), "results": results}
 
 
-def _mean_sd(xs: list[float]) -> str:
-    return f"{statistics.fmean(xs):.4f}" + (f" ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else "")
-
-
 def verdict(result: dict) -> tuple[bool, bool]:
     """(rounds are never worse than the better of score and size by more than the noise, here
     the hypernetwork runs' standard error; some rounds row beats both somewhere)."""
@@ -108,7 +96,7 @@ def markdown(result: dict) -> str:
              "Best true accuracy among the K trained, by strategy (hypernetwork-based rows: mean ± sd over its runs).",
              "", "| budget | K | table best | " + " | ".join(STRATEGIES) + " |", "|---|---|---|" + "---|" * len(STRATEGIES)]
     for (budget, k), cell in result["results"].items():
-        lines.append(f"| {budget} | {k} | {cell['best']:.4f} | " + " | ".join(_mean_sd(cell[s]) for s in STRATEGIES) + " |")
+        lines.append(f"| {budget} | {k} | {cell['best']:.4f} | " + " | ".join(mean_sd(cell[s]) for s in STRATEGIES) + " |")
     never_worse, better = verdict(result)
     lines += ["", f"Rounds never worse than the better of score and size by more than the noise: "
               f"{'yes' if never_worse else 'no'}; better than both somewhere: {'yes' if better else 'no'}."]
