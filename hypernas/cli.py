@@ -180,29 +180,16 @@ def draw(args: argparse.Namespace) -> None:
 @command
 def train_hypernet(args: argparse.Namespace) -> None:
     """Train a graph hypernetwork on a dataset over architectures sampled from a space."""
-    from hypernas.ghn.fit import fit_hypernet
+    from hypernas.ghn.fit import fit_hypernet, process_group
     from hypernas.spaces import get_space
 
     if os.path.exists(args.out) and not args.resume:
         raise OptionError(f"{args.out} exists; pass --resume to continue it, or choose another --out")
     set_threads(args.threads)
     config = _config(args, FitConfig)
-    device, rank = args.device, 0
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: one process of several
-        import torch.distributed as dist
-
-        if device.startswith("cuda"):
-            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        rank = dist.get_rank()
-    try:
+    with process_group(args.device) as (device, rank):
         state = fit_hypernet(get_space(args.space), space_options(args), _load_data(args), config, out=args.out,
                              resume=args.resume, device=device)
-    finally:
-        if rank or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
     if rank == 0:
         loss = "n/a" if state["loss_ema"] is None else f"{state['loss_ema']:.4f}"  # None when no step ran
         print(f"{args.out}: {state['step']} steps, loss {loss}, {state['skipped']} skipped"

@@ -19,6 +19,8 @@ import copy
 import math
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -181,6 +183,29 @@ def fit_hypernet(
     if out and rank == 0:
         save_checkpoint(final, out)
     return final
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[tuple[str, int]]:
+    """Under `torchrun` (WORLD_SIZE > 1), this process joined to the others for the block (NCCL
+    on GPU, gloo on CPU) and left after; yields (its device, its rank). Otherwise (`device`, 0).
+
+    Usage:
+        with process_group("cpu") as (device, rank):
+            fit_hypernet(space, options, data, config, out=path, device=device)
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield device, 0
+        return
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):  # one GPU per process
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield device, dist.get_rank()
+    finally:
+        dist.destroy_process_group()
 
 
 def _world() -> tuple[int, int]:
