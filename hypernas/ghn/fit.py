@@ -194,7 +194,7 @@ def process_group(device: str) -> Iterator[tuple[str, int]]:
         with process_group("cpu") as (device, rank):
             fit_hypernet(space, options, data, config, out=path, device=device)
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         yield device, 0
         return
     import torch.distributed as dist
