@@ -1,4 +1,4 @@
-"""Train one hypernetwork of a macro arm: the macro truth's configuration with one change.
+"""Train one hypernetwork of an arm: a truth's configuration (macro by default) with one change.
 
 The arms that choose the macro hypernetwork's configuration (docs/history.md) are three
 hypernetworks each (seeds 0, 1, 2), trained here into one folder and then scored on the
@@ -56,9 +56,10 @@ def main() -> None:
     parser.add_argument("seed", type=int)
     parser.add_argument("changes", nargs="*", help="FIELD=VALUE of FitConfig or HyperConfig")
     parser.add_argument("--widest-of", type=int, default=1)
+    parser.add_argument("--truth", default="macro_mnist1d_small_dev", help="whose configuration and data")
     args = parser.parse_args()
     torch.set_num_threads(1)  # three arms' runs share two cores
-    truth = TRUTHS["macro_mnist1d_small_dev"]
+    truth = TRUTHS[args.truth]
     config = replace(truth.fit, seed=args.seed)
     hyper_fields = {f.name for f in fields(config.hyper)}
     for change in args.changes:

@@ -72,6 +72,8 @@ TRUTHS = {
     "macro_mnist1d_small": Truth(("macro_mnist1d_small.csv",), "macro", "mnist1d_small", MACRO_FIT),
     "macro_mnist1d_small_dev": Truth(("macro_mnist1d_small_dev.csv",), "macro", "mnist1d_small", MACRO_FIT,
                                      "macro_mnist1d_small", development=True),
+    "nb201_mnist1d_dev": Truth(("nb201_mnist1d_dev.csv", "nb201_mnist1d_dev_seeds2-5.csv"), "nb201", "mnist1d",
+                               FitConfig(steps=1500, meta_batch=8), "nb201_mnist1d", development=True),
 }
 REFERENCE = tuple(name for name, t in TRUTHS.items() if not t.development)  # what is run unless --truths says
 OTHER_SCORERS = ("params", "flops", "naswot", "synflow", "one_epoch")

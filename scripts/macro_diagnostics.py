@@ -1,0 +1,75 @@
+"""What is left between the macro hypernetwork and the truth? Diagnostics that choose nothing.
+
+On the development macro table, for the hypernetworks of one arm (`DIR/macro_mnist1d_small_sS.pt`):
+- the tau over the networks whose widest layer is at most `--wide` channels, and over those
+  wider, beside the parameter count's tau on the same networks (do the channel bases' rarely
+  trained upper rows rank worse?);
+- the tau between the runs' scores, the tau of each run against the truth, and of their mean
+  rank (an ensemble of the runs): a bias that every run shares, or run-to-run variance?
+  Both over the whole table and within the six budgets of `hypernas bench budget`.
+
+Usage: python scripts/macro_diagnostics.py runs/arms/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+
+import numpy as np
+import torch
+from scipy import stats
+
+from hypernas.bench.budget import PERCENTILES, TRUTHS, merged_table, scorer_values, tau
+from hypernas.bench.ground_truth import arch_graph
+from hypernas.data import load_dataset
+from hypernas.graph import flops, param_count, validate
+from hypernas.spaces import get_space
+
+
+def within_budgets(scores: np.ndarray, acc: np.ndarray, sizes: dict[str, np.ndarray]) -> float:
+    """The within-budget tau averaged over the bench's six budgets."""
+    taus = []
+    for size in sizes.values():
+        for q in PERCENTILES:
+            inside = np.flatnonzero(size <= np.percentile(size, q, method="lower"))
+            taus.append(tau(scores[inside], acc[inside]))
+    return statistics.fmean(taus)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("hypernets", help="folder of the arm's hypernetworks")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--wide", type=int, default=144, help="channels that split narrow from wide networks")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    truth = TRUTHS["macro_mnist1d_small_dev"]
+    table, data, space = merged_table(truth.tables), load_dataset(truth.dataset), get_space(truth.space)
+    graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
+    acc = np.array(table.mean)
+    paths = [os.path.join(args.hypernets, f"{truth.hypernets}_s{r}.pt") for r in range(args.runs)]
+    runs = [np.array(v) for v in scorer_values("hypernet", truth, graphs, data, paths, seed=0)]
+    params = np.array([param_count(G, data.ndim) for G in graphs], dtype=float)
+    sizes = {"params": params, "flops": np.array([flops(G, data.input_size) for G in graphs], dtype=float)}
+    widest = np.array([max(n.shape.channels for n in validate(G).nodes) for G in graphs])
+
+    for name, part in (("narrow", widest <= args.wide), ("wide", widest > args.wide)):
+        taus = [tau(r[part], acc[part]) for r in runs]
+        print(f"{name} (widest layer {'<=' if name == 'narrow' else '>'} {args.wide}): {part.sum()} networks, "
+              f"hypernet tau {statistics.fmean(taus):.3f} ({', '.join(f'{t:.3f}' for t in taus)}), "
+              f"params tau {tau(params[part], acc[part]):.3f}")
+    between = [tau(a, b) for a, b in itertools.combinations(runs, 2)]
+    print(f"tau between runs: {', '.join(f'{t:.3f}' for t in between)} (mean {statistics.fmean(between):.3f})")
+    ensemble = np.mean([stats.rankdata(r) for r in runs], axis=0)
+    for name, scores in [*((f"run {i}", r) for i, r in enumerate(runs)), ("mean rank of the runs", ensemble)]:
+        print(f"{name}: tau over the table {tau(scores, acc):.3f}, within-budget tau {within_budgets(scores, acc, sizes):.3f}")
+    seeds = [np.array(s) for s in table.by_seed.values()]
+    print(f"seed to seed: tau over the table {tau(seeds[0], seeds[1]):.3f}; each seed against the other as a "
+          f"scorer, within-budget tau {within_budgets(seeds[0], seeds[1], sizes):.3f}")
+
+
+if __name__ == "__main__":
+    main()
