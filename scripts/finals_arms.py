@@ -101,7 +101,7 @@ def main() -> None:
     for pair in args.hypernets:
         name, folder = pair.split("=", 1)
         gaps = evaluate(name, folder, args.runs)
-        print(f"| {name} | " + " | ".join(f"{gaps[d]:.4f}" for d in ("score", "size", *DESIGNS)) + " |")
+        print(f"| {name} | " + " | ".join(f"{gaps[d]:.5f}" for d in ("score", "size", *DESIGNS)) + " |")
 
 
 if __name__ == "__main__":
