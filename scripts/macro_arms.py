@@ -63,7 +63,9 @@ def main() -> None:
     config = replace(truth.fit, seed=args.seed)
     hyper_fields = {f.name for f in fields(config.hyper)}
     for change in args.changes:
-        key, value = change.split("=", 1)
+        key, _, value = change.partition("=")
+        if key not in hyper_fields and key not in {f.name for f in fields(config)}:
+            parser.error(f"{key!r} is not a field of FitConfig or HyperConfig (give FIELD=VALUE)")
         if key in hyper_fields:
             config = replace(config, hyper=replace(config.hyper, **{key: type(getattr(config.hyper, key))(value)}))
         else:
@@ -71,7 +73,7 @@ def main() -> None:
     if args.widest_of > 1:
         fit._sample_infos = widest_of(args.widest_of)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{truth.hypernets}_s{args.seed}.pt")
+    path = os.path.join(args.out, f"{truth.hypernets or args.truth}_s{args.seed}.pt")  # as `bench budget` names them
     fit.fit_hypernet(get_space(truth.space), SPACE_OPTIONS.get(truth.space, {}), load_dataset(truth.dataset),
                      config, out=path, resume=True)
 
