@@ -18,14 +18,13 @@ Usage: python scripts/finals_arms.py --hypernets nb201_mnist1d_dev=runs/finals_d
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import numpy as np
 import torch
 
 from hypernas import recalibrate
-from hypernas.bench.budget import TRUTHS, merged_table, top_picks
+from hypernas.bench.budget import TRUTHS, hypernet_paths, merged_table, top_picks
 from hypernas.bench.finals import KS
 from hypernas.bench.ground_truth import arch_graph
 from hypernas.data import load_dataset
@@ -69,7 +68,7 @@ def evaluate(name: str, hypernet_dir: str, runs: int) -> dict[str, float]:
     truth, label = np.array(table.mean), np.array(table.by_seed[0])
     params = np.array([param_count(G, data.ndim) for G in graphs], dtype=float)
     fl = np.array([flops(G, data.input_size) for G in graphs], dtype=float)
-    paths = [os.path.join(hypernet_dir, f"{spec.hypernets or name}_s{r}.pt") for r in range(runs)]
+    paths = hypernet_paths(name, spec, runs, hypernet_dir)  # refuses missing or unfinished ones
     runs_scores = [np.array([s.score for s in Scorer.from_checkpoint(p, data, samples=1).score(graphs)]) for p in paths]
     budgets = [np.arange(len(truth))] + [np.flatnonzero(params <= np.percentile(params, q, method="lower"))
                                          for q in (25, 50, 75)]

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
 
 import numpy as np
 import torch
 from scipy import stats
 
-from hypernas.bench.budget import PERCENTILES, TRUTHS, merged_table, scorer_values, tau
+from hypernas.bench.budget import PERCENTILES, TRUTHS, hypernet_paths, merged_table, scorer_values, tau
 from hypernas.bench.ground_truth import arch_graph
 from hypernas.data import load_dataset
 from hypernas.graph import flops, param_count, validate
@@ -50,7 +49,7 @@ def main() -> None:
     table, data, space = merged_table(truth.tables), load_dataset(truth.dataset), get_space(truth.space)
     graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
     acc = np.array(table.mean)
-    paths = [os.path.join(args.hypernets, f"{truth.hypernets}_s{r}.pt") for r in range(args.runs)]
+    paths = hypernet_paths("macro_mnist1d_small_dev", truth, args.runs, args.hypernets)  # refuses unfinished ones
     runs = [np.array(v) for v in scorer_values("hypernet", truth, graphs, data, paths, seed=0)]
     params = np.array([param_count(G, data.ndim) for G in graphs], dtype=float)
     sizes = {"params": params, "flops": np.array([flops(G, data.input_size) for G in graphs], dtype=float)}
