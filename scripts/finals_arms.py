@@ -2,37 +2,51 @@
 
 Replays `hypernas bench finals` on the development truths (the same budgets, K = 5, 10, 20,
 R = 2 and 4, a training's label one seed's accuracy, the best all-seed mean reported) for
-three designs of the rounds, beside the plain top K by score and by size:
-- `current`: round 1 is the top by score; each later round refits `hypernas.recalibrate`'s
-  model and takes its mean + 1 sd;
-- `hedged`: round 1 takes in turn from the score's order and the size's (the largest first),
-  so that its labels span both and the model can learn which one this data rewards; later
-  rounds as `current`;
-- `hedged_mean`: as `hedged`, and later rounds take the model's mean alone (no exploration).
+designs of the rounds, beside the plain top K by score and by size. A design is how round 1
+picks, which of `hypernas.recalibrate`'s rank features the model sees, how many standard
+deviations of its doubt are added to its mean, and whether it is gated:
+- `current`: round 1 the top by score; every feature; mean + 1 sd (what `--final-rounds` does);
+- `mean`: as `current` with the mean alone (no exploration);
+- `pair_mean`: as `mean` with the ranks of the score and the parameter count only;
+- `hedged_mean`: round 1 takes in turn from the score's order and the size's (the largest
+  first); then as `mean`;
+- `gated`: as `mean`, but a later round follows the model only where its leave-one-out Kendall
+  tau on the labels so far is above the score's own tau on them; otherwise it takes the next
+  by score.
 Prints, per truth and design, the gap to the best averaged over the 12 (budget, K) cells, both
-R and the hypernetworks.
+R and the hypernetworks, and the design's difference from the better of score and size with
+its standard error over the hypernetworks (docs/history.md has the criterion).
 
-Usage: python scripts/finals_arms.py --hypernets nb201_mnist1d_dev=runs/finals_dev macro_mnist1d_small_dev=runs/arms/base
+Usage: python scripts/finals_arms.py --hypernets nb201_mnist1d_dev=runs/budget macro_mnist1d_small_dev=runs/budget
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 
 from hypernas import recalibrate
-from hypernas.bench.budget import TRUTHS, hypernet_paths, merged_table, top_picks
+from hypernas.bench.budget import top_picks
 from hypernas.bench.finals import KS
-from hypernas.bench.ground_truth import arch_graph
-from hypernas.data import load_dataset
-from hypernas.graph import flops, param_count
-from hypernas.score import Scorer
-from hypernas.spaces import get_space
+from hypernas.bench.truths import TRUTHS, load
 
-DESIGNS = ("current", "hedged", "hedged_mean")
+
+@dataclass(frozen=True)
+class Design:
+    hedged: bool = False  # round 1 alternates the score's order and the size's
+    features: tuple[str, ...] = recalibrate.FEATURES
+    exploration: float = 0.0
+    gated: bool = False  # follow the model only where it predicts the labels better than the score
+
+
+DESIGNS = {"current": Design(exploration=recalibrate.EXPLORATION), "mean": Design(),
+           "pair_mean": Design(features=("score", "params")), "hedged_mean": Design(hedged=True),
+           "gated": Design(gated=True)}
 
 
 def first_round(scores: np.ndarray, sizes: np.ndarray, k: int, hedged: bool) -> list[int]:
@@ -48,45 +62,52 @@ def first_round(scores: np.ndarray, sizes: np.ndarray, k: int, hedged: bool) -> 
     return picks
 
 
-def simulate(design: str, rows: list[dict], scores: np.ndarray, sizes: np.ndarray, labels: np.ndarray,
+def kendall(a, b) -> float:
+    value = stats.kendalltau(a, b).statistic
+    return -1.0 if np.isnan(value) else float(value)  # no evidence counts as none
+
+
+def simulate(design: Design, rows: list[dict], scores: np.ndarray, sizes: np.ndarray, labels: np.ndarray,
              truth: np.ndarray, k: int, rounds: int) -> float:
-    X = recalibrate.rank_features(rows)
+    X = recalibrate.rank_features([{f: r.get(f) for f in design.features} for r in rows])
     chosen: list[int] = []
     for r, size in enumerate(recalibrate.round_sizes(k, rounds)):
         if r == 0:
-            chosen += first_round(scores, sizes, size, design != "current")
+            chosen += first_round(scores, sizes, size, design.hedged)
             continue
-        mean, std = recalibrate.predict(recalibrate.fit(X[chosen], labels[chosen]), X)
-        chosen += recalibrate.next_round(mean, 0 * std if design == "hedged_mean" else std, set(chosen), size)
+        y = labels[chosen]
+        mean, std = recalibrate.predict(recalibrate.fit(X[chosen], y), X)
+        if design.gated:
+            loo = recalibrate.leave_one_out(X[chosen], y)["kendall_tau"]
+            if loo is None or loo <= kendall(scores[chosen], y):  # not shown to rank better than the score
+                mean, std = scores, np.zeros_like(std)
+        chosen += recalibrate.next_round(mean, design.exploration * std, set(chosen), size)
     return float(truth[chosen].max())
 
 
-def evaluate(name: str, hypernet_dir: str, runs: int) -> dict[str, float]:
-    spec = TRUTHS[name]
-    table, data, space = merged_table(spec.tables), load_dataset(spec.dataset), get_space(spec.space)
-    graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
-    truth, label = np.array(table.mean), np.array(table.by_seed[0])
-    params = np.array([param_count(G, data.ndim) for G in graphs], dtype=float)
-    fl = np.array([flops(G, data.input_size) for G in graphs], dtype=float)
-    paths = hypernet_paths(name, spec, runs, hypernet_dir)  # refuses missing or unfinished ones
-    runs_scores = [np.array([s.score for s in Scorer.from_checkpoint(p, data, samples=1).score(graphs)]) for p in paths]
+def evaluate(name: str, hypernet_dir: str, runs: int) -> dict[str, list[float]]:
+    """Per strategy, the gap to the best averaged over the cells (and both R), one value per
+    hypernetwork (`size`, which needs none, repeats its one value)."""
+    loaded = load(name, TRUTHS[name], runs, hypernet_dir)  # refuses missing or unfinished hypernetworks
+    truth, label, params, fl = loaded.acc, loaded.seed(0), loaded.params, loaded.flops
     budgets = [np.arange(len(truth))] + [np.flatnonzero(params <= np.percentile(params, q, method="lower"))
                                          for q in (25, 50, 75)]
     rng = np.random.default_rng(0)
-    gaps: dict[str, list[float]] = {d: [] for d in ("score", "size", *DESIGNS)}
+    gaps: dict[str, list[list[float]]] = {d: [[] for _ in loaded.scores] for d in ("score", "size", *DESIGNS)}
     for within in budgets:
         best = truth[within].max()
         for k in KS:
             k = min(k, len(within))
-            gaps["size"].append(best - top_picks(params[within], truth[within], k, rng)[1])
-            for s in runs_scores:
-                gaps["score"].append(best - top_picks(s[within], truth[within], k, rng)[1])
+            size_gap = best - top_picks(params[within], truth[within], k, rng)[1]
+            for h, s in enumerate(loaded.scores):
+                gaps["size"][h].append(size_gap)
+                gaps["score"][h].append(best - top_picks(s[within], truth[within], k, rng)[1])
                 rows = [{"score": float(s[i]), "params": params[i], "flops": fl[i]} for i in within]
-                for design in DESIGNS:
+                for name_, design in DESIGNS.items():
                     for rounds in (2, 4):
-                        gaps[design].append(best - simulate(design, rows, s[within], params[within], label[within],
-                                                            truth[within], k, rounds))
-    return {d: statistics.fmean(v) for d, v in gaps.items()}
+                        gaps[name_][h].append(best - simulate(design, rows, s[within], params[within], label[within],
+                                                              truth[within], k, rounds))
+    return {d: [statistics.fmean(v) for v in per_run] for d, per_run in gaps.items()}
 
 
 def main() -> None:
@@ -95,12 +116,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    print("| truth | " + " | ".join(("score", "size", *DESIGNS)) + " |")
-    print("|---|" + "---|" * (2 + len(DESIGNS)))
+    print("| truth | strategy | gap to the best | minus the better of score and size (± se over the runs) |")
+    print("|---|---|---|---|")
     for pair in args.hypernets:
         name, folder = pair.split("=", 1)
         gaps = evaluate(name, folder, args.runs)
-        print(f"| {name} | " + " | ".join(f"{gaps[d]:.5f}" for d in ("score", "size", *DESIGNS)) + " |")
+        better = gaps[min(("score", "size"), key=lambda s: statistics.fmean(gaps[s]))]  # over the runs
+        for strategy, per_run in gaps.items():
+            diff = [g - b for g, b in zip(per_run, better)]
+            se = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else 0.0
+            print(f"| {name} | {strategy} | {statistics.fmean(per_run):.5f} | {statistics.fmean(diff):+.5f} ± {se:.5f} |")
 
 
 if __name__ == "__main__":

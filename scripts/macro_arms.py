@@ -25,8 +25,8 @@ from dataclasses import fields, replace
 
 import torch
 
-from hypernas.bench.budget import TRUTHS
 from hypernas.bench.ground_truth import SPACE_OPTIONS
+from hypernas.bench.truths import TRUTHS
 from hypernas.data import load_dataset
 from hypernas.ghn import fit
 from hypernas.spaces import get_space

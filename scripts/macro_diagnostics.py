@@ -21,11 +21,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from hypernas.bench.budget import PERCENTILES, TRUTHS, hypernet_paths, merged_table, scorer_values, tau
-from hypernas.bench.ground_truth import arch_graph
-from hypernas.data import load_dataset
-from hypernas.graph import flops, param_count, validate
-from hypernas.spaces import get_space
+from hypernas.bench.budget import PERCENTILES, tau
+from hypernas.bench.truths import TRUTHS, load
+from hypernas.graph import validate
 
 
 def within_budgets(scores: np.ndarray, acc: np.ndarray, sizes: dict[str, np.ndarray]) -> float:
@@ -45,15 +43,11 @@ def main() -> None:
     parser.add_argument("--wide", type=int, default=144, help="channels that split narrow from wide networks")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    truth = TRUTHS["macro_mnist1d_small_dev"]
-    table, data, space = merged_table(truth.tables), load_dataset(truth.dataset), get_space(truth.space)
-    graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
-    acc = np.array(table.mean)
-    paths = hypernet_paths("macro_mnist1d_small_dev", truth, args.runs, args.hypernets)  # refuses unfinished ones
-    runs = [np.array(v) for v in scorer_values("hypernet", truth, graphs, data, paths, seed=0)]
-    params = np.array([param_count(G, data.ndim) for G in graphs], dtype=float)
-    sizes = {"params": params, "flops": np.array([flops(G, data.input_size) for G in graphs], dtype=float)}
-    widest = np.array([max(n.shape.channels for n in validate(G).nodes) for G in graphs])
+    name = "macro_mnist1d_small_dev"
+    loaded = load(name, TRUTHS[name], args.runs, args.hypernets)  # refuses missing or unfinished hypernetworks
+    acc, runs, params = loaded.acc, loaded.scores, loaded.params
+    sizes = {"params": params, "flops": loaded.flops}
+    widest = np.array([max(n.shape.channels for n in validate(G).nodes) for G in loaded.graphs])
 
     for name, part in (("narrow", widest <= args.wide), ("wide", widest > args.wide)):
         taus = [tau(r[part], acc[part]) for r in runs]
@@ -65,7 +59,7 @@ def main() -> None:
     ensemble = np.mean([stats.rankdata(r) for r in runs], axis=0)
     for name, scores in [*((f"run {i}", r) for i, r in enumerate(runs)), ("mean rank of the runs", ensemble)]:
         print(f"{name}: tau over the table {tau(scores, acc):.3f}, within-budget tau {within_budgets(scores, acc, sizes):.3f}")
-    seeds = [np.array(s) for s in table.by_seed.values()]
+    seeds = [np.array(s) for s in loaded.table.by_seed.values()]
     print(f"seed to seed: tau over the table {tau(seeds[0], seeds[1]):.3f}; each seed against the other as a "
           f"scorer, within-budget tau {within_budgets(seeds[0], seeds[1], sizes):.3f}")
 

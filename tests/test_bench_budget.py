@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import fit_config
 
-from hypernas.bench import budget, finals
+from hypernas.bench import budget, finals, truths
 from hypernas.errors import CheckpointError
 
 
@@ -29,11 +29,10 @@ def test_ties_are_broken_at_random_not_by_order():
 
 
 def test_a_small_run_reports_every_scorer_and_budget(tmp_path, monkeypatch):
-    truth = budget.Truth(("nb201_digits.csv",), "nb201", "digits", fit_config(steps=2, meta_batch=2, batch_size=16,
+    truth = truths.Truth(("nb201_digits.csv",), "nb201", "digits", fit_config(steps=2, meta_batch=2, batch_size=16,
                                                                                    hidden=8, rounds=1, rank=2,
                                                                                    eval_archs=2, warmup=1))
-    monkeypatch.setattr(budget, "TRUTHS", {"tiny": truth})
-    monkeypatch.setattr(finals, "TRUTHS", budget.TRUTHS)
+    monkeypatch.setattr(truths, "TRUTHS", {"tiny": truth})
     out = tmp_path / "b.md"
     (result,) = budget.main(["--truths", "tiny", "--runs", "2", "--limit", "16", "--hypernets", str(tmp_path),
                              "--out-md", str(out)])
@@ -53,14 +52,21 @@ def test_a_small_run_reports_every_scorer_and_budget(tmp_path, monkeypatch):
     # rather than passed off as the arm (the seed stays each run's own).
     with pytest.raises(CheckpointError, match="fit.hidden = 8, this run asks for 4"):
         budget.main(["--truths", "tiny", "--runs", "1", "--limit", "16", "--hypernets", str(tmp_path), "--hidden", "4"])
-    assert budget.with_fit(truth, {"hidden": 4}).fit.hyper.hidden == 4 and budget.with_fit(truth, {}) is truth
+    assert truths.with_fit(truth, {"hidden": 4}).fit.hyper.hidden == 4 and truths.with_fit(truth, {}) is truth
     # A development truth reads the hypernetworks of the truth it shares data with.
-    dev = budget.Truth(truth.tables, "nb201", "digits", truth.fit, hypernets="tiny", development=True)
-    assert budget.hypernet_paths("dev", dev, 2, str(tmp_path)) == [str(tmp_path / "tiny_s0.pt"), str(tmp_path / "tiny_s1.pt")]
+    dev = truths.Truth(truth.tables, "nb201", "digits", truth.fit, hypernets="tiny", development=True)
+    assert truths.hypernet_paths("dev", dev, 2, str(tmp_path)) == [str(tmp_path / "tiny_s0.pt"), str(tmp_path / "tiny_s1.pt")]
     with pytest.raises(CheckpointError, match="tiny_s2.pt is missing"):
         finals.main(["--truths", "tiny", "--runs", "3", "--hypernets", str(tmp_path)])
 
 
 def test_development_tables_are_not_run_unless_asked():
-    assert "macro_mnist1d_small_dev" in budget.TRUTHS and "macro_mnist1d_small_dev" not in budget.REFERENCE
-    assert budget.TRUTHS["macro_mnist1d_small_dev"].hypernets == "macro_mnist1d_small"
+    assert "macro_mnist1d_small_dev" in truths.TRUTHS and "macro_mnist1d_small_dev" not in truths.REFERENCE
+    assert truths.TRUTHS["macro_mnist1d_small_dev"].hypernets == "macro_mnist1d_small"
+
+
+def test_an_unknown_truth_is_refused_in_one_line(capsys):
+    for bench in (budget, finals):
+        with pytest.raises(SystemExit):
+            bench.main(["--truths", "nb201_mnist1d,nope"])
+        assert "--truths takes a comma list of" in capsys.readouterr().err

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import fit_config
 
-from hypernas.bench import budget, finals, init
-from hypernas.bench.budget import Truth
+from hypernas.bench import budget, finals, init, truths
+from hypernas.bench.truths import Truth
 
 TINY = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, eval_archs=2, warmup=1)
 
@@ -19,9 +19,7 @@ def test_simulated_rounds_take_the_model_and_the_labels():
 
 
 def test_small_runs_report_every_strategy(tmp_path, monkeypatch):
-    monkeypatch.setattr(budget, "TRUTHS", {"tiny": Truth(("nb201_digits.csv",), "nb201", "digits", TINY)})
-    monkeypatch.setattr(finals, "TRUTHS", budget.TRUTHS)
-    monkeypatch.setattr(init, "TRUTHS", budget.TRUTHS)
+    monkeypatch.setattr(truths, "TRUTHS", {"tiny": Truth(("nb201_digits.csv",), "nb201", "digits", TINY)})
     budget.main(["--truths", "tiny", "--runs", "2", "--limit", "24", "--hypernets", str(tmp_path)])  # trains them
     (result,) = finals.main(["--truths", "tiny", "--runs", "2", "--limit", "24", "--hypernets", str(tmp_path),
                              "--out-md", str(tmp_path / "f.md")])

@@ -29,70 +29,19 @@ import argparse
 import math
 import os
 import statistics
-from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats
 
 from hypernas.bench import report
-from hypernas.bench.ground_truth import SPACE_OPTIONS, arch_graph
 from hypernas.bench.ranking import one_epoch_scorer, proxy_scorer
-from hypernas.bench.table import Table, read_table
-from hypernas.config import FitConfig, HyperConfig
-from hypernas.data import load_dataset
-from hypernas.errors import CheckpointError
-from hypernas.ghn.checkpoint import load_checkpoint
-from hypernas.ghn.fit import check_resumable, fit_hypernet, fit_record
-from hypernas.graph import flops, param_count
-from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
-from hypernas.score import Scorer
-from hypernas.spaces import get_space
+from hypernas.bench.truths import REFERENCE, TRUTHS, Loaded, load, resolve, with_fit
+from hypernas.config import FitConfig
+from hypernas.options import add_flags, flag_of, given_flags, read_mapping
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
 PERCENTILES = (25, 50, 75)
 TIE_DRAWS = 200  # random tie-breaks averaged per scorer and budget
-
-
-@dataclass(frozen=True)
-class Truth:
-    tables: tuple[str, ...]  # CSVs of one set of architectures, seeds merged
-    space: str
-    dataset: str
-    fit: FitConfig = field(default_factory=FitConfig)
-    hypernets: str = ""  # the file prefix of its hypernetworks, where another truth's serve it (same data)
-    development: bool = False  # for choosing the hypernetwork's configuration; never reported as a result
-
-
-MACRO_FIT = FitConfig(steps=1000, meta_batch=8, hyper=HyperConfig(layer="transformer"))
-TRUTHS = {
-    "nb201_mnist1d": Truth(("nb201_mnist1d.csv", "nb201_mnist1d_seeds2-5.csv"), "nb201", "mnist1d",
-                           FitConfig(steps=1500, meta_batch=8)),  # the README's configuration
-    "nb201_digits": Truth(("nb201_digits.csv",), "nb201", "digits", FitConfig(steps=1500, meta_batch=8)),
-    # the transformer layer: chosen for macro networks on the development table (docs/history.md)
-    "macro_mnist1d_small": Truth(("macro_mnist1d_small.csv",), "macro", "mnist1d_small", MACRO_FIT),
-    "macro_mnist1d_small_dev": Truth(("macro_mnist1d_small_dev.csv",), "macro", "mnist1d_small", MACRO_FIT,
-                                     "macro_mnist1d_small", development=True),
-    "nb201_mnist1d_dev": Truth(("nb201_mnist1d_dev.csv", "nb201_mnist1d_dev_seeds2-5.csv"), "nb201", "mnist1d",
-                               FitConfig(steps=1500, meta_batch=8), "nb201_mnist1d", development=True),
-}
-REFERENCE = tuple(name for name, t in TRUTHS.items() if not t.development)  # what is run unless --truths says
 OTHER_SCORERS = ("params", "flops", "naswot", "synflow", "one_epoch")
-
-
-def with_fit(truth: Truth, options: dict) -> Truth:
-    """The truth with its hypernetworks' training options overridden by `options` (flat keys)."""
-    return replace(truth, fit=build(FitConfig, {**truth.fit.record(), **options})) if options else truth
-
-
-def merged_table(paths: tuple[str, ...]) -> Table:
-    """The architectures of the first table with the seeds of all of them."""
-    tables = [read_table(os.path.join(DATA, p)) for p in paths]
-    archs = [a for a in tables[0].archs if all(a in t.archs for t in tables[1:])]
-    by_seed = {}
-    for t in tables:
-        where = {a: i for i, a in enumerate(t.archs)}
-        by_seed.update({s: [accs[where[a]] for a in archs] for s, accs in t.by_seed.items()})
-    return Table(archs, by_seed)
 
 
 def top_picks(scores: np.ndarray, truth: np.ndarray, k: int, rng: np.random.Generator) -> tuple[float, float]:
@@ -123,55 +72,20 @@ def tau(a, b) -> float:
     return 0.0 if math.isnan(value) else float(value)
 
 
-def scorer_values(name: str, truth: Truth, graphs: list, data, hypernets: list[str], seed: int) -> list[list[float]]:
-    """One list of scores per run of the scorer: a run per hypernetwork, one for the others."""
-    if name == "hypernet":
-        return [[s.score for s in Scorer.from_checkpoint(p, data, samples=1).score(graphs, progress=True)]
-                for p in hypernets]
-    if name == "params":
-        return [[param_count(G, data.ndim) for G in graphs]]
-    if name == "flops":
-        return [[flops(G, data.input_size) for G in graphs]]
-    if name == "one_epoch":
-        return [one_epoch_scorer(data, seed)(graphs)]
-    return [proxy_scorer(name, data, seed)(graphs)]
+def other_scorer(name: str, loaded: Loaded, seed: int) -> np.ndarray:
+    """The scores of one scorer that is not the hypernetwork, in table order."""
+    if name in ("params", "flops"):
+        return getattr(loaded, name)
+    scorer = one_epoch_scorer(loaded.data, seed) if name == "one_epoch" else proxy_scorer(name, loaded.data, seed)
+    return np.array(scorer(loaded.graphs))
 
 
-def hypernet_paths(name: str, truth: Truth, runs: int, hypernet_dir: str, data=None, space=None) -> list[str]:
-    """The files of a truth's `runs` hypernetworks (`DIR/PREFIX_sSEED.pt`). Given `data` and
-    `space`, each is trained first where missing or short (resumable), and one made with other
-    training options is refused, so that a folder never passes off one configuration as another."""
-    paths = [os.path.join(hypernet_dir, f"{truth.hypernets or name}_s{r}.pt") for r in range(runs)]
-    for r, path in enumerate(paths):
-        if data is None:
-            if not os.path.exists(path) or (step := load_checkpoint(path)["step"]) < truth.fit.steps:
-                state = "missing" if not os.path.exists(path) else f"unfinished (step {step} of {truth.fit.steps})"
-                raise CheckpointError(f"hypernetwork {path} is {state}: `hypernas bench budget` trains it")
-            continue
-        fit, options = replace(truth.fit, seed=r), SPACE_OPTIONS.get(truth.space, {})
-        if os.path.exists(path):
-            ckpt = load_checkpoint(path)
-            check_resumable(ckpt, fit_record(space, space.resolve_options(options), data, fit), path)
-            if ckpt["step"] >= fit.steps:
-                continue
-        fit_hypernet(space, options, data, fit, out=path, resume=True)
-    return paths
-
-
-def evaluate(name: str, truth: Truth, runs: int, hypernet_dir: str, seed: int = 0, limit: int | None = None) -> dict:
-    """Every scorer's picks and within-budget tau on one truth table, budget by budget
-    (`limit`: its first architectures only, for a quick check)."""
-    table = merged_table(truth.tables).head(limit)
-    data = load_dataset(truth.dataset)
-    space = get_space(truth.space)
-    graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
-    hypernets = hypernet_paths(name, truth, runs, hypernet_dir, data, space)
-    acc = np.array(table.mean)
-    seeds = list(table.by_seed.values())
-    sizes = {"params": np.array([param_count(G, data.ndim) for G in graphs]),
-             "flops": np.array([flops(G, data.input_size) for G in graphs])}
-    values = {s: [np.array(v) for v in scorer_values(s, truth, graphs, data, hypernets, seed)]
-              for s in ("hypernet", *OTHER_SCORERS)}
+def evaluate(loaded: Loaded, seed: int = 0) -> dict:
+    """Every scorer's picks and within-budget tau on one loaded truth, budget by budget."""
+    acc = loaded.acc
+    seeds = list(loaded.table.by_seed.values())
+    sizes = {"params": loaded.params, "flops": loaded.flops}
+    values = {"hypernet": loaded.scores, **{s: [other_scorer(s, loaded, seed)] for s in OTHER_SCORERS}}
     rng = np.random.default_rng(seed)
     budgets = []
     for metric, size in sizes.items():
@@ -186,7 +100,7 @@ def evaluate(name: str, truth: Truth, runs: int, hypernet_dir: str, seed: int = 
                 row["scorers"][s] = {"top1": [p[0] for p in picks], "top3": [p[1] for p in picks],
                                      "tau": [tau(v[within], acc[within]) for v in runs_of]}
             budgets.append(row)
-    return {"truth": name, "archs": len(acc), "seeds": len(seeds), "best": float(acc.max()),
+    return {"truth": loaded.name, "archs": len(acc), "seeds": len(seeds), "best": float(acc.max()),
             "seed_tau": tau(seeds[0], seeds[1]), "budgets": budgets,
             "global_tau": {s: [tau(v, acc) for v in runs_of] for s, runs_of in values.items()}}
 
@@ -265,16 +179,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # an option not given keeps the truth's value (TRUTHS), not the default the help shows.
     add_flags(ap, FitConfig, only=tuple(k for k in FitConfig().record() if k != "seed"))
     args = ap.parse_args(argv)
-    chosen = [t for t in args.truths.split(",") if t]
-    unknown = [t for t in chosen if t not in TRUTHS]
-    if unknown or args.runs < 1:
-        ap.error(f"--truths takes {', '.join(TRUTHS)} (got {unknown}); --runs must be >= 1")
+    chosen = resolve(args.truths, ap)
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
     arm = read_mapping(FitConfig, given_flags(args, FitConfig), "command line", flag_of)
     import torch
 
     torch.set_num_threads(args.threads)
-    results = [evaluate(name, with_fit(TRUTHS[name], arm), args.runs, args.hypernets, limit=args.limit)
-               for name in chosen]
+    results = [evaluate(load(name, with_fit(truth, arm), args.runs, args.hypernets, train=True, limit=args.limit))
+               for name, truth in chosen]
     report("\n\n".join(markdown(r) for r in results), args.out_md)
     return results
 

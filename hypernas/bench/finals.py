@@ -25,13 +25,9 @@ import statistics
 import numpy as np
 
 from hypernas.bench import report
-from hypernas.bench.budget import REFERENCE, TRUTHS, hypernet_paths, mean_sd, merged_table, random_picks, top_picks
-from hypernas.bench.ground_truth import arch_graph
-from hypernas.data import load_dataset
-from hypernas.graph import flops, param_count
+from hypernas.bench.budget import mean_sd, random_picks, top_picks
+from hypernas.bench.truths import REFERENCE, TRUTHS, Loaded, hypernet_paths, load, resolve
 from hypernas.recalibrate import rank_features, rounds_of
-from hypernas.score import Scorer
-from hypernas.spaces import get_space
 
 KS = (5, 10, 20)
 STRATEGIES = ("score", "size", "rounds2", "rounds4", "random")
@@ -45,17 +41,8 @@ def simulate_rounds(rows: list[dict], labels: np.ndarray, truth: np.ndarray, k: 
     return float(truth[chosen].max())
 
 
-def evaluate(name: str, hypernet_dir: str, runs: int, limit: int | None = None) -> dict:
-    truth_spec = TRUTHS[name]
-    table = merged_table(truth_spec.tables).head(limit)
-    data = load_dataset(truth_spec.dataset)
-    space = get_space(truth_spec.space)
-    graphs = [arch_graph(space, a, data.in_channels, data.num_classes) for a in table.archs]
-    truth, label = np.array(table.mean), np.array(table.by_seed[0])
-    params = np.array([param_count(G, data.ndim) for G in graphs])
-    sizes = {"params": params, "flops": np.array([flops(G, data.input_size) for G in graphs])}
-    scores = [np.array([s.score for s in Scorer.from_checkpoint(path, data, samples=1).score(graphs)])
-              for path in hypernet_paths(name, truth_spec, runs, hypernet_dir)]
+def evaluate(loaded: Loaded) -> dict:
+    truth, label, params, fl = loaded.acc, loaded.seed(0), loaded.params, loaded.flops
     rng = np.random.default_rng(0)
     budgets = {"none": np.arange(len(truth))}
     for q in (25, 50, 75):
@@ -66,16 +53,15 @@ def evaluate(name: str, hypernet_dir: str, runs: int, limit: int | None = None) 
         for k in KS:
             k_here = min(k, len(within))
             best = {s: [] for s in STRATEGIES}
-            for run in scores:
-                rows = [{"score": float(run[i]), "params": int(sizes["params"][i]), "flops": int(sizes["flops"][i])}
-                        for i in within]
+            for run in loaded.scores:
+                rows = [{"score": float(run[i]), "params": params[i], "flops": fl[i]} for i in within]
                 best["score"].append(top_picks(run[within], truth[within], k_here, rng)[1])
                 for rounds in (2, 4):
                     best[f"rounds{rounds}"].append(simulate_rounds(rows, label[within], truth[within], k_here, rounds))
-            best["size"] = [top_picks(params[within].astype(float), truth[within], k_here, rng)[1]]
+            best["size"] = [top_picks(params[within], truth[within], k_here, rng)[1]]
             best["random"] = [random_picks(truth[within], k_here)[1]]
             results[budget, k] = {"best": float(truth[within].max()), **best}
-    return {"truth": name, "archs": len(truth), "results": results}
+    return {"truth": loaded.name, "archs": len(truth), "results": results}
 
 
 def verdict(result: dict) -> tuple[bool, bool]:
@@ -112,15 +98,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--limit", type=int, help="the first N architectures of each table only (a quick check)")
     ap.add_argument("--out-md")
     args = ap.parse_args(argv)
-    chosen = [t for t in args.truths.split(",") if t]
-    if [t for t in chosen if t not in TRUTHS] or args.runs < 1:
-        ap.error(f"--truths takes {', '.join(TRUTHS)}; --runs must be >= 1")
-    for t in chosen:  # before any work
-        hypernet_paths(t, TRUTHS[t], args.runs, args.hypernets)
+    chosen = resolve(args.truths, ap)
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+    for name, truth in chosen:  # refuses a missing hypernetwork before any work
+        hypernet_paths(name, truth, args.runs, args.hypernets)
     import torch
 
     torch.set_num_threads(args.threads)
-    results = [evaluate(t, args.hypernets, args.runs, args.limit) for t in chosen]
+    results = [evaluate(load(name, truth, args.runs, args.hypernets, limit=args.limit)) for name, truth in chosen]
     report("\n\n".join(markdown(r) for r in results), args.out_md)
     return results
 

@@ -19,13 +19,10 @@ import statistics
 from tqdm.auto import tqdm
 
 from hypernas.bench import report
-from hypernas.bench.budget import TRUTHS, hypernet_paths, merged_table
-from hypernas.bench.ground_truth import arch_graph
+from hypernas.bench.truths import Loaded, load, resolve
 from hypernas.config import TrainConfig
-from hypernas.data import load_dataset
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.start import predicted_start, score_batch
-from hypernas.spaces import get_space
 from hypernas.train import train
 
 EPOCHS = (1, 2, 6)
@@ -33,17 +30,13 @@ SEEDS = (0, 1)
 DEFAULT_TRUTHS = ("nb201_mnist1d", "macro_mnist1d_small")
 
 
-def evaluate(name: str, hypernet_dir: str, archs: int) -> dict:
-    truth = TRUTHS[name]
-    table = merged_table(truth.tables).head(archs)
-    data = load_dataset(truth.dataset)
-    space = get_space(truth.space)
-    ghn = load_hypernet(hypernet_paths(name, truth, 1, hypernet_dir)[0], data=data).model
+def evaluate(loaded: Loaded) -> dict:
+    data = loaded.data
+    ghn = load_hypernet(loaded.hypernets[0], data=data).model
     x = score_batch(data)
     acc = {(init, e): [] for init in ("random", "hypernet") for e in EPOCHS}  # per network: mean over the seeds
-    jobs = [(a, e) for a in table.archs for e in EPOCHS]
-    for arch, epochs in tqdm(jobs, desc=f"init {name}", unit="network"):
-        G = arch_graph(space, arch, data.in_channels, data.num_classes)
+    jobs = [(G, e) for G in loaded.graphs for e in EPOCHS]
+    for G, epochs in tqdm(jobs, desc=f"init {loaded.name}", unit="network"):
         for init in ("random", "hypernet"):
             start = predicted_start(ghn, G, x) if init == "hypernet" else None
             runs = [train(G, data, TrainConfig(epochs=epochs), seed=s, progress=False, init=start).test_accuracy
@@ -54,7 +47,7 @@ def evaluate(name: str, hypernet_dir: str, archs: int) -> dict:
         r, h = acc["random", e], acc["hypernet", e]
         rows.append({"epochs": e, "random": statistics.fmean(r), "hypernet": statistics.fmean(h),
                      "wins": sum(b > a for a, b in zip(r, h)), "networks": len(r)})
-    return {"truth": name, "rows": rows}
+    return {"truth": loaded.name, "rows": rows}
 
 
 def markdown(results: list[dict]) -> str:
@@ -77,13 +70,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-md")
     args = ap.parse_args(argv)
-    chosen = [t for t in args.truths.split(",") if t]
-    if [t for t in chosen if t not in TRUTHS] or args.archs < 1:
-        ap.error(f"--truths takes {', '.join(TRUTHS)}; --archs must be >= 1")
+    chosen = resolve(args.truths, ap)
+    if args.archs < 1:
+        ap.error("--archs must be >= 1")
     import torch
 
     torch.set_num_threads(args.threads)
-    results = [evaluate(t, args.hypernets, args.archs) for t in chosen]
+    results = [evaluate(load(name, truth, 1, args.hypernets, score=False, limit=args.archs)) for name, truth in chosen]
     report(markdown(results), args.out_md)
     return results
 
