@@ -94,9 +94,10 @@ def pool_of(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[optuna.trial.FrozenTrial], dict]]:
     """The final trainings, round by round: (round, its trials, what the model said of them).
 
-    Round 1 takes the best by score. Each later round refits `hypernas.recalibrate`'s model on
-    the accuracies trained so far (read back from the trials, so a resumed run recomputes the
-    same rounds) and takes the untrained architectures of largest upper confidence bound."""
+    Round 1 takes in turn from the score's order and the size's. Each later round refits
+    `hypernas.recalibrate`'s model on the accuracies trained so far (read back from the trials,
+    so a resumed run recomputes the same rounds) and takes the untrained architectures of
+    largest predicted accuracy."""
     if len(study.directions) > 1 or cfg.final_rounds == 1:
         yield 1, candidates(study, cfg.top_k), {}
         return
@@ -106,8 +107,8 @@ def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[o
     def trained(i: int) -> float:  # read back from the storage, where the last round wrote it
         return fresh_trial(study, pool[i]).user_attrs["trained_accuracy"]
 
-    for r, (picks, model) in enumerate(rounds_of(X, [t.values[0] for t in pool], cfg.top_k, cfg.final_rounds,
-                                                 trained), start=1):
+    scores, sizes = [t.values[0] for t in pool], [t.user_attrs["params"] for t in pool]
+    for r, (picks, model) in enumerate(rounds_of(X, scores, sizes, cfg.top_k, cfg.final_rounds, trained), start=1):
         said = {}
         if model:
             said = {"loo": leave_one_out(X[model["fitted"]], model["labels"]),

@@ -9,15 +9,17 @@ The features are the ranks (0 to 1 over the scored pool) of the score, its sprea
 the parameter count, the FLOPs and, where measured, the latency: ranks, so that no scale
 dominates, and few features, so that five labels cannot be overfitted. The model is
 scikit-learn's Bayesian ridge regression, linear in those ranks with a prior that shrinks
-every weight, and with a predictive spread that the next round adds to its mean (an upper
-confidence bound), so that an untried region can still win a training.
+every weight. Round 1 takes in turn from the score's order and the size's, so that its labels
+span both and the model can learn which of the two this data rewards; later rounds take the
+model's predicted mean. Its spread is recorded beside it, not added: an upper confidence bound
+spent trainings on uncertain networks that were rarely the best (docs/history.md).
 
 Usage:
     X = rank_features(pool)                      # (pool, features)
     model = fit(X[trained], labels)              # trained: indices into the pool
     mean, std = predict(model, X)
-    picks = next_round(mean, std, exclude=trained, k=2)
-    for picks, said in rounds_of(X, scores, total=5, rounds=2, label=trained_accuracy_of): ...
+    picks = next_round(mean, exclude=trained, k=2)
+    for picks, said in rounds_of(X, scores, sizes, total=5, rounds=2, label=trained_accuracy_of): ...
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import numpy as np
 from scipy import stats
 
 FEATURES = ("score", "score_std", "params", "flops", "latency_ms")
-EXPLORATION = 1.0  # standard deviations added to the mean: how far to trust the model's doubt
 
 
 def rank_features(rows: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -59,11 +60,21 @@ def predict(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def next_round(mean: np.ndarray, std: np.ndarray, exclude: set[int], k: int) -> list[int]:
-    """The `k` rows not in `exclude` of largest mean + EXPLORATION x std, best first (ties by row)."""
-    ucb = mean + EXPLORATION * std
-    order = sorted((i for i in range(len(mean)) if i not in exclude), key=lambda i: (-ucb[i], i))
-    return order[:k]
+def next_round(mean: np.ndarray, exclude: set[int], k: int) -> list[int]:
+    """The `k` rows not in `exclude` of largest predicted mean, best first (ties by row)."""
+    return sorted((i for i in range(len(mean)) if i not in exclude), key=lambda i: (-mean[i], i))[:k]
+
+
+def first_round(scores: Sequence[float], sizes: Sequence[float], k: int) -> list[int]:
+    """`k` rows taken in turn from the order of the score and of the size, largest first (ties by
+    row), so that the labels vary in both: the top by score alone would give the model little
+    to learn the size's worth from."""
+    by_score = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    by_size = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    picks: list[int] = []
+    for pair in zip(by_score, by_size):
+        picks += [i for i in dict.fromkeys(pair) if i not in picks]
+    return picks[:k]
 
 
 def leave_one_out(X: np.ndarray, y: Sequence[float]) -> dict[str, float | None]:
@@ -81,22 +92,22 @@ def leave_one_out(X: np.ndarray, y: Sequence[float]) -> dict[str, float | None]:
             "mean_abs_error": float(np.mean(np.abs(np.array(held_out) - y)))}
 
 
-def rounds_of(X: np.ndarray, scores: Sequence[float], total: int, rounds: int,
+def rounds_of(X: np.ndarray, scores: Sequence[float], sizes: Sequence[float], total: int, rounds: int,
               label: Callable[[int], float]) -> Iterator[tuple[list[int], dict[str, Any]]]:
     """`total` trainings in `rounds` rounds over the rows of `X`: (the round's rows, what the
-    model said) per round. Round 1 takes the best by score (ties by row); each later one refits
-    the model on `label(row)` of every row taken so far, read when the round starts (so a
-    consumer trains a round's rows before asking for the next), and takes `next_round`'s.
+    model said) per round. Round 1 is `first_round`'s; each later one refits the model on
+    `label(row)` of every row taken so far, read when the round starts (so a consumer trains a
+    round's rows before asking for the next), and takes `next_round`'s.
     What the model said: the rows it was fitted on and their labels, its mean and std for all."""
     chosen: list[int] = []
     for r, size in enumerate(round_sizes(total, rounds), start=1):
         said: dict[str, Any] = {}
         if r == 1:
-            picks = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:size]
+            picks = first_round(scores, sizes, size)
         else:
             labels = [label(i) for i in chosen]
             mean, std = predict(fit(X[chosen], labels), X)
-            picks = next_round(mean, std, set(chosen), size)
+            picks = next_round(mean, set(chosen), size)
             said = {"fitted": list(chosen), "labels": labels, "mean": mean, "std": std}
         chosen += picks
         yield picks, said

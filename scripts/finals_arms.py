@@ -5,7 +5,8 @@ R = 2 and 4, a training's label one seed's accuracy, the best all-seed mean repo
 designs of the rounds, beside the plain top K by score and by size. A design is how round 1
 picks, which of `hypernas.recalibrate`'s rank features the model sees, how many standard
 deviations of its doubt are added to its mean, and whether it is gated:
-- `current`: round 1 the top by score; every feature; mean + 1 sd (what `--final-rounds` does);
+- `current`: round 1 the top by score; every feature; mean + 1 sd (what `--final-rounds` did
+  before this set; it now does `hedged_mean`);
 - `mean`: as `current` with the mean alone (no exploration);
 - `pair_mean`: as `mean` with the ranks of the score and the parameter count only;
 - `hedged_mean`: round 1 takes in turn from the score's order and the size's (the largest
@@ -44,22 +45,15 @@ class Design:
     gated: bool = False  # follow the model only where it predicts the labels better than the score
 
 
-DESIGNS = {"current": Design(exploration=recalibrate.EXPLORATION), "mean": Design(),
+DESIGNS = {"current": Design(exploration=1.0), "mean": Design(),
            "pair_mean": Design(features=("score", "params")), "hedged_mean": Design(hedged=True),
            "gated": Design(gated=True)}
 
 
 def first_round(scores: np.ndarray, sizes: np.ndarray, k: int, hedged: bool) -> list[int]:
-    by_score = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    if not hedged:
-        return by_score[:k]
-    by_size = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
-    picks: list[int] = []
-    for a, b in zip(by_score, by_size):
-        for i in (a, b):
-            if i not in picks and len(picks) < k:
-                picks.append(i)
-    return picks
+    if hedged:
+        return recalibrate.first_round(scores, sizes, k)
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
 
 
 def kendall(a, b) -> float:
@@ -81,7 +75,7 @@ def simulate(design: Design, rows: list[dict], scores: np.ndarray, sizes: np.nda
             loo = recalibrate.leave_one_out(X[chosen], y)["kendall_tau"]
             if loo is None or loo <= kendall(scores[chosen], y):  # not shown to rank better than the score
                 mean, std = scores, np.zeros_like(std)
-        chosen += recalibrate.next_round(mean, design.exploration * std, set(chosen), size)
+        chosen += recalibrate.next_round(mean + design.exploration * std, set(chosen), size)
     return float(truth[chosen].max())
 
 

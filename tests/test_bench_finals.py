@@ -12,10 +12,13 @@ TINY = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank
 
 
 def test_simulated_rounds_take_the_model_and_the_labels():
-    rows = [{"score": float(i % 7), "params": i, "flops": 10 * i} for i in range(30)]  # score knows nothing
-    truth = np.linspace(0.5, 0.9, 30)  # size does: the truth rises with it
-    assert finals.simulate_rounds(rows, truth, truth, 6, 1) < 0.9  # by score alone
-    assert finals.simulate_rounds(rows, truth, truth, 6, 3) > finals.simulate_rounds(rows, truth, truth, 6, 1)
+    params = np.random.default_rng(0).permutation(30)
+    rows = [{"score": float(i % 7), "params": int(params[i]), "flops": 10 * i} for i in range(30)]
+    truth = np.linspace(0.5, 0.9, 30)  # neither score nor the parameter count knows it; FLOPs do
+    by_score, by_size = (sorted(range(30), key=lambda i: (-key[i], i))[:6] for key in ([r["score"] for r in rows], params))
+    assert truth[by_score].max() < 0.9 and truth[by_size].max() < 0.9
+    assert finals.simulate_rounds(rows, truth, truth, 6, 1) < 0.9  # one round: no label reaches the model
+    assert finals.simulate_rounds(rows, truth, truth, 6, 2) == 0.9  # the labels of round 1 lead it to the best
 
 
 def test_small_runs_report_every_strategy(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ def finalists(cfg) -> dict[int, dict]:
     return {t.number: t.user_attrs for t in done if "trained_accuracy" in t.user_attrs}
 
 
-def test_the_model_refits_on_labels_and_explores_what_is_untrained():
+def test_the_model_refits_on_labels_and_the_next_round_takes_what_is_untrained():
     rng = np.random.default_rng(0)
     rows = [{"score": float(s), "params": int(p), "flops": int(p) * 10} for s, p in zip(rng.random(40), rng.integers(1, 99, 40))]
     X = recalibrate.rank_features(rows)
@@ -41,12 +41,27 @@ def test_the_model_refits_on_labels_and_explores_what_is_untrained():
     labelled = [0, 1, 2, 3]
     y_size = [X[i, 1] for i in labelled]  # labels that follow size, not score
     mean, std = recalibrate.predict(recalibrate.fit(X[labelled], y_size), X)
-    assert np.corrcoef(mean, X[:, 1])[0, 1] > 0.9  # refitted: it now ranks by size
-    picks = recalibrate.next_round(mean, std, set(labelled), 3)
-    assert len(picks) == 3 and not set(picks) & set(labelled)
-    # exploration: of two with the same mean, the more uncertain is taken first
-    assert recalibrate.next_round(np.array([0.5, 0.5]), np.array([0.0, 0.1]), set(), 1) == [1]
+    assert np.corrcoef(mean, X[:, 1])[0, 1] > 0.9 and (std > 0).all()  # refitted: it now ranks by size
+    picks = recalibrate.next_round(mean, set(labelled), 3)
+    untrained = [i for i in range(40) if i not in labelled]
+    assert picks == sorted(untrained, key=lambda i: -mean[i])[:3]  # the best predicted, none trained before
     assert recalibrate.round_sizes(5, 2) == [3, 2] and recalibrate.round_sizes(4, 4) == [1, 1, 1, 1]
+
+
+def test_the_first_round_takes_in_turn_from_the_score_and_the_size():
+    scores, sizes = [0.9, 0.8, 0.1, 0.2, 0.7], [10, 50, 40, 30, 20]
+    # the two orders, rank by rank: score 0, size 1; score's second is 1, taken, size's is 2; score 4
+    assert recalibrate.first_round(scores, sizes, 4) == [0, 1, 2, 4]
+    assert recalibrate.first_round(scores, sizes, 1) == [0]
+    assert recalibrate.first_round([1.0, 0.5], [9, 1], 5) == [0, 1]  # no more than the pool
+    # labels that follow size reach the model through the size half of round 1, and the next
+    # round follows them, where a first round by score alone would see sizes of one kind only
+    rows = [{"score": 1 - i / 40, "params": i} for i in range(40)]  # score against size
+    label = {i: i / 40 for i in range(40)}.__getitem__  # trained accuracy rises with size
+    X = recalibrate.rank_features(rows)
+    (first, _), (second, said) = recalibrate.rounds_of(X, [r["score"] for r in rows], [r["params"] for r in rows],
+                                                       6, 2, label)
+    assert first == [0, 39, 1] and said["fitted"] == first and min(second) >= 30
 
 
 def test_rounds_record_their_round_the_predictions_and_the_model_fit(tmp_path):
@@ -58,11 +73,14 @@ def test_rounds_record_their_round_the_predictions_and_the_model_fit(tmp_path):
     later = [a for a in trained.values() if a["final_round"] == 2]
     assert all("predicted_accuracy" in a and a["predicted_std"] >= 0 for a in later)
     assert set(load_study(cfg.storage_url, "f").user_attrs["final_model"]) == {"2"}
-    # round 1 is the best by score; round 2 never repeats it
+    # round 1 is the best by score and the largest, in turn; round 2 never repeats it
     study = load_study(cfg.storage_url, "f")
     pool = sorted((t for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
-                   if not t.user_attrs["duplicate"]), key=lambda t: (-t.values[0], t.number))
-    assert {n for n, a in trained.items() if a["final_round"] == 1} == {t.number for t in pool[:2]}
+                   if not t.user_attrs["duplicate"]), key=lambda t: t.number)
+    best, largest = (max(pool, key=key) for key in (lambda t: (t.values[0], -t.number),
+                                                    lambda t: (t.user_attrs["params"], -t.number)))
+    assert best is not largest  # else this check would not see the size's turn
+    assert {n for n, a in trained.items() if a["final_round"] == 1} == {best.number, largest.number}
 
 
 def test_a_resume_mid_round_trains_the_same_finalists(tmp_path, monkeypatch):

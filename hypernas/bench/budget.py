@@ -105,9 +105,9 @@ def evaluate(loaded: Loaded, seed: int = 0) -> dict:
             "global_tau": {s: [tau(v, acc) for v in runs_of] for s, runs_of in values.items()}}
 
 
-def mean_sd(xs: list[float]) -> str:
-    """`mean ± sd` to 4 places (the mean alone for one value)."""
-    return f"{statistics.fmean(xs):.4f}" + (f" ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else "")
+def mean_sd(xs: list[float], places: int = 4) -> str:
+    """`mean ± sd` to `places` places (the mean alone for one value)."""
+    return f"{statistics.fmean(xs):.{places}f}" + (f" ± {statistics.stdev(xs):.{places}f}" if len(xs) > 1 else "")
 
 
 def averaged(result: dict) -> dict[str, dict[str, list[float]]]:
