@@ -97,10 +97,11 @@ def evaluate(name: str, hypernet_dir: str, runs: int) -> dict[str, list[float]]:
                 gaps["size"][h].append(size_gap)
                 gaps["score"][h].append(best - top_picks(s[within], truth[within], k, rng)[1])
                 rows = [{"score": float(s[i]), "params": params[i], "flops": fl[i]} for i in within]
-                for name_, design in DESIGNS.items():
+                for design_name, design in DESIGNS.items():
                     for rounds in (2, 4):
-                        gaps[name_][h].append(best - simulate(design, rows, s[within], params[within], label[within],
-                                                              truth[within], k, rounds))
+                        found = simulate(design, rows, s[within], params[within], label[within], truth[within],
+                                         k, rounds)
+                        gaps[design_name][h].append(best - found)
     return {d: [statistics.fmean(v) for v in per_run] for d, per_run in gaps.items()}
 
 
@@ -119,7 +120,8 @@ def main() -> None:
         for strategy, per_run in gaps.items():
             diff = [g - b for g, b in zip(per_run, better)]
             se = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else 0.0
-            print(f"| {name} | {strategy} | {statistics.fmean(per_run):.5f} | {statistics.fmean(diff):+.5f} ± {se:.5f} |")
+            mean_gap, mean_diff = statistics.fmean(per_run), statistics.fmean(diff)
+            print(f"| {name} | {strategy} | {mean_gap:.5f} | {mean_diff:+.5f} ± {se:.5f} |")
 
 
 if __name__ == "__main__":

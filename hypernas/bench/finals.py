@@ -89,7 +89,8 @@ def verdict(result: dict) -> dict[str, tuple[float, float]]:
 def markdown(result: dict) -> str:
     g = gaps(result)
     lines = [f"### {result['truth']}: {result['archs']} architectures", "",
-             "Gap of the best trained to the best, averaged over the cells below (mean ± sd over the hypernetworks):", "",
+             "Gap of the best trained to the best, averaged over the cells below (mean ± sd over the hypernetworks):",
+             "",
              "| " + " | ".join(STRATEGIES) + " |", "|" + "---|" * len(STRATEGIES),
              "| " + " | ".join(mean_sd(g[s], places=5) for s in STRATEGIES) + " |", ""]
     for s, (diff, noise) in verdict(result).items():

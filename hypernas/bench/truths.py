@@ -150,6 +150,6 @@ def load(name: str, truth: Truth, runs: int, hypernet_dir: str, *, train: bool =
     paths = hypernet_paths(name, truth, runs, hypernet_dir, *((data, space) if train else ()))
     loaded = Loaded(name, truth, table, data, space, graphs, paths)
     if score:
-        loaded.scores = [np.array([s.score for s in Scorer.from_checkpoint(p, data, samples=1).score(graphs, progress=True)])
-                         for p in paths]
+        scorers = [Scorer.from_checkpoint(p, data, samples=1) for p in paths]  # the central prediction
+        loaded.scores = [np.array([s.score for s in scorer.score(graphs, progress=True)]) for scorer in scorers]
     return loaded
