@@ -26,14 +26,14 @@ from __future__ import annotations
 import argparse
 import statistics
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from scipy import stats
 
 from hypernas import recalibrate
-from hypernas.bench.budget import top_picks
-from hypernas.bench.finals import KS
+from hypernas.bench import finals
 from hypernas.bench.truths import TRUTHS, load
 
 
@@ -61,8 +61,8 @@ def kendall(a, b) -> float:
     return -1.0 if np.isnan(value) else float(value)  # no evidence counts as none
 
 
-def simulate(design: Design, rows: list[dict], scores: np.ndarray, sizes: np.ndarray, labels: np.ndarray,
-             truth: np.ndarray, k: int, rounds: int) -> float:
+def simulate(design: Design, rows: list[dict], labels: np.ndarray, truth: np.ndarray, k: int, rounds: int) -> float:
+    scores, sizes = np.array([r["score"] for r in rows]), np.array([r["params"] for r in rows])
     X = recalibrate.rank_features([{f: r.get(f) for f in design.features} for r in rows])
     chosen: list[int] = []
     for r, size in enumerate(recalibrate.round_sizes(k, rounds)):
@@ -83,26 +83,11 @@ def evaluate(name: str, hypernet_dir: str, runs: int) -> dict[str, list[float]]:
     """Per strategy, the gap to the best averaged over the cells (and both R), one value per
     hypernetwork (`size`, which needs none, repeats its one value)."""
     loaded = load(name, TRUTHS[name], runs, hypernet_dir)  # refuses missing or unfinished hypernetworks
-    truth, label, params, fl = loaded.acc, loaded.seed(0), loaded.params, loaded.flops
-    budgets = [np.arange(len(truth))] + [np.flatnonzero(params <= np.percentile(params, q, method="lower"))
-                                         for q in (25, 50, 75)]
-    rng = np.random.default_rng(0)
-    gaps: dict[str, list[list[float]]] = {d: [[] for _ in loaded.scores] for d in ("score", "size", *DESIGNS)}
-    for within in budgets:
-        best = truth[within].max()
-        for k in KS:
-            k = min(k, len(within))
-            size_gap = best - top_picks(params[within], truth[within], k, rng)[1]
-            for h, s in enumerate(loaded.scores):
-                gaps["size"][h].append(size_gap)
-                gaps["score"][h].append(best - top_picks(s[within], truth[within], k, rng)[1])
-                rows = [{"score": float(s[i]), "params": params[i], "flops": fl[i]} for i in within]
-                for design_name, design in DESIGNS.items():
-                    for rounds in (2, 4):
-                        found = simulate(design, rows, s[within], params[within], label[within], truth[within],
-                                         k, rounds)
-                        gaps[design_name][h].append(best - found)
-    return {d: [statistics.fmean(v) for v in per_run] for d, per_run in gaps.items()}
+    result = finals.evaluate(loaded, {d: partial(simulate, design) for d, design in DESIGNS.items()})
+    gaps = finals.gaps(result)
+    both_r = {d: [statistics.fmean(per_r) for per_r in zip(*(gaps[f"{d}{r}"] for r in finals.ROUNDS))]
+              for d in DESIGNS}
+    return {"score": gaps["score"], "size": gaps["size"], **both_r}
 
 
 def main() -> None:

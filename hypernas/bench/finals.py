@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,7 +31,10 @@ from hypernas.bench.truths import REFERENCE, TRUTHS, Loaded, hypernet_paths, loa
 from hypernas.recalibrate import rank_features, rounds_of
 
 KS = (5, 10, 20)
-STRATEGIES = ("score", "size", "rounds2", "rounds4", "random")
+ROUNDS = (2, 4)
+STRATEGIES = ("score", "size", "rounds2", "rounds4", "random")  # what `evaluate` gives by default
+# (rows of a budget, their labels, their truth, K, R) -> the best truth among the K a design trains
+Design = Callable[[list[dict], np.ndarray, np.ndarray, int, int], float]
 
 
 def simulate_rounds(rows: list[dict], labels: np.ndarray, truth: np.ndarray, k: int, rounds: int) -> float:
@@ -42,7 +46,11 @@ def simulate_rounds(rows: list[dict], labels: np.ndarray, truth: np.ndarray, k: 
     return float(truth[chosen].max())
 
 
-def evaluate(loaded: Loaded) -> dict:
+def evaluate(loaded: Loaded, designs: dict[str, Design] | None = None) -> dict:
+    """Per (budget, K) cell, the best truth each strategy finds: the plain top K by score and by
+    size, random picks, and each design of the rounds (`--final-rounds`' own unless `designs`
+    says) at R = 2 and 4, named `NAMER`."""
+    designs = designs or {"rounds": simulate_rounds}
     truth, label, params, fl = loaded.acc, loaded.seed(0), loaded.params, loaded.flops
     rng = np.random.default_rng(0)
     budgets = {"none": np.arange(len(truth))}
@@ -53,12 +61,13 @@ def evaluate(loaded: Loaded) -> dict:
     for budget, within in budgets.items():
         for k in KS:
             k_here = min(k, len(within))
-            best = {s: [] for s in STRATEGIES}
+            best: dict[str, list[float]] = {"score": [], "size": [], **{f"{d}{r}": [] for d in designs for r in ROUNDS}}
             for run in loaded.scores:
                 rows = [{"score": float(run[i]), "params": params[i], "flops": fl[i]} for i in within]
                 best["score"].append(top_picks(run[within], truth[within], k_here, rng)[1])
-                for rounds in (2, 4):
-                    best[f"rounds{rounds}"].append(simulate_rounds(rows, label[within], truth[within], k_here, rounds))
+                for name, design in designs.items():
+                    for rounds in ROUNDS:
+                        best[f"{name}{rounds}"].append(design(rows, label[within], truth[within], k_here, rounds))
             best["size"] = [top_picks(params[within], truth[within], k_here, rng)[1]]
             best["random"] = [random_picks(truth[within], k_here)[1]]
             results[budget, k] = {"best": float(truth[within].max()), **best}
@@ -71,7 +80,7 @@ def gaps(result: dict) -> dict[str, list[float]]:
     cells = list(result["results"].values())
     runs = range(len(cells[0]["score"]))
     return {s: [statistics.fmean(c["best"] - c[s][min(r, len(c[s]) - 1)] for c in cells) for r in runs]
-            for s in STRATEGIES}
+            for s in cells[0] if s != "best"}
 
 
 def verdict(result: dict) -> dict[str, tuple[float, float]]:
