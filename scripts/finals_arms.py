@@ -51,9 +51,8 @@ DESIGNS = {"current": Design(exploration=1.0), "mean": Design(),
 
 
 def first_round(scores: np.ndarray, sizes: np.ndarray, k: int, hedged: bool) -> list[int]:
-    if hedged:
-        return recalibrate.first_round(scores, sizes, k)
-    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+    """Round 1: in turn by score and by size, or the top by score (ties by row)."""
+    return recalibrate.first_round(scores, sizes, k) if hedged else recalibrate.next_round(scores, set(), k)
 
 
 def kendall(a, b) -> float:

@@ -57,8 +57,6 @@ TRUTHS = {
     "nb201_mnist1d_dev": Truth(("nb201_mnist1d_dev.csv", "nb201_mnist1d_dev_seeds2-5.csv"), "nb201", "mnist1d",
                                FitConfig(steps=1500, meta_batch=8), "nb201_mnist1d", development=True),
 }
-
-
 REFERENCE = tuple(name for name, t in TRUTHS.items() if not t.development)  # what a bench runs unless told
 
 
