@@ -13,7 +13,7 @@ Usage:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import networkx as nx
 import torch
@@ -131,11 +131,14 @@ class GraphModule(nn.Module):
         return self.program.run(x, self._tensors(), ctx)
 
     @torch.no_grad()
-    def calibrate(self, x: torch.Tensor) -> None:
-        """Set BatchNorm's running statistics to those of the batch `x`, and use them from now
-        on: predicted weights come without running statistics, and a model that normalises
-        each batch by itself answers differently for one sample than inside a batch."""
-        self.program.run(x, self._tensors(), RunContext(self.ndim, training=True, momentum=1.0))
+    def calibrate(self, x: torch.Tensor | Iterable[torch.Tensor]) -> None:
+        """Set BatchNorm's running statistics to those of the batch `x` (or the average over a
+        sequence of batches), and use them from now on: predicted or averaged weights come
+        without running statistics of their own, and a model that normalises each batch by
+        itself answers differently for one sample than inside a batch."""
+        for k, batch in enumerate([x] if isinstance(x, torch.Tensor) else x):
+            # momentum 1/(k+1) keeps the running statistics the mean over the batches seen
+            self.program.run(batch, self._tensors(), RunContext(self.ndim, training=True, momentum=1.0 / (k + 1)))
         self.batch_stats = False
 
 

@@ -47,9 +47,13 @@ class TrainConfig:
     momentum: float = option(0.9, "Nesterov momentum", low=0)
     weight_decay: float = option(5e-4, "weight decay", low=0)
     batch_size: int = option(128, "samples per step", low=1)
+    average_epochs: int = option(0, "average the weights over the last N epochs (SWA) and re-estimate BatchNorm's "
+                                    "statistics; 0 keeps the last weights", low=0)
 
     def __post_init__(self):
         check(self)
+        if self.average_epochs > self.epochs:
+            raise OptionError(f"average_epochs ({self.average_epochs}) cannot exceed epochs ({self.epochs})")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from hypernas.compile import GraphModule, compile_graph
@@ -82,9 +83,10 @@ def train(
                           weight_decay=config.weight_decay, nesterov=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
     shuffle = torch.Generator().manual_seed(seed)
+    averaged = AveragedModel(model) if config.average_epochs else None
     model.train()
     with tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False) as bar:
-        for _ in range(config.epochs):
+        for epoch in range(config.epochs):
             perm = torch.randperm(len(x), generator=shuffle)
             for i in range(0, len(x), config.batch_size):
                 idx = perm[i : i + config.batch_size]
@@ -93,8 +95,16 @@ def train(
                 loss.backward()
                 opt.step()
                 schedule.step()
+                if averaged is not None and epoch >= config.epochs - config.average_epochs:
+                    averaged.update_parameters(model)
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    if averaged is not None:
+        with torch.no_grad():
+            for p, mean in zip(model.parameters(), averaged.module.parameters()):
+                p.copy_(mean)
+        # The averaged weights need BatchNorm statistics of their own: one pass over the train split.
+        model.calibrate(x[i : i + config.batch_size].to(device) for i in range(0, len(x), config.batch_size))
     model.eval()
     x_eval, y_eval = (data.x_val, data.y_val) if holdout_val else (data.x_test, data.y_test)
     acc, test_loss = evaluate(model, x_eval, y_eval)
