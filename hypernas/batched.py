@@ -40,7 +40,7 @@ def can_run_together(ctx: RunContext) -> bool:
 def run_programs(programs: Sequence[Program], x: torch.Tensor, params: Sequence[Mapping[str, torch.Tensor]],
                  ctx: RunContext, execution: str = "auto") -> list[torch.Tensor]:
     """Each program's output on `x`: one by one (`each`), together (`together`), or (`auto`)
-    together only where that was measured faster (`hypernas bench speed --execution each,together`).
+    together only where that was measured faster (`python -m benchmarks.speed --execution each,together`).
 
     Usage: logits = run_programs(programs, x, weights, ctx)"""
     if execution not in EXECUTIONS:

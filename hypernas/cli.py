@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Callable
 
 from hypernas import __version__
-from hypernas.bench import BENCHES
 from hypernas.config import (
     MAX_SEED,
     SPLITS,
@@ -285,14 +284,6 @@ def plot(args: argparse.Namespace) -> None:
     print(args.out)
 
 
-@command
-def bench(args: argparse.Namespace) -> None:
-    """Run a benchmark (hypernas bench NAME --help for its options); results go to BENCHMARKS.md."""
-    import importlib
-
-    importlib.import_module(f"hypernas.bench.{args.name}").main(args.rest)
-
-
 def _read_archs(path: str) -> list[str]:
     """The lines of an architectures file (or of stdin for "-"), as UTF-8."""
     try:
@@ -377,11 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword argument of the sampler ([sampler_options] in TOML)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-
-    p = sub.add_parser("bench", help=bench.__doc__, description="\n".join(f"{k}: {v}" for k, v in BENCHES.items()),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=sorted(BENCHES))
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
     for name, fn in (("export", export), ("plot", plot)):
         p = subcommand(name, fn)

@@ -7,7 +7,8 @@ the annotation gives the type, the keywords give bounds or choices. From that de
 - `given_flags(args, cls)` collects the flags a user set, as a mapping of field names;
 - `read_mapping(cls, mapping, where)` checks a TOML table key by key (a key may be spelt
   `top_k` or `top-k`), naming the key, and returns the values to build the config from.
-A field whose type is itself a config is a nested table: with `table="fit"` its keys sit
+A plain dataclass field (not declared with `option`) is no option: Python sets it, never a
+flag or a TOML key. A field whose type is itself a config is a nested table: with `table="fit"` its keys sit
 in `[fit]` and its flags are `--fit-KEY`; with no table they sit beside the parent's.
 
 argparse and tomllib do the parsing; what is written here is the one walk over the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -72,7 +74,7 @@ def _choices(f: dataclasses.Field) -> tuple | None:
 
 def _describe(kind: Any) -> str:
     if typing.get_origin(kind) is tuple:
-        return "a list of strings"
+        return "a list of integers" if (typing.get_args(kind) or (str,))[0] is int else "a list of strings"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table"}.get(
         typing.get_origin(kind) or kind, getattr(kind, "__name__", str(kind)))
 
@@ -91,10 +93,16 @@ def check_value(f: dataclasses.Field, kind: Any, value: Any, label: str) -> Any:
           dict: lambda v: isinstance(v, Mapping)}
     what = {str: "a non-empty string", float: "a finite number"}.get(base) or _describe(base)
     if base is tuple:
-        if isinstance(value, str):  # as on the command line: "score,params"
+        item = (typing.get_args(kind) or (str,))[0]
+        if isinstance(value, str):  # as on the command line: "score,params" or "1000,5000"
             value = tuple(part.strip() for part in value.split(",") if part.strip())
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
-            raise OptionError(f"{label} must be a non-empty list of strings, got {value!r}")
+            if item is int and all(re.fullmatch(r"[+-]?\d+", v) for v in value):
+                value = tuple(int(v) for v in value)
+        well_typed = (lambda v: isinstance(v, str) and v) if item is str else (
+            lambda v: isinstance(v, int) and not isinstance(v, bool))
+        if not isinstance(value, (list, tuple)) or not value or not all(well_typed(v) for v in value):
+            raise OptionError(f"{label} must be a non-empty list of {'strings' if item is str else 'integers'}, "
+                              f"got {value!r}")
         value = tuple(value)
     elif base in ok:
         if not ok[base](value):
@@ -121,7 +129,7 @@ def check(config: Any) -> None:
     """Validate every option field of a config instance (nested configs check themselves)."""
     hints = _hints(type(config))
     for f in dataclasses.fields(config):
-        if _is_config(hints[f.name]):
+        if _is_config(hints[f.name]) or not f.metadata:  # a plain field is not an option: Python only
             continue
         value = check_value(f, hints[f.name], getattr(config, f.name), f.name)
         if value is not getattr(config, f.name):
@@ -136,6 +144,8 @@ def _level(cls: type) -> tuple[dict[str, tuple[dataclasses.Field, Any]], dict[st
     tables: dict[str, type] = {}
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
+        if not f.metadata and not _is_config(kind):
+            continue
         if not _is_config(kind):
             scalars[f.name] = (f, kind)
         elif f.metadata.get("table"):
@@ -156,6 +166,27 @@ def _walk(cls: type, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], 
     return out
 
 
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not _NO_DEFAULT:
+        return f.default
+    return f.default_factory() if f.default_factory is not _NO_DEFAULT else _NO_DEFAULT
+
+
+def _defaults(cls: type, instance: Any = None, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """The default of every option of `cls` by TOML key path. A nested config's defaults are
+    those of the instance its field defaults to, which may differ from its class's."""
+    hints, out = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        value = getattr(instance, f.name) if instance is not None else _field_default(f)
+        if _is_config(kind):
+            table = f.metadata.get("table")
+            out.update(_defaults(kind, None if value is _NO_DEFAULT else value, (*path, table) if table else path))
+        elif f.metadata:
+            out[(*path, f.name)] = value
+    return out
+
+
 def flag_of(path: tuple[str, ...] | list[str], prefix: str = "") -> str:
     """The flag of the option at a TOML key path: ("fit", "steps") -> "--fit-steps"."""
     return "--" + prefix + "-".join(path).replace("_", "-")
@@ -165,6 +196,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] 
     """One flag per option of `cls` (those declared with `flag=False` aside; with `only`, just
     those keys). The parsed value is None unless given, so a flag overrides a config file
     only when it is set."""
+    defaults = _defaults(cls)
     for path, f, kind in _walk(cls):
         if not f.metadata.get("flag", True) or (only is not None and ".".join(path) not in only):
             continue
@@ -173,8 +205,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] 
         choices = _choices(f)
         if choices:
             help_text += f" ({' | '.join(map(str, choices))})"
-        if f.default is not _NO_DEFAULT and f.default is not None:
-            help_text += f" [default: {','.join(f.default) if isinstance(f.default, tuple) else f.default}]"
+        default = defaults.get(path, _NO_DEFAULT)
+        if default is not _NO_DEFAULT and default is not None:
+            help_text += f" [default: {','.join(map(str, default)) if isinstance(default, tuple) else default}]"
         flag, dest = flag_of(path), "_".join(path)
         if base is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -225,8 +258,10 @@ def read_mapping(cls: type, mapping: Mapping[str, Any], where: str,
     return out
 
 
-def build(cls: type, values: Mapping[str, Any]) -> Any:
-    """A config from checked TOML-shaped values (`read_mapping`); the rest keep their defaults."""
+def build(cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
+    """A config from checked TOML-shaped values (`read_mapping`); the rest keep their defaults,
+    or the values of `base` (an instance of `cls`). A nested config starts from the instance
+    its field defaults to."""
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -234,14 +269,17 @@ def build(cls: type, values: Mapping[str, Any]) -> Any:
         if not _is_config(kind):
             if f.name in values:
                 kwargs[f.name] = values[f.name]
-        elif f.metadata.get("table"):
+            continue
+        nested = getattr(base, f.name) if base is not None else _field_default(f)
+        nested = None if nested is _NO_DEFAULT else nested
+        if f.metadata.get("table"):
             if f.metadata["table"] in values:
-                kwargs[f.name] = build(kind, values[f.metadata["table"]])
+                kwargs[f.name] = build(kind, values[f.metadata["table"]], nested)
         else:
             inner = {k: v for k, v in values.items() if k in _level(kind)[0] or k in _level(kind)[1]}
             if inner:
-                kwargs[f.name] = build(kind, inner)
-    return cls(**kwargs)
+                kwargs[f.name] = build(kind, inner, nested)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 #   1. the CUDA tests (tests/test_gpu.py, and bench speed's own tests);
 #   2. the command line: train a hypernetwork briefly with --device cuda, then score 1,000 nb201
 #      architectures with it on the GPU and on this machine's CPU, and compare the scores;
-#   3. `hypernas bench speed --device cuda`: architectures per second, the ratio to a bare forward
+#   3. `python -m benchmarks.speed --device cuda`: architectures per second, the ratio to a bare forward
 #      pass on the GPU (a batch's networks one by one and together), training steps per second
 #      and peak GPU memory, for nb201 and macro, on
 #      MNIST-1D and on 32x32x3 images (NB201 at C=16 N=5);

@@ -1,14 +1,11 @@
-"""`hypernas bench finals` and `hypernas bench init`, small: every strategy reported, honestly computed."""
+"""`python -m benchmarks.finals` and `python -m benchmarks.init`, small: every strategy reported, honestly computed."""
 
 from __future__ import annotations
 
 import numpy as np
-from conftest import fit_config
+from test_bench_budget import tiny
 
-from hypernas.bench import budget, finals, init, truths
-from hypernas.bench.truths import Truth
-
-TINY = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, eval_archs=2, warmup=1)
+from benchmarks import budget, finals, init
 
 
 def test_simulated_rounds_take_the_model_and_the_labels():
@@ -21,14 +18,21 @@ def test_simulated_rounds_take_the_model_and_the_labels():
     assert finals.simulate_rounds(rows, truth, truth, 6, 2) == 0.9  # the labels of round 1 lead it to the best
 
 
-def test_small_runs_report_every_strategy(tmp_path, monkeypatch):
-    monkeypatch.setattr(truths, "TRUTHS", {"tiny": Truth(("nb201_digits.csv",), "nb201", "digits", TINY)})
-    budget.main(["--truths", "tiny", "--runs", "2", "--limit", "24", "--hypernets", str(tmp_path)])  # trains them
-    (result,) = finals.main(["--truths", "tiny", "--runs", "2", "--limit", "24", "--hypernets", str(tmp_path),
-                             "--out-md", str(tmp_path / "f.md")])
+def test_small_runs_report_every_strategy_with_its_interval(tmp_path):
+    budget.run(budget.Config(judged=tiny(tmp_path, trainings=2, limit=24), resamples=10))  # trains them
+    (result,) = finals.run(finals.Config(judged=tiny(tmp_path, trainings=2, limit=24), resamples=10))
     for (where, k), cell in result["results"].items():
         assert cell["best"] + 1e-9 >= max(max(v) for s, v in cell.items() if s != "best")
         assert len(cell["score"]) == len(cell["rounds2"]) == 2 and len(cell["size"]) == 1
-    assert "rounds4" in (tmp_path / "f.md").read_text()
-    (res,) = init.main(["--truths", "tiny", "--archs", "2", "--hypernets", str(tmp_path)])
+    ref = result["reference"]
+    assert ref in ("score", "size") and set(result["intervals"]) == set(finals.STRATEGIES) - {ref}
+    for s, iv in result["intervals"].items():
+        assert iv.low <= iv.high
+        assert iv.estimate == np.mean(result["gaps"][s]) - np.mean(result["gaps"][ref])
+    text = finals.markdown([result])
+    assert "rounds4" in text and f"minus {ref}" in text
+    assert all(iv.verdict(higher_is_better=False) in text for iv in result["intervals"].values())
+    (res,) = init.run(init.Config(judged=tiny(tmp_path, trainings=1, limit=2)))
     assert [r["epochs"] for r in res["rows"]] == [1, 2, 6] and all(0 <= r["hypernet"] <= 1 for r in res["rows"])
+    assert all(r["lead"].estimate == r["hypernet"] - r["random"] for r in res["rows"])
+    assert "predicted start's lead" in init.markdown([res])

@@ -1,4 +1,4 @@
-"""`hypernas bench oracle`: the search loop with a table lookup in place of the hypernetwork."""
+"""`python -m benchmarks.oracle`: the search loop with a table lookup in place of the hypernetwork."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from dataclasses import replace
 import pytest
 from conftest import fit_config
 
-from hypernas.bench import oracle
-from hypernas.bench.nb201_table import load_cifar10_table
-from hypernas.cli import main as cli
+from benchmarks import oracle
+from benchmarks.cifar10_table import load_cifar10_table
 from hypernas.samplers import make_sampler
 from hypernas.spaces import get_space
 
@@ -21,7 +20,7 @@ def table():
 
 def test_every_method_runs_through_the_search_loop(tmp_path):
     md, png = tmp_path / "o.md", tmp_path / "o.png"
-    out = oracle.main(["--seeds", "2", "--budget", "12", "--warm-pool", "15", "--out-md", str(md), "--out-png", str(png)])
+    out = oracle.main(["--seeds", "2", "--queries", "12", "--warm-pool", "15", "--out-md", str(md), "--out-png", str(png)])
     assert set(out["by_query"]) == {"random", "tpe", "nsga2", "evolution", "tuned"}
     for per in (out["by_query"], out["by_trial"]):
         for method, row in per.items():
@@ -76,11 +75,12 @@ def test_planted_regret_summary():
     assert summary["perfect"][3][0] == 0.0 and summary["poor"][1][0] == 14.0
 
 
-def test_cli_runs_it_and_rejects_an_unknown_method(capsys):
-    assert cli(["bench", "oracle", "--seeds", "1", "--budget", "5", "--methods", "random"]) == 0
+def test_its_command_runs_it_and_rejects_an_unknown_method(capsys):
+    oracle.main(["--seeds", "1", "--queries", "5", "--methods", "random"])
     assert "| random |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli(["bench", "oracle", "--methods", "nosuch"])
+        oracle.main(["--methods", "nosuch"])
+    assert "nosuch" in capsys.readouterr().err
 
 
 def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, tmp_path, monkeypatch):
@@ -112,12 +112,14 @@ def test_development_table_scores_equivalent_cells_alike_and_is_cached(mnist1d, 
 def test_development_objective_refuses_a_missing_checkpoint_or_another_space(mnist1d, tmp_path, capsys):
     from hypernas.ghn.fit import fit_hypernet
 
-    assert cli(["bench", "oracle", "--dev-hypernet", str(tmp_path / "missing.pt"), "--methods", "tpe"]) == 1
+    with pytest.raises(SystemExit, match="1"):
+        oracle.main(["--dev-hypernet", str(tmp_path / "missing.pt"), "--methods", "tpe"])
     assert "missing.pt" in capsys.readouterr().err
     path = str(tmp_path / "macro.pt")
     fit_hypernet(get_space("macro"), {}, mnist1d, fit_config(steps=0, hidden=8, rounds=1, rank=2, eval_archs=1), out=path,
                  progress=False)
-    assert cli(["bench", "oracle", "--dev-hypernet", path, "--methods", "tpe"]) == 1
+    with pytest.raises(SystemExit, match="1"):
+        oracle.main(["--dev-hypernet", path, "--methods", "tpe"])
     assert "space 'macro'" in capsys.readouterr().err
 
 
@@ -134,7 +136,7 @@ def test_development_objective_replaces_the_table(monkeypatch, table):
         return design(space, options, in_channels, num_classes, input_size, *args, **kwargs)
 
     monkeypatch.setattr(oracle, "synflow_design", recorded)
-    out = oracle.main(["--dev-hypernet", "some.pt", "--seeds", "2", "--seed-offset", "1000", "--budget", "6",
+    out = oracle.main(["--dev-hypernet", "some.pt", "--seeds", "2", "--seed-offset", "1000", "--queries", "6",
                        "--methods", "tpe,tpe_mv_warm10", "--warm-pool", "12"])
     assert seen == ["some.pt"] and out["best"] == max(synthetic.values())
     assert set(out["by_query"]) == {"tpe", "tpe_mv_warm10"}

@@ -51,11 +51,38 @@ def test_nothing_below_the_command_line_reaches_up():
         assert users == set(), f"{top} is imported by {sorted(users)}"
 
 
-def test_product_modules_do_not_import_the_benchmarks():
-    G = _imports()
-    for u, v in G.edges:
-        if v.startswith("hypernas.bench"):
-            assert u.startswith("hypernas.bench") or u == "hypernas.cli", (u, v)
+def test_the_package_holds_no_benchmark_and_never_imports_one():
+    import tomllib
+
+    assert not (PACKAGE / "bench").exists()
+    assert not [p for p in PACKAGE.rglob("*") if p.suffix in (".csv", ".toml", ".anb")]  # no truth tables shipped
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert found == ["hypernas*", "search_spaces*"]  # the wheel takes these two packages only
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "search_spaces").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] == "benchmarks"], path
+
+
+def test_benchmarks_reach_no_private_name_of_the_package():
+    for path in (ROOT / "benchmarks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hypernas"):
+                assert not [a.name for a in node.names if a.name.startswith("_")], (path, node.module)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                assert isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", "sys", "os"), \
+                    (path, node.attr)
+
+
+def test_each_bench_is_a_config_a_run_and_a_markdown():
+    import importlib
+
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        if path.stem in ("__init__", "testsets", "cifar10_table"):
+            continue
+        bench = importlib.import_module(f"benchmarks.{path.stem}")
+        assert {"Config", "run", "markdown", "main"} <= set(vars(bench)), path.stem
 
 
 def test_modules_stay_small():
@@ -65,7 +92,7 @@ def test_modules_stay_small():
 
 def test_optunas_private_api_is_used_in_one_module():
     private = ("._storage", "._study_id", "._trial_id", "storages._rdb", "artifacts._upload", "._backend")
-    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]:
         if path.name == "optuna_private.py":
             continue
         text = path.read_text()

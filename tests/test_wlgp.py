@@ -149,8 +149,8 @@ def test_the_search_loop_gives_the_sampler_its_networks():
     and as local search's model at a local optimum: every query a new network."""
     from dataclasses import replace
 
-    from hypernas.bench import oracle
-    from hypernas.bench.nb201_table import load_cifar10_table
+    from benchmarks import oracle
+    from benchmarks.cifar10_table import load_cifar10_table
 
     table = load_cifar10_table()
     for method in ("wlgp", "local_escape_wlgp"):

@@ -74,7 +74,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         self._context = getattr(graph_of, "context", None)
         self._bags: dict[tuple, tuple[str, list[Counter]] | None] = (
             {} if self._context is None else _SHARED.setdefault(self._context, {}))
-        self._listings: dict[tuple, _Listing] = {} if self._context is None else _SPACES.setdefault(self._context, {})
+        self._listings: dict[tuple, Listing] = {} if self._context is None else _SPACES.setdefault(self._context, {})
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
@@ -125,7 +125,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         """`pool="all"`: EI over every unseen architecture of the listed space."""
         key = tuple((n, tuple(d.choices)) for n, d in space.items())
         if key not in self._listings:
-            self._listings[key] = _Listing.of(space, self.graph_of)
+            self._listings[key] = Listing.of(space, self.graph_of)
         listing = self._listings[key]
         rows = [(t, listing.row.get(_params_key(t.params))) for t in study.get_trials(deepcopy=False) if t.params]
         done = [(t, r) for t, r in rows if t.state == TrialState.COMPLETE and r is not None]
@@ -177,7 +177,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
 
 
 @dataclass
-class _Listing:
+class Listing:
     """Every distinct architecture of a small space: one parameter set per canonical hash,
     the row of each parameter set, and per WL depth the unit-length label counts (sparse)."""
 
@@ -186,7 +186,7 @@ class _Listing:
     features: list[sparse.csr_matrix]
 
     @classmethod
-    def of(cls, space: dict[str, CategoricalDistribution], graph_of: Callable[[dict[str, Any]], GraphInfo]) -> "_Listing":
+    def of(cls, space: dict[str, CategoricalDistribution], graph_of: Callable[[dict[str, Any]], GraphInfo]) -> "Listing":
         params, row, first, bags = [], {}, {}, []
         combos = itertools.product(*(d.choices for d in space.values()))
         for values in tqdm(combos, total=_size(space), desc="wlgp: listing the space", unit="arch", leave=False,
