@@ -52,10 +52,8 @@ VARIANTS = {  # name -> (space, dataset, epochs averaged)
     "nb201 mnist1d_small": ("nb201", "mnist1d_small", 0),
     "nb201 mnist1d_noisy": ("nb201", "mnist1d_noisy", 0),
     "macro mnist1d_small": ("macro", "mnist1d_small", 0),
-    "macro mnist1d_small avg2": ("macro", "mnist1d_small", 2),
     "macro mnist1d": ("macro", "mnist1d", 0),
-    "macro mnist1d_noisy": ("macro", "mnist1d_noisy", 0),
-}
+}  # macro with weight averaging and on mnist1d_noisy were planned too, and dropped for CPU time (docs/history.md)
 FIELDS = ["variant", "arch", "seed", "own_accuracy", "extra_accuracy", "extra_loss", "seconds"]
 OUT = "runs/truth_pilot"  # one CSV per shard in this folder
 
@@ -72,7 +70,7 @@ def read_rows(paths: list[str]) -> list[dict]:
 def run(shard: tuple[int, int]) -> None:
     torch.set_num_threads(1)
     path = os.path.join(OUT, f"shard{shard[0]}of{shard[1]}.csv")
-    done = {(r["variant"], r["arch"], int(r["seed"])) for r in read_rows([path])}
+    done = {(r["variant"], r["arch"], int(r["seed"])) for r in read_rows(glob.glob(os.path.join(OUT, "*.csv")))}
     cells = {space: read_table(table_path(table)).archs[:CELLS] for space, table in DEV_TABLE.items()}
     jobs = [(v, a, s) for v, (space, _, _) in VARIANTS.items() for a in cells[space] for s in SEEDS][shard[0]::shard[1]]
     todo = [j for j in jobs if j not in done]
