@@ -36,7 +36,7 @@ from hypernas.ghn.checkpoint import Hypernet, check_space, load_hypernet, warn_u
 from hypernas.ghn.fit import check_resumable, fit_hypernet, fit_record
 from hypernas.graph import canonical_hash
 from hypernas.optuna_private import storage_of
-from hypernas.samplers import make_sampler
+from hypernas.samplers import TimedSampler, make_sampler
 from hypernas.score import Scorer
 from hypernas.spaces import Space, get_space
 from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
@@ -150,8 +150,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
-        sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
-                               cfg.limits.count)
+        sampler = TimedSampler(make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
+                                            cfg.limits.count))
         steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
         writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active)
         mirror = Mirror(study, steer, writer)
@@ -165,6 +165,7 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
             start = time.perf_counter()
             writer.close()  # flush what was scored, also on Ctrl-C
             timing["storage_wait"] += time.perf_counter() - start
+    timing["sampler"] = sampler.seconds  # inside "ask", which also builds the networks the sampler is asked for
     timing["storage_busy"] = writer.busy
     timing["total"] = time.perf_counter() - start_all
     return timing

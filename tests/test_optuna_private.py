@@ -53,3 +53,30 @@ def test_a_finished_trial_takes_attributes_and_an_artifact(tmp_path):
     assert again.user_attrs["trained_accuracy"] == 0.75
     metas = get_all_artifact_meta(again, storage=optuna_private.storage_of(reread))
     assert [m.artifact_id for m in metas] == [artifact] and metas[0].mimetype == "image/png"
+
+
+@pytest.mark.parametrize("options", [{}, {"constant_liar": False}, {"multivariate": False}, {"n_startup_trials": 3}])
+@pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
+def test_the_history_fitted_tpe_proposes_exactly_what_tpe_does(options, directions):
+    """Asked in batches, as a search asks, with an enqueued trial and a failed one among them:
+    the proposals of `HistoryTPESampler` are those of the installed Optuna's TPE, trial by trial."""
+
+    def proposals(sampler) -> list:
+        study = optuna.create_study(directions=directions, sampler=sampler)
+        study.enqueue_trial({"a": "x", "b": 3})
+        out = []
+        for batch in range(6):
+            trials = [study.ask() for _ in range(7)]
+            values = []
+            for t in trials:
+                a, b = t.suggest_categorical("a", ["x", "y", "z"]), t.suggest_int("b", 0, 9)
+                c = t.suggest_float("c", 0.0, 1.0)
+                out.append((a, b, c))
+                values.append([(b + c) / 10 - (a == "y"), c][: len(directions)])
+            study.tell(trials[0], state=optuna.trial.TrialState.FAIL)
+            for t, v in zip(trials[1:], values[1:]):
+                study.tell(t, v)
+        return out
+
+    assert proposals(optuna_private.HistoryTPESampler(seed=4, **options)) == \
+        proposals(optuna.samplers.TPESampler(seed=4, **options))

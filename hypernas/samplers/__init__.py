@@ -18,8 +18,8 @@ from typing import Any
 
 from hypernas.errors import OptionError, unknown_name
 
-__all__ = ["SAMPLERS", "LocalSearchSampler", "RegularizedEvolutionSampler", "WLGPSampler", "check_objectives",
-           "make_sampler"]
+__all__ = ["SAMPLERS", "LocalSearchSampler", "RegularizedEvolutionSampler", "TimedSampler", "WLGPSampler",
+           "check_objectives", "make_sampler"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _register(name: str, single_objective: bool = False, constrained: bool = Fal
     return add
 
 
-def _optuna(cls: str) -> Callable:
+def _optuna(cls: str, implementation: Any = None) -> Callable:
     def build(seed, space, options, graph_of):
         import warnings
 
@@ -51,12 +51,20 @@ def _optuna(cls: str) -> Callable:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # experimental in 4.x,
             # deprecated in 5.0 for Trial.set_constraint, which 4.x lacks; it works in both until 7.0
             warnings.filterwarnings("ignore", message=".*constraints_func", category=FutureWarning)
-            return getattr(optuna.samplers, cls)(seed=seed, **options)
+            return (implementation or getattr(optuna.samplers, cls))(seed=seed, **options)
 
     return build
 
 
-for _name, _cls in (("tpe", "TPESampler"), ("gp", "GPSampler"), ("nsga2", "NSGAIISampler")):
+@_register("tpe", constrained=True)
+def _tpe(seed, space, options, graph_of):
+    # Optuna's TPE, its proposals exactly, fitted once per batch: hypernas.optuna_private says why
+    from hypernas.optuna_private import HistoryTPESampler
+
+    return _optuna("TPESampler", HistoryTPESampler)(seed, space, options, graph_of)
+
+
+for _name, _cls in (("gp", "GPSampler"), ("nsga2", "NSGAIISampler")):
     _register(_name, constrained=True)(_optuna(_cls))
 _register("random")(_optuna("RandomSampler"))
 
@@ -138,6 +146,46 @@ def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | Non
         return SAMPLERS[name].build(seed, space, options, graph_of)
     except TypeError as err:  # a misspelt or foreign option: name it, do not ignore it
         raise OptionError(f"sampler {name!r} does not take these options {sorted(options)}: {err}") from None
+
+
+class TimedSampler:
+    """A sampler that keeps the seconds its wrapped sampler spends, so that a search can tell the
+    sampler's own time from the building of the networks that its suggestions interleave with
+    (a define-by-run space asks the sampler from inside the build). Optuna's sampler protocol,
+    delegated; `seconds` is the running total.
+
+    Usage: timed = TimedSampler(make_sampler("tpe", 0, space)); ...; timed.seconds
+    """
+
+    def __init__(self, sampler: Any):
+        self.sampler, self.seconds = sampler, 0.0
+
+    def _timed(self, name: str, *args: Any) -> Any:
+        import time
+
+        start = time.perf_counter()
+        try:
+            return getattr(self.sampler, name)(*args)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def infer_relative_search_space(self, study, trial):
+        return self._timed("infer_relative_search_space", study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._timed("sample_relative", study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._timed("sample_independent", study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        return self._timed("before_trial", study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        return self._timed("after_trial", study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
 
 
 def __getattr__(name: str) -> Any:
