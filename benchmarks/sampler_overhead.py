@@ -1,16 +1,28 @@
-"""How long a sampler takes to propose the trials of a long study, without any scoring.
+"""`python -m benchmarks.sampler_overhead`: a sampler's own seconds per trial, as a search uses it, against the study's length.
 
-The objective is a fixed pseudo-random value of NB201's six edge choices (a CRC of the cell),
-so the seconds measured are the sampler's and Optuna's own: what a search spends besides
-scoring. Each sampler runs N trials in one in-memory study; the samplers alternate in one
-process, so their times compare.
+For each sampler and each study length N, a study in SQLite that already holds N finished
+trials is resumed by `hypernas.search.search_loop`, the loop `hypernas search` runs, for
+`--asks` more trials, asked in batches of `--trial-batch`. The space is NB201 at C=8, N=1; the
+scorer is a stand-in that costs next to nothing (a network's score is a fixed pseudo-random
+value of its hash), so what is measured is the search's own machinery. Reported per trial: the
+sampler's own seconds (its methods, timed by `hypernas.samplers.TimedSampler`) and the rest of
+the loop (building the networks, hashing, telling, writing).
+
+The N finished trials come from the random sampler through the same loop (built once per
+objective set and copied for each row), so every row resumes the same study. With
+`--objectives score,params` the rows are multi-objective.
 
 Usage:
-    python -m benchmarks.sampler_overhead --trials 1000,2000,5000 --samplers random,local,evolution
+    python -m benchmarks.sampler_overhead --samplers tpe,nsga2,random,local,evolution --out-md runs/so.md
+    python -m benchmarks.sampler_overhead --samplers gp --asks 4 --trial-batch 4      # GP refits at every trial
+    python -m benchmarks.sampler_overhead --samplers tpe,nsga2 --objectives score,params
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -18,44 +30,87 @@ from dataclasses import dataclass
 import optuna
 
 from benchmarks.core.report import command, table
+from hypernas.config import SearchConfig, sqlite_url
+from hypernas.graph import GraphInfo, param_count
 from hypernas.options import check, option
-from hypernas.samplers import SAMPLERS, make_sampler
+from hypernas.samplers import SAMPLERS, check_objectives
+from hypernas.score import Score
+from hypernas.search import search_loop
 from hypernas.spaces import get_space
-from search_spaces import nb201
+from hypernas.study.storage import open_storage
+
+OPTIONS = {"channels": 8, "cells": 1}
+LOOP_STEPS = ("ask", "score", "bookkeeping", "storage_wait")  # the search loop's per-batch steps (ask holds the sampler)
 
 
-def objective(trial: optuna.Trial) -> float:
-    """A fixed value per cell, unrelated to its structure: the sampler's work, not the objective's."""
-    ops = [trial.suggest_categorical(f"edge_{i}_{j}", nb201.OPS) for i, j in nb201.EDGES]  # as nb201.suggest names them
-    return zlib.crc32("|".join(ops).encode()) / 2**32
+class StandInScorer:
+    """A scorer for timing the loop around it: a fixed pseudo-random score per network."""
 
-
-def seconds(sampler: str, trials: int, seed: int = 0) -> float:
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed, get_space("nb201")))
-    start = time.perf_counter()
-    study.optimize(objective, n_trials=trials)
-    return time.perf_counter() - start
+    def score(self, infos: list[GraphInfo], keys: list[str]) -> list[Score]:
+        out = []
+        for info, key in zip(infos, keys):
+            value = zlib.crc32(key.encode()) / 2**32
+            out.append(Score(hash=key, score=value, score_std=0.0, accuracy=value, accuracy_std=0.0, loss=0.0,
+                             loss_std=0.0, params=param_count(info, 1), flops=0, degenerate=info.degenerate, samples=1))
+        return out
 
 
 @dataclass(frozen=True)
 class Config:
-    trials: tuple[int, ...] = option((1000, 2000, 5000), "study lengths")
-    samplers: tuple[str, ...] = option(("random", "local", "evolution"), "`hypernas search` samplers",
+    samplers: tuple[str, ...] = option(("tpe", "nsga2", "random", "local", "evolution"), "samplers, one row each",
                                        choices=tuple(SAMPLERS))
+    trials: tuple[int, ...] = option((1000, 5000, 10000), "study lengths N the rows resume at")
+    asks: int = option(64, "trials asked and timed per row", low=1)
+    trial_batch: int = option(64, "trials asked together, as `hypernas search --trial-batch`", low=1)
+    objectives: tuple[str, ...] = option(("score",), "the study's objectives (score,params for multi-objective rows)",
+                                         choices=("score", "params"))
 
     def __post_init__(self):
         check(self)
+        for sampler in self.samplers:
+            check_objectives(sampler, len(self.objectives))
+
+
+def resume(config: Config, sampler: str, trials: int, folder: str) -> dict[str, float]:
+    """The search loop on the study in `folder/study.db`, from where it stands to `trials`; seconds per step."""
+    cfg = SearchConfig(space="nb201", space_options=OPTIONS, sampler=sampler, trials=trials, trial_batch=config.trial_batch,
+                       objectives=config.objectives, top_k=0)
+    directions = ["maximize"] + ["minimize"] * (len(config.objectives) - 1)
+    study = optuna.create_study(storage=open_storage(sqlite_url(folder)), study_name="study", directions=directions,
+                                load_if_exists=True)
+    return search_loop(cfg, study, get_space("nb201"), OPTIONS, 1, 10, StandInScorer(), progress=False)
 
 
 def run(config: Config) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return {"config": config, "seconds": {(s, n): seconds(s, n) for n in config.trials for s in config.samplers}}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hypernas-sampler-overhead-") as folder:
+        grown, at = os.path.join(folder, "grown"), {}
+        for n in sorted(config.trials):  # one study grown by the random sampler, kept at each length
+            resume(config, "random", n, grown)
+            at[n] = shutil.copy(os.path.join(grown, "study.db"), os.path.join(folder, f"at{n}.db"))
+        for n in config.trials:
+            for sampler in config.samplers:
+                row = os.path.join(folder, f"{sampler}-{n}")
+                os.makedirs(row)
+                shutil.copy(at[n], os.path.join(row, "study.db"))
+                start = time.perf_counter()
+                timing = resume(config, sampler, n + config.asks, row)
+                loop = sum(timing[k] for k in LOOP_STEPS)  # per batch; the resume's one-time load is left out
+                rows.append({"sampler": sampler, "trials": n, "sampler_seconds": timing["sampler"] / config.asks,
+                             "rest_seconds": (loop - timing["sampler"]) / config.asks,
+                             "wall": time.perf_counter() - start})
+    return {"config": config, "rows": rows}
 
 
 def markdown(result: dict) -> str:
-    c, out = result["config"], result["seconds"]
-    return "\n".join(table(["trials", *(f"{s} (s)" for s in c.samplers)],
-                           [[n, *(f"{out[s, n]:.1f}" for s in c.samplers)] for n in c.trials]))
+    c = result["config"]
+    lines = [f"NB201 (C=8, N=1), objectives {','.join(c.objectives)}; each row resumes a SQLite study of N trials "
+             f"for {c.asks} more, asked in batches of {c.trial_batch}, scored by a stand-in that costs nothing. "
+             "Seconds per trial: the sampler's own, and the rest of the loop.", ""]
+    return "\n".join(lines + table(["sampler", "trials N", "sampler s/trial", "rest of the loop s/trial", "row wall s"],
+                                   [[r["sampler"], f"{r['trials']:,}", f"{r['sampler_seconds']:.4f}",
+                                     f"{r['rest_seconds']:.4f}", f"{r['wall']:.0f}"] for r in result["rows"]]))
 
 
 def main(argv: list[str] | None = None) -> dict:

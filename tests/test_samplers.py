@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from hypernas.errors import HypernasError
+from hypernas.errors import HypernasError, OptionError
 from hypernas.samplers import LocalSearchSampler, RegularizedEvolutionSampler, make_sampler
 from hypernas.spaces import get_space
 
@@ -416,9 +416,14 @@ def test_local_search_bad_input():
     assert isinstance(sampler._startup, optuna.samplers.TPESampler)
 
 
-def test_sampler_overhead_bench_runs_each_sampler(capsys):
+def test_sampler_overhead_bench_times_each_sampler_as_a_search_resumes_it():
     from benchmarks import sampler_overhead
 
-    out = sampler_overhead.main(["--trials", "15", "--samplers", "random,local"])["seconds"]
-    assert set(out) == {("random", 15), ("local", 15)} and all(v > 0 for v in out.values())
-    assert "| 15 |" in capsys.readouterr().out
+    config = sampler_overhead.Config(samplers=("tpe", "random"), trials=(20, 40), asks=8, trial_batch=4)
+    result = sampler_overhead.run(config)
+    assert [(r["sampler"], r["trials"]) for r in result["rows"]] == [("tpe", 20), ("random", 20), ("tpe", 40),
+                                                                     ("random", 40)]
+    assert all(r["sampler_seconds"] > 0 and r["rest_seconds"] > 0 for r in result["rows"])
+    assert "| tpe | 40 |" in sampler_overhead.markdown(result)
+    with pytest.raises(OptionError, match="serves one objective"):
+        sampler_overhead.Config(samplers=("local",), objectives=("score", "params"))
