@@ -272,3 +272,24 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["v"] == 1  # the old checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["h.pt"]  # no temporary file left behind
+
+
+def test_virtual_edges_are_the_pairs_two_to_s_max_hops_apart():
+    import networkx as nx
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    from hypernas.ghn.encode import _virtual_edges
+    from hypernas.graph import as_info
+    from hypernas.spaces import get_space
+
+    for G in get_space("macro").sample_distinct(5, 0, 1, 10):
+        info = as_info(G)
+        local = {n.name: i for i, n in enumerate(info.nodes)}
+        D = nx.DiGraph([(local[p], local[n.name]) for n in info.nodes for p in n.inputs])
+        adj = nx.to_scipy_sparse_array(D, nodelist=range(len(info.nodes)), format="csr")
+        for s_max in (2, 4, 10):
+            expected = sorted((u, v, float(k)) for u, lengths in nx.all_pairs_shortest_path_length(D, cutoff=s_max)
+                              for v, k in lengths.items() if k >= 2)
+            u, v, k = _virtual_edges(csr_matrix(adj), s_max)
+            assert list(zip(u.tolist(), v.tolist(), k.tolist())) == expected

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import shortest_path
+from scipy.sparse.csgraph import dijkstra, shortest_path
 
 from hypernas.errors import GraphError
 from hypernas.graph import GraphInfo
@@ -100,27 +100,22 @@ def _mean_operator(targets: np.ndarray, sources: np.ndarray, weight: np.ndarray,
                                        torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data), (n, n))
 
 
+VIRTUAL_ROWS = 512  # source nodes per shortest-path call: bounds the dense distance block of a deep network
+
+
 def _virtual_edges(adj: csr_matrix, s_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sources, targets, hops) of every pair 2 to `s_max` hops apart along the edges, in row
-    order. Breadth first with sparse products, so a deep chain costs its edges times `s_max`,
-    not the square of its length as all-pairs shortest paths would."""
-    reached = adj.astype(bool).tocsr()
-    frontier = reached
-    found = []
-    for k in range(2, s_max + 1):
-        frontier = (frontier @ adj).astype(bool).tocsr()
-        frontier = (frontier.astype(np.int8) - frontier.multiply(reached).astype(np.int8)).astype(bool).tocsr()
-        frontier.eliminate_zeros()
-        if frontier.nnz == 0:
-            break
-        u, v = frontier.nonzero()
-        found.append((u, v, np.full(len(u), float(k))))
-        reached = (reached + frontier).astype(bool).tocsr()
-    if not found:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
-    u, v, k = (np.concatenate(parts) for parts in zip(*found))
-    order = np.lexsort((v, u))
-    return u[order], v[order], k[order]
+    order. scipy's breadth-first search (Dijkstra on unit weights, stopped at `s_max` hops), a
+    block of source rows at a time, so that a deep network never holds all its pairs at once."""
+    n = adj.shape[0]
+    parts = []
+    for first in range(0, n, VIRTUAL_ROWS):
+        rows = np.arange(first, min(first + VIRTUAL_ROWS, n))
+        hops = dijkstra(adj, directed=True, indices=rows, unweighted=True, limit=s_max)  # (rows, n), inf beyond
+        u, v = np.nonzero((hops >= 2) & np.isfinite(hops))
+        parts.append((rows[u], v, hops[u, v]))
+    u, v, k = (np.concatenate(p) for p in zip(*parts))
+    return u.astype(np.int64), v.astype(np.int64), k.astype(np.float64)
 
 
 def _features(info: GraphInfo) -> list[list[float]]:
