@@ -34,7 +34,7 @@ def test_known_results_are_reused_and_ties_keep_the_score_order():
 
 def test_accuracy_may_rank_instead_of_loss_and_bad_schedules_are_refused():
     outcome = successive_halving(list("abcdef"), (1,), 1 / 3, quality, signal="accuracy")
-    assert outcome.survivors == ["a", "b", "d", "c", "e", "f"]  # one rung: everyone survives it, ranked
+    assert outcome.survivors == ["a", "b", "c", "d", "e", "f"]  # one rung: everyone survives it, ranked
     assert promoted(6, 1 / 3) == 2 and promoted(1, 0.1) == 1
     for schedule in ((3, 1), (), (0, 2), (2, 2)):
         with pytest.raises(ValueError, match="increasing"):
