@@ -39,7 +39,7 @@ from hypernas.errors import HypernasError, HypernasWarning, OptionError
 from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
-DATA_OPTIONS = ("dataset", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
+DATA_OPTIONS = ("dataset", "layout", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
 
 
 def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -101,8 +101,10 @@ def _load_data(args: argparse.Namespace):
 
     given = read_mapping(SearchConfig, {k: v for k in DATA_OPTIONS if (v := getattr(args, k)) is not None},
                          "command line", flag_of)
-    return load_dataset(given.get("dataset", "mnist1d"), data_dir=given.get("data_dir"),
-                        val_fraction=given.get("val_fraction", VAL_FRACTION))
+    data = load_dataset(given.get("dataset", "mnist1d"), data_dir=given.get("data_dir"),
+                        val_fraction=given.get("val_fraction", VAL_FRACTION), layout=given.get("layout"))
+    print(f"hypernas: {data.summary()}", file=sys.stderr)  # stderr: stdout may be architectures or JSON
+    return data
 
 
 def _config(args: argparse.Namespace, cls: type):

@@ -24,6 +24,7 @@ from hypernas.errors import OptionError
 from hypernas.options import build, check, merge, option, read_mapping
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}  # -> direction
+LAYOUTS = ("ncl", "nlc", "nchw", "nhwc", "nhw")  # how an .npz's x is laid out (`hypernas.data`)
 SPLITS = ("val", "train")  # what a score is computed on (`hypernas.score` says when each helps)
 VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 MAX_SEED = 2**32 - 1  # numpy's and the samplers' seeds stop there
@@ -114,6 +115,9 @@ class SearchConfig:
 
     space: str | None = option(None, "built-in space name, or path/to/file.py:function")
     dataset: str = option("mnist1d", "mnist1d, digits, cifar10, or path/to/file.npz")
+    layout: str | None = option(None, "how the .npz's x is laid out: N samples, C channels, L steps, H x W images "
+                                      "[default: read from the shape where a small channel axis settles it]",
+                                choices=LAYOUTS)
     space_options: dict = option({}, "the space's options (--space-option KEY=VALUE, --channels, --cells)", flag=False)
     data_dir: str | None = option(None, "directory holding the cifar10 python-pickle files")
     val_fraction: float = option(VAL_FRACTION, "share of the train split held out for scoring", above=0, below=1)

@@ -101,7 +101,8 @@ def _predicted_weights(model: GraphModule, G, attrs: dict) -> None:
                               f"(digest {hypernet.sha256}, recorded {attrs['hypernet_sha256']})")
     try:
         data = load_dataset_like({k: attrs.get(k) for k in ("dataset", "sha256", "in_channels", "input_size",
-                                                           "num_classes", "val_fraction", "split_seed", "classes")})
+                                                           "num_classes", "val_fraction", "split_seed", "classes",
+                                                           "layout")})
     except DatasetError as err:
         with torch.no_grad():
             model.load_flat(predict_weights(hypernet.model, [validate(G)])[0])

@@ -97,7 +97,8 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     space = get_space(cfg.space)
     options = space.resolve_options(cfg.space_options)
     make_sampler(cfg.sampler, cfg.seed, space, cfg.sampler_options)  # a bad sampler option fails now, not after training
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction)
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, layout=cfg.layout)
+    print(data.summary())  # what was read, before any training
     torch.manual_seed(cfg.seed)
     measurer = None
     if cfg.limits.active or "latency" in cfg.objectives:

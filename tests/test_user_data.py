@@ -11,12 +11,12 @@ import shutil
 import numpy as np
 import optuna
 import pytest
-from conftest import GOOD_CELL, fails_cleanly, fit_config, small_nb201
+from conftest import AS_GIVEN, GOOD_CELL, fails_cleanly, fit_config, small_nb201
 
 from hypernas.cli import main
 from hypernas.config import SearchConfig
 from hypernas.data import load_dataset
-from hypernas.errors import GraphError, HypernasWarning
+from hypernas.errors import GraphError
 from hypernas.finals import final_table
 from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
@@ -42,11 +42,13 @@ def images(n=120, rng=np.random.default_rng(0)):
 
 def test_channels_last_images_are_read_as_three_channels_and_it_is_said(tmp_path, capsys):
     path = npz(tmp_path / "img.npz", images(), np.arange(120) % 3)
-    with pytest.warns(HypernasWarning, match="read as channels-last, 3 channel"):
-        assert main(["sample", "--space", "tiny_cnn", "--dataset", path, "-n", "1", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["nodes"][0]["channels"] == 3  # the input node: 3 channels, not 16
+    assert main(["sample", "--space", "tiny_cnn", "--dataset", path, "-n", "1", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["nodes"][0]["channels"] == 3  # the input node: 3 channels, not 16
+    assert "read 120 samples as 3-channel 16×16 images (layout nhwc;" in err  # said, on stderr beside the output
     as_given = npz(tmp_path / "given.npz", images(), np.arange(120) % 3, layout="channels_first")
     assert load_dataset(as_given).in_channels == 16  # the user said so: read as given, no guess
+    assert load_dataset(path, layout="nchw").in_channels == 16  # and so by --layout
 
 
 @pytest.mark.parametrize("labels, classes, mapped", [
@@ -192,8 +194,9 @@ def test_warnings_read_as_one_line_each(tmp_path):
                            "-n", "1"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0
     lines = proc.stderr.splitlines()
-    assert len(lines) == 2 and all(line.startswith("hypernas: warning: ") for line in lines), proc.stderr
-    assert "channels-last" in lines[0] and "labels 1, 2 are not 0..1" in lines[1]
+    assert len(lines) == 2 and all(line.startswith("hypernas: ") for line in lines), proc.stderr
+    assert "warning: " in lines[0] and "labels 1, 2 are not 0..1" in lines[0]
+    assert "read 40 samples as 3-channel 16×16 images" in lines[1] and "labels 1, 2 as classes 0..1" in lines[1]
 
 
 def test_an_exported_predicted_model_answers_alike_at_any_batch_size(searched, tmp_path):
@@ -215,3 +218,36 @@ def test_an_exported_predicted_model_answers_alike_at_any_batch_size(searched, t
     x = load_dataset("mnist1d").x_test[:8]
     alone, batched = model(x[:1]), model(x)[:1]
     assert torch.allclose(alone, batched, atol=1e-5), (alone - batched).abs().max()
+
+
+# ---- the five layouts, end to end ---------------------------------------------------------------------------------
+
+TINY_SEARCH = ["--space", "tiny_cnn", "--trials", 2, "--trial-batch", 2, "--top-k", 0, "--samples", 1,
+               "--fit-steps", 1, "--fit-meta-batch", 1, "--fit-batch-size", 8, "--fit-eval-archs", 1,
+               "--fit-hidden", 8, "--fit-rounds", 1, "--fit-rank", 2]
+READ_AS = {"ncl": "2 channels of length 8", "nlc": "2 channels of length 8", "nchw": "2-channel 8×8 images",
+           "nhwc": "2-channel 8×8 images", "nhw": "1-channel 8×8 images"}
+
+
+@pytest.mark.parametrize("layout", list(AS_GIVEN))
+def test_search_on_each_layout_says_what_it_read_and_builds_that_network(layout, tmp_path, capsys):
+    given, meant = AS_GIVEN[layout]
+    path = npz(tmp_path / "d.npz", given, np.arange(40) % 2)
+    (tmp_path / "s.toml").write_text(f'layout = "{layout}"\n')  # nhw from the study config, the others by flag
+    how = ["--config", tmp_path / "s.toml"] if layout == "nhw" else ["--layout", layout]
+    assert main([str(a) for a in ["search", "--dataset", path, "--runs", tmp_path, *how, *TINY_SEARCH]]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: read 40 samples as {READ_AS[layout]} (layout {layout}; 29 to train")
+    assert out.index(" read 40 samples") < out.index("training the hypernetwork")  # said before any training
+    study = load_study(f"sqlite:///{tmp_path}/hypernas/study.db", "hypernas")
+    assert (study.user_attrs["in_channels"], study.user_attrs["ndim"]) == (meant.shape[1], meant.ndim - 2)
+    graph = json.loads(study.trials[0].user_attrs["arch"])
+    assert graph["nodes"][0]["channels"] == meant.shape[1]  # the network's input is what the user meant
+
+
+def test_search_refuses_a_shape_it_cannot_settle_before_any_training(tmp_path, capsys):
+    path = npz(tmp_path / "d.npz", AS_GIVEN["nhw"][0], np.arange(40) % 2)
+    fails_cleanly(["search", "--dataset", path, "--runs", tmp_path, *TINY_SEARCH], capsys,
+                  "fits ncl (8 channels of length 8), nlc (8 channels of length 8), nhw (1-channel 8×8 images); "
+                  "say which with --layout")
+    assert not (tmp_path / "hypernas").exists()
