@@ -203,15 +203,16 @@ def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
     from hypernas.data import load_dataset_like
     from hypernas.ghn.checkpoint import check_data, load_hypernet, warn_unfinished
-    from hypernas.score import Scorer
+    from hypernas.score import Scorer, SpaceCheck
     from hypernas.spaces import recorded_space
 
     hypernet = load_hypernet(args.hypernet, device=args.device)
     ckpt = hypernet.checkpoint
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     check_data(ckpt, data, args.hypernet)
-    scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split)
     space = recorded_space(ckpt["space"], _user_space(args), f"checkpoint {args.hypernet!r}")
+    scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split,
+                    space=SpaceCheck(space, ckpt["space_options"], data.in_channels, data.num_classes))
     warn_unfinished(hypernet)
     graphs, texts = [], []
     for number, line in enumerate(_read_archs(args.archs), start=1):

@@ -111,7 +111,8 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     with study_lock(storage, cfg.study, "hypernet"):  # workers started together train it once
         hypernet = prepare_hypernet(cfg, space, options, data, scored.get("hypernet_sha256"))
     study = open_study(cfg, storage, record, hypernet)
-    scorer = Scorer(hypernet.model, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device, split=cfg.score_split)
+    scorer = Scorer(hypernet.model, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device, split=cfg.score_split,
+                    space=None)  # its graphs come from the space, checked against the checkpoint above
     initial = None
     if cfg.warm_start and not study.get_trials(deepcopy=False):  # a resumed study has its start already
         from hypernas.initial_design import synflow_design

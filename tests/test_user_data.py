@@ -101,13 +101,15 @@ def test_data_is_known_by_content_not_by_path(tmp_path, capsys, monkeypatch):
 
 
 def test_the_python_scorer_refuses_graphs_of_another_skeleton(tmp_path, mnist1d):
+    from hypernas.ghn.checkpoint import load_hypernet
+
     path = str(tmp_path / "h.pt")
     fit_hypernet(get_space("nb201"), {"channels": 8, "cells": 1}, mnist1d, FIT, out=path, progress=False)
-    scorer = Scorer.from_checkpoint(path, mnist1d)
     ok = get_space("nb201").from_text(GOOD_CELL, 1, 10, channels=8, cells=1)
-    assert 0 < scorer.score([ok])[0].score <= 1
-    with pytest.raises(GraphError, match="is not in space 'nb201' with options .*'channels': 8"):
-        scorer.score([get_space("nb201").from_text(GOOD_CELL, 1, 10)])  # the default C=16 N=5
+    for scorer in (Scorer.from_checkpoint(path, mnist1d), Scorer(load_hypernet(path).model, mnist1d)):
+        assert 0 < scorer.score([ok])[0].score <= 1
+        with pytest.raises(GraphError, match="is not in space 'nb201' with options .*'channels': 8"):
+            scorer.score([get_space("nb201").from_text(GOOD_CELL, 1, 10)])  # the default C=16 N=5
 
 
 # ---- drawings and the final table -------------------------------------------------------------------------------
