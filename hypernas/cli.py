@@ -284,8 +284,9 @@ def plot(args: argparse.Namespace) -> None:
     from hypernas.plots import plot_study
     from hypernas.study import load_study
 
-    plot_study(load_study(_storage_url(args), args.study, read_only=True), args.kind, args.out, _user_space(args))
-    print(args.out)
+    said = plot_study(load_study(_storage_url(args), args.study, read_only=True), args.kind, args.out,
+                      _user_space(args))
+    print(args.out + (f": {said}" if said else ""))
 
 
 @command

@@ -23,10 +23,11 @@ import torch
 from hypernas.compile import GraphModule, compile_graph
 from hypernas.errors import CheckpointError, HypernasError, warn
 from hypernas.files import save_file, save_text
+from hypernas.finals import pick_trial
 from hypernas.graph import from_json, to_json, validate
 from hypernas.spaces import Space
 from hypernas.study import load_study
-from hypernas.study.record import pick_trial, trial_graph
+from hypernas.study.record import trial_graph
 
 
 def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, space: Space | None = None,

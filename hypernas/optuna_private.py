@@ -12,6 +12,8 @@ release that moves one of them fails that test by name instead of a search at ru
   trial. They are written with Optuna's own table models, in one transaction.
 - The artifact attribute prefix (`optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX`), with which
   optuna-dashboard finds a trial's artifacts.
+- A finished trial's dashboard note: `optuna_dashboard.save_note` takes a running trial (it
+  reads `trial.study`); the versioned write under it takes the ids.
 
 Usage:
     storage, study_id = storage_of(study), study_id_of(study)
@@ -80,6 +82,16 @@ def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_at
                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
     finally:
         session.close()
+
+
+def save_trial_note(study: optuna.Study, trial: optuna.trial.FrozenTrial, body: str) -> None:
+    """The dashboard note (Markdown) of a finished trial, the first thing its page shows; a
+    newer version of the note replaces it, as `optuna_dashboard.save_note` does."""
+    from optuna_dashboard._note import note_ver_key, save_note_with_version
+
+    storage = storage_of(study)
+    version = storage.get_study_system_attrs(study_id_of(study)).get(note_ver_key(trial_id_of(trial)), 0) + 1
+    save_note_with_version(storage, study_id_of(study), trial_id_of(trial), version, body)
 
 
 def attach_artifact(study: optuna.Study, trial: optuna.trial.FrozenTrial, store: Any, path: str) -> str:

@@ -12,7 +12,7 @@ from hypernas.errors import HypernasError
 PLOTS = ("history", "pareto", "ranking", "arch")
 
 
-def plot_study(study, kind: str, path: str, space=None) -> None:
+def plot_study(study, kind: str, path: str, space=None) -> str | None:
     """One figure of a study: `history` (score per trial and the best so far), `pareto`
     (score against the second objective, front highlighted), `ranking` (score against
     trained accuracy, Kendall tau in the title) or `arch` (the best architecture; `space` is
@@ -24,16 +24,19 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
     if not trials:
         raise HypernasError(f"study {study.study_name!r} has no completed trials to plot")
     if kind == "arch":
-        from hypernas.study.record import pick_trial, study_space, trial_graph
+        from hypernas.finals import best_trial
+        from hypernas.study.record import study_space, trial_graph
 
-        best = pick_trial(study, "best")
+        best = best_trial(study)
         G = trial_graph(study, best, space)
         try:
             sketch = study_space(study, space).sketch
         except HypernasError:  # a user's space it was not given: graph JSON draws without its code
             sketch = None
-        draw_architecture(G, path, sketch=sketch, title=f"best trial {best.number}: score {best.values[0]:.4f}")
-        return
+        trained = best.user_attrs.get("trained_accuracy")
+        said = f"trained accuracy {trained:.4f}" if trained is not None else f"score {best.values[0]:.4f} (untrained)"
+        draw_architecture(G, path, sketch=sketch, title=f"best trial {best.number}: {said}")
+        return f"trial {best.number}, the best trained finalist" if trained is not None else f"trial {best.number}"
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
@@ -87,3 +90,4 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
         raise HypernasError(f"unknown plot {kind!r}; choose from {', '.join(PLOTS)}")
     fig.tight_layout()
     save_figure(plt, fig, path)
+    return None

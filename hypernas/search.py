@@ -125,7 +125,7 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     if cfg.limits.active:
         study.set_user_attr("infeasible_trials", sum(not t.user_attrs.get("feasible", True) for t in study.get_trials(
             deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])))
-    final, tau = finalize(cfg, study, data, space, hypernet.model)
+    final, tau = finalize(cfg, study, data, space, hypernet.model, progress)
     return SearchResult(study, final, tau, timing)
 
 
@@ -172,17 +172,18 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     return timing
 
 
-def _told(cfg: SearchConfig, s: Any, m: Measures | None) -> tuple[list[float], dict[str, Any]]:
+def _told(cfg: SearchConfig, s: Any, m: Measures | None, degenerate: bool) -> tuple[list[float], dict[str, Any]]:
     """What a new network's trial tells Optuna and records. One over a limit was not scored:
     its score is 0, the worst, so that every sampler steers away from it, and its constraint
-    values say by how much it missed (`hypernas.budget`)."""
+    values say by how much it missed (`hypernas.budget`). A degenerate network (cut off from
+    its input) is marked: it is never a finalist."""
     if m is not None and not m.feasible:
-        attrs = {"params": m.params, "flops": m.flops, **m.attrs}
+        attrs = {"params": m.params, "flops": m.flops, "degenerate": degenerate, **m.attrs}
         score = 0.0
     else:
         attrs = {"params": s.params, "flops": s.flops, "score": s.score, "score_std": s.score_std,
                  "accuracy": s.accuracy, "accuracy_std": s.accuracy_std, "loss": s.loss, "loss_std": s.loss_std,
-                 **(m.attrs if m is not None else {})}
+                 "degenerate": degenerate, **(m.attrs if m is not None else {})}
         score = s.score
     others = {"params": attrs["params"], "flops": attrs["flops"], "latency": attrs.get("latency_ms")}
     return [score] + [others[o] for o in cfg.objectives[1:]], attrs
@@ -241,7 +242,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                     continue
                 if key not in cache:  # the first trial with this network, in this batch or ever
                     m = measures.get(key)
-                    values, attrs = _told(cfg, fresh.get(key), m)
+                    values, attrs = _told(cfg, fresh.get(key), m, new[key].degenerate)
                     cache[key] = (values, trial.number, shared_attrs(attrs))
                     counted = attrs.get("feasible", True)
                     done, stale = done + (cfg.distinct and counted), 0 if counted else stale + 1

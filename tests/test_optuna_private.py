@@ -53,3 +53,13 @@ def test_a_finished_trial_takes_attributes_and_an_artifact(tmp_path):
     assert again.user_attrs["trained_accuracy"] == 0.75
     metas = get_all_artifact_meta(again, storage=optuna_private.storage_of(reread))
     assert [m.artifact_id for m in metas] == [artifact] and metas[0].mimetype == "image/png"
+
+
+def test_a_finished_trial_takes_a_dashboard_note(study):
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    trial = study.trials[0]
+    for body in ("first", "**trained** 0.9"):  # a newer version replaces the note
+        optuna_private.save_trial_note(study, trial, body)
+    attrs = optuna_private.storage_of(study).get_study_system_attrs(optuna_private.study_id_of(study))
+    assert get_note_from_system_attrs(attrs, optuna_private.trial_id_of(trial))["body"] == "**trained** 0.9"

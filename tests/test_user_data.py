@@ -135,10 +135,12 @@ def test_nb201_is_drawn_as_its_cell_and_macro_as_its_blocks(tmp_path, capsys):
 
 def test_the_final_table_keeps_nb201_strings_in_their_column():
     rows = [{"trial": 3, "arch": GOOD_CELL, "score": 0.5, "score_std": 0.01, "trained_accuracy": 0.9, "params": 10,
-             "seconds": 1.0}]
-    line = final_table(rows, None).splitlines()[2]
+             "seconds": 1.0, "round": 1, "reason": "score #1"}]
+    line = final_table(rows, None, markdown=True).splitlines()[2]  # the dashboard's note
     cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
-    assert len(cells) == 7 and cells[2].strip().replace("\\|", "|") == f"`{GOOD_CELL}`"  # whole, not cut
+    assert len(cells) == 8 and cells[-1].strip().replace("\\|", "|") == f"`{GOOD_CELL}`"  # whole, not cut
+    plain = final_table(rows, None).splitlines()  # the terminal's: copied as it is into `hypernas train --arch`
+    assert plain[0].split()[:3] == ["trial", "round", "picked"] and plain[1].endswith(f"  {GOOD_CELL}")
 
 
 # ---- around a search ----------------------------------------------------------------------------------------------

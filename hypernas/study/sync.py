@@ -25,7 +25,8 @@ from hypernas.errors import StorageError
 from hypernas.optuna_private import storage_of, study_id_of
 from hypernas.study.storage import study_lock
 
-SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_measured")  # a duplicate copies these
+SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_spread_ms", "latency_measured",
+          "degenerate")  # a duplicate copies these
 
 
 def shared_attrs(attrs: dict) -> dict:
