@@ -103,7 +103,7 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     measurer = None
     if cfg.limits.active or "latency" in cfg.objectives:
         measurer = Measurer(cfg.limits, cfg.objectives, data.ndim, data.input_size, cfg.device)
-        check_meetable(cfg.limits, measurer, space, options, data.in_channels, data.num_classes)  # before any training
+        check_meetable(cfg.limits, measurer, space, options, data.in_channels, data.num_classes, progress)  # before training
     storage = open_storage(cfg.storage_url)
     record = study_record(cfg, space, options, data)
     scored = scored_record(find_study(storage, cfg.study))

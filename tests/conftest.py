@@ -64,8 +64,9 @@ def fails_cleanly(argv: list, capsys, *expected: str) -> str:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert code == 1, (out, err)
-    lines = [line for line in err.splitlines() if not line.startswith("hypernas: warning: ")
-             and not re.match(r"hypernas: .*: read [\d,]+ samples as ", line)]  # what was read, said beside
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("hypernas: warning: ")
+             and not re.match(r"hypernas: .*: read [\d,]+ samples as ", line)  # what was read, said beside
+             and not re.match(r"[\w ]+: +\d+%\|", line)]  # a progress bar (tqdm) of the work before the error
     assert len(lines) == 1 and lines[0].startswith("hypernas: error: ") and "Traceback" not in err, err
     for text in expected:
         assert text in err, err
