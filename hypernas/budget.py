@@ -3,8 +3,8 @@
 Parameters and FLOPs come from the graph, without torch. Latency is measured on the search's
 device, on the form a user deploys: the network traced (`torch.jit.trace`; hypernas's own
 graph interpreter runs several times slower), timed by `torch.utils.benchmark` (a warm-up,
-then blocks of batch-1 passes for a fixed time), as the median of the blocks with their
-interquartile range beside it. A network over a latency limit by less than a margin, or by
+then blocks of batch-1 passes, on for longer while they vary), as the median of the blocks
+with their interquartile range beside it. A network over a latency limit by less than a margin, or by
 less than its own spread, is measured again before it is called infeasible, keeping the lowest
 median: another process on the machine only ever adds time. A spread that large for its value
 says the machine is busy, and the search says so once. Latencies are cached by canonical hash
@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from hypernas.errors import OptionError, warn
 from hypernas.graph import GraphInfo, flops, param_count
 
-LATENCY_SECONDS = 0.05  # of timed passes per measurement (torch.utils.benchmark's blocked_autorange)
+LATENCY_SECONDS, LATENCY_MAX_SECONDS = 0.05, 0.5  # timed per look: at least, and at most while the blocks vary
+LATENCY_STEADY = 0.1  # blocks whose interquartile range is below this share of their median need no more
 LATENCY_WARMUP = 3  # untimed passes first
 LATENCY_MARGIN = 0.25  # a network over the limit by less than this share of it is measured again,
 LATENCY_SPREADS = 3  # and so is one within this many of its spreads of the limit,
@@ -157,14 +158,15 @@ def latency_conditions(device: str) -> str:
 
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
     return (f"median (interquartile range: latency_spread_ms) of blocks of batch-1 forward passes over "
-            f"{LATENCY_SECONDS:g} s after a warm-up (torch.utils.benchmark), of the network traced "
-            f"(torch.jit.trace), on {where}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
+            f"{LATENCY_SECONDS:g} to {LATENCY_MAX_SECONDS:g} s after a warm-up (torch.utils.benchmark), of the network "
+            f"traced (torch.jit.trace), on {where}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
 
 
 def time_latency(info: GraphInfo, ndim: int, input_size: tuple[int, ...], device: str = "cpu") -> Latency:
     """Batch-1 latency of the network as deployed: traced (`torch.jit.trace`), then timed by
-    `torch.utils.benchmark` in blocks over `LATENCY_SECONDS` (it warms up, synchronises CUDA
-    and picks the block size); the median of the blocks and their interquartile range."""
+    `torch.utils.benchmark` in blocks (it picks the block size and synchronises CUDA) for at
+    least `LATENCY_SECONDS`, and on while the blocks vary, up to `LATENCY_MAX_SECONDS`; the
+    median of the blocks and their interquartile range."""
     import torch
     from torch.utils import benchmark
 
@@ -178,11 +180,11 @@ def time_latency(info: GraphInfo, ndim: int, input_size: tuple[int, ...], device
         # Deprecated in favour of torch.export, whose module runs its graph in Python, slower than any
         # deployed runtime; a trace is what TorchScript and most deployments still run.
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model, x)
+        traced = torch.jit.trace(model, x, check_trace=False)  # the graph is fixed: checking would trace it twice
         for _ in range(LATENCY_WARMUP):  # TorchScript profiles its first runs, then optimises the graph
             traced(x)
         timer = benchmark.Timer("model(x)", globals={"model": traced, "x": x}, num_threads=torch.get_num_threads())
-        m = timer.blocked_autorange(min_run_time=LATENCY_SECONDS)
+        m = timer.adaptive_autorange(LATENCY_STEADY, min_run_time=LATENCY_SECONDS, max_run_time=LATENCY_MAX_SECONDS)
     return Latency(1000 * m.median, 1000 * m.iqr, len(m.times))
 
 
