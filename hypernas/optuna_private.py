@@ -30,6 +30,10 @@ import optuna
 
 from hypernas.errors import StorageError
 
+# The system attribute in which Optuna's samplers keep a trial's constraints (`_CONSTRAINTS_KEY` of
+# `optuna.study._constrained_optimization`), and where optuna-dashboard reads them to grey infeasible trials.
+CONSTRAINTS_KEY = "constraints"
+
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     """The storage a study reads and writes (Optuna may wrap an RDB storage in a cache)."""

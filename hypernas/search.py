@@ -41,7 +41,7 @@ from hypernas.score import Scorer
 from hypernas.spaces import Space, get_space
 from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
 from hypernas.study.storage import open_storage, study_lock, worker_slot
-from hypernas.study.sync import Mirror, Writer, shared_attrs
+from hypernas.study.sync import FINISHED, Mirror, Writer, shared_attrs
 
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
@@ -120,18 +120,18 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
         initial = synflow_design(space, options, data.in_channels, data.num_classes, data.input_size, cfg.warm_start,
                                  cfg.warm_pool, cfg.seed, progress=progress)
     timing = search_loop(cfg, study, space, options, data.in_channels, data.num_classes, scorer, progress, initial,
-                         measurer)
+                         measurer, prune_copies=True)
     study.set_user_attr("search_timing", {k: round(v, 3) for k, v in timing.items()})  # the last run's
     if cfg.limits.active:
         study.set_user_attr("infeasible_trials", sum(not t.user_attrs.get("feasible", True) for t in study.get_trials(
-            deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])))
+            deepcopy=False, states=FINISHED)))
     final, tau = finalize(cfg, study, data, space, hypernet.model, progress)
     return SearchResult(study, final, tau, timing)
 
 
 def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str, Any], in_channels: int,
                 num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None,
-                measurer: Measurer | None = None) -> dict[str, float]:
+                measurer: Measurer | None = None, prune_copies: bool = False) -> dict[str, float]:
     """Ask, build, deduplicate, score and tell until `study` holds `cfg.trials` completed trials
     (distinct architectures with `cfg.distinct`); returns seconds per phase. Several processes
     may run it on one study at once: together they reach the total exactly.
@@ -141,6 +141,9 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     `initial` holds parameters to try first (`hypernas.initial_design`), when the study is new.
     `measurer` (`hypernas.budget`) measures each new network against the search's limits, and
     its latency where an objective asks for it; without it the scorer's sizes are used.
+    `prune_copies` stores duplicates PRUNED (`hypernas.study.sync.stored`), so that the
+    dashboard's charts and "best trials" show each network once; the benchmarks replay this
+    loop with duplicates complete, as their per-trial figures count them.
 
     Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
     """
@@ -155,7 +158,7 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
         sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
                                cfg.limits.count)
         steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
-        writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active)
+        writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active, prune_copies=prune_copies)
         mirror = Mirror(study, steer, writer)
         try:
             done = mirror.sync()

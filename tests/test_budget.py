@@ -21,7 +21,7 @@ from hypernas.study import load_study
 
 OPTIONS = {"channels": 2, "cells": 1}
 FIT = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1, eval_archs=2)
-COMPLETE = [optuna.trial.TrialState.COMPLETE]
+COMPLETE = [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]  # a search's finished trials
 
 
 def median_params() -> int:
@@ -63,8 +63,9 @@ def test_a_limit_is_enforced_and_nothing_over_it_is_scored(limited):
     assert all(of[t.number].user_attrs["params"] <= limit for t in feasible)
     infeasible = [t for t in done if not t.user_attrs["feasible"]]
     assert infeasible, "a median limit leaves about half the draws over it"
-    for t in infeasible:
-        assert t.values[0] == 0.0 and "score" not in t.user_attrs and of[t.number].user_attrs["params"] > limit
+    for t in infeasible:  # stored PRUNED without values, so that Optuna's charts leave them out
+        assert t.state == optuna.trial.TrialState.PRUNED and t.values is None and "score" not in t.user_attrs
+        assert t.system_attrs["hypernas:told"][0] == 0.0 and of[t.number].user_attrs["params"] > limit
         assert t.user_attrs["infeasible"].startswith("params ") and t.user_attrs["constraints"][0] > 0
     assert all(r["params"] <= limit for r in result.final)
     assert load_study(cfg.storage_url, "b").user_attrs["infeasible_trials"] == len(infeasible)

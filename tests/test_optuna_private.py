@@ -63,3 +63,9 @@ def test_a_finished_trial_takes_a_dashboard_note(study):
         optuna_private.save_trial_note(study, trial, body)
     attrs = optuna_private.storage_of(study).get_study_system_attrs(optuna_private.study_id_of(study))
     assert get_note_from_system_attrs(attrs, optuna_private.trial_id_of(trial))["body"] == "**trained** 0.9"
+
+
+def test_the_constraints_key_is_optunas():
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    assert optuna_private.CONSTRAINTS_KEY == _CONSTRAINTS_KEY

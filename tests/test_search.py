@@ -40,7 +40,8 @@ def config(tmp_path, hypernet, **kw) -> SearchConfig:
 
 
 def completed(study):
-    return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    """Every trial the search finished: scored ones COMPLETE, their duplicates PRUNED (`hypernas.study.sync`)."""
+    return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED])
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,8 @@ def test_duplicates_get_the_cached_score_and_point_to_the_first(finished):
     for t in duplicates:
         first = by_number[t.user_attrs["duplicate_of"]]
         assert first.number < t.number and first.user_attrs["hash"] == t.user_attrs["hash"]
-        assert t.values == first.values
+        assert t.values == first.values and t.system_attrs["hypernas:told"] == first.values
+        assert (t.state, first.state) == (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE)
     fresh_hashes = [t.user_attrs["hash"] for t in trials if "duplicate_of" not in t.user_attrs]
     assert len(fresh_hashes) == len(set(fresh_hashes))
 
@@ -122,8 +124,8 @@ def test_resume_keeps_every_trial_and_redoes_nothing(tmp_path, hypernet, monkeyp
     run_search(cfg, progress=False)
     after = completed(load_study(cfg.storage_url, "t"))
     assert len(after) == 48 and [t.number for t in after] == list(range(48))
-    def record(t):  # final training adds trained_* attributes; everything else is unchanged
-        return t.number, t.values, {k: v for k, v in t.user_attrs.items() if not k.startswith("trained_")}
+    def record(t):  # final training adds trained_* and final_* attributes; everything else is unchanged
+        return t.number, t.values, {k: v for k, v in t.user_attrs.items() if not k.startswith(("trained_", "final_"))}
 
     assert [record(t) for t in after[:32]] == [record(t) for t in first]
     assert len(scored) <= 16  # only the missing batch was scored
@@ -139,11 +141,52 @@ def test_multi_objective_search_keeps_a_pareto_front_and_plots_it(tmp_path, hype
     result = run_search(cfg, progress=False)
     study = load_study(cfg.storage_url, "mo")
     assert study.metric_names == ["score", "params"] and len(study.best_trials) >= 1
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    shown = get_pareto_front_trials(study.trials, study.directions)  # the dashboard's "Best Trials"
+    assert len({t.user_attrs["hash"] for t in shown}) == len(shown)  # each network once
     front = {t.number for t in study.best_trials}
     assert all(r["trial"] in front for r in result.final)
     out = tmp_path / "pareto.png"
     assert main(["plot", "pareto", "--storage", cfg.storage_url, "--study", "mo", "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+SMALL_SPACE = '''
+import networkx as nx
+
+
+def small(trial, *, in_channels, num_classes):
+    """Four networks: a conv of two widths and two kernels."""
+    G = nx.DiGraph()
+    G.add_node("input", op="input", channels=in_channels)
+    G.add_node("c", op="conv", channels=trial.suggest_categorical("width", [2, 8]),
+               kernel=trial.suggest_categorical("kernel", [1, 3]))
+    G.add_node("p", op="global_pool")
+    G.add_node("l", op="linear", channels=num_classes)
+    G.add_node("out", op="output")
+    nx.add_path(G, ["input", "c", "p", "l", "out"])
+    return G
+'''
+
+
+def test_the_dashboards_best_trials_show_each_network_once(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    real = Scorer.score
+    monkeypatch.setattr(Scorer, "score", lambda self, graphs, keys=None, progress=False: [  # all four on the front
+        replace(s, score=s.params / 1000) for s in real(self, graphs, keys, progress)])
+    (tmp_path / "small.py").write_text(SMALL_SPACE)
+    cfg = SearchConfig(space=f"{tmp_path}/small.py:small", objectives=("score", "params"), study="few", trials=12,
+                       trial_batch=6, runs=str(tmp_path), fit=TINY_FIT, top_k=0, samples=1)
+    run_search(cfg, progress=False)
+    study = load_study(cfg.storage_url, "few")
+    shown = get_pareto_front_trials(study.trials, study.directions)  # what the dashboard lists as "Best Trials"
+    assert shown and len({t.user_attrs["hash"] for t in shown}) == len(shown)  # each network once,
+    assert any(t.user_attrs.get("duplicate_of") in {f.number for f in shown} for t in study.trials)  # though repeated
+    assert len(completed(study)) == 12  # and every trial kept: copies are PRUNED, with the score they copy
 
 
 @pytest.mark.parametrize("kind", ["history", "ranking", "arch"])

@@ -26,6 +26,7 @@ from hypernas.study import load_study
 
 FIT = fit_config(steps=2, meta_batch=2, batch_size=16, hidden=8, rounds=1, rank=2, warmup=1, eval_archs=2)
 OPTIONS = {"channels": 2, "cells": 1}
+FINISHED = [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]  # scored, and stored copies
 
 
 def npz(path, x, y, **more) -> str:
@@ -162,7 +163,7 @@ def test_the_study_records_how_well_its_finalists_were_ranked(searched):
 
 def test_duplicates_can_be_told_apart_by_an_attribute(searched):
     cfg, _ = searched
-    done = load_study(cfg.storage_url, "u").get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    done = load_study(cfg.storage_url, "u").get_trials(states=FINISHED)
     assert all(t.user_attrs["duplicate"] == ("duplicate_of" in t.user_attrs) for t in done)
     assert any(t.user_attrs["duplicate"] for t in done) and not all(t.user_attrs["duplicate"] for t in done)
 
@@ -174,7 +175,7 @@ def test_a_timeout_stops_scoring_and_still_trains_the_finalists(searched, tmp_pa
     quick = replace(cfg, study="t", runs=str(tmp_path), trials=10_000, trial_batch=4, timeout=0.01, top_k=1,
                     hypernet=cfg.hypernet_path)
     result = run_search(quick, progress=False)
-    done = load_study(quick.storage_url, "t").get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    done = load_study(quick.storage_url, "t").get_trials(states=FINISHED)
     assert 0 < len(done) < 100 and len(result.final) == 1
 
 

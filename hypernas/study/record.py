@@ -56,7 +56,8 @@ def find_study(storage: Any, name: str) -> optuna.Study | None:
 def scored_record(study: optuna.Study | None) -> dict[str, Any]:
     """The record a study's trials were scored under: empty while it has no finished trial,
     since nothing can be mixed before the first."""
-    if study is None or not study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # over a limit, or a copy: PRUNED
+    if study is None or not study.get_trials(deepcopy=False, states=finished):
         return {}
     return dict(study.user_attrs)
 
