@@ -273,9 +273,14 @@ def export(args: argparse.Namespace) -> None:
     """Write a trial's graph and weights (trained if it was, else predicted) to a folder."""
     from hypernas.export import export_trial
 
-    meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args), _run_dir(args))
-    print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights"
-          + (", model.pt2" if meta["pt2"] else f" (no model.pt2: {meta.get('pt2_error')})"))
+    meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args), _run_dir(args),
+                        args.hypernet)
+    said = [f"trial {meta['trial']}" + (" (the best trained finalist)" if args.trial == "best" and
+                                        meta["weights"] == "trained" else ""), f"{meta['weights']} weights"]
+    said += [name for name in ("model.pt2", "model.onnx") if meta[name.split(".")[1]]]
+    said += [f"no {name}: {meta[key + '_error']}" for key, name in (("pt2", "model.pt2"), ("onnx", "model.onnx"))
+             if key + "_error" in meta]
+    print(f"{args.out}: " + ", ".join(said))
 
 
 @command
@@ -397,7 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--space", help="the study's own space file (path/to/file.py:function), if it has one")
         p.add_argument("--out", required=True, help="output folder (export) or PNG file (plot)")
         if name == "export":
-            p.add_argument("--trial", default="best", help="'best' or a trial number [default: best]")
+            p.add_argument("--trial", default="best", help="'best' (the best trained finalist) or a trial number "
+                                                           "[default: best]")
+            p.add_argument("--hypernet", help="the study's hypernetwork, for a trial that was not trained "
+                                              "[default: the run directory's, else the recorded path]")
     return parser
 
 

@@ -361,3 +361,61 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_retries(monkeypatch):
     with pytest.raises(sqlalchemy.exc.OperationalError):
         study_module._rdb_storage("postgresql://h/db")
     assert len(calls) == 1
+
+
+def test_export_after_a_move_finds_the_hypernetwork_by_runs_or_hypernet(finished, tmp_path, capsys):
+    import json
+    import shutil
+
+    cfg, _ = finished
+    moved = tmp_path / "moved"
+    shutil.copytree(cfg.runs, moved)
+    shutil.copy(cfg.hypernet, moved / "t" / "hypernet.pt")  # the run directory, with its hypernetwork, moved
+    study = load_study(cfg.storage_url, "t")
+    untrained = next(t.number for t in completed(study) if "trained_accuracy" not in t.user_attrs
+                     and "duplicate_of" not in t.user_attrs)
+    elsewhere = tmp_path / "gone.pt"
+    shutil.move(cfg.hypernet, elsewhere)  # the recorded path no longer leads to it
+    try:
+        assert main(["export", "--runs", str(moved), "--study", "t", "--trial", str(untrained), "--out",
+                     str(tmp_path / "a")]) == 0
+        assert json.loads((tmp_path / "a" / "meta.json").read_text())["weights"] == "predicted"
+        assert main(["export", "--storage", cfg.storage_url, "--study", "t", "--trial", str(untrained),
+                     "--hypernet", str(elsewhere), "--out", str(tmp_path / "b")]) == 0
+        capsys.readouterr()
+        assert main(["export", "--storage", cfg.storage_url, "--study", "t", "--trial", str(untrained),
+                     "--out", str(tmp_path / "c")]) == 1
+        assert "--hypernet" in capsys.readouterr().err  # says how to point at it
+    finally:
+        shutil.move(elsewhere, cfg.hypernet)
+
+
+def test_an_exported_model_looks_like_a_torch_model_and_exports_to_onnx(finished, tmp_path, mnist1d):
+    cfg, result = finished
+    meta = export_trial(cfg.storage_url, "t", result.final[0]["trial"], str(tmp_path / "a"))
+    model = hypernas.load(str(tmp_path / "a"))
+    shown = repr(model)
+    assert "_NodeParams" not in shown and "conv(" in shown and "global_pool" in shown  # its layers, by op
+    x = mnist1d.x_val[:4]
+    traced = torch.jit.trace(model, x, check_trace=False)  # the supported paths: tracing and torch.export
+    assert torch.allclose(traced(x), model(x), atol=1e-5)
+    assert "torch.jit.trace" in hypernas.load.__doc__ and "torch.export" in hypernas.load.__doc__
+    onnx = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    assert meta["onnx"] == "model.onnx"
+    session = onnx.InferenceSession(str(tmp_path / "a" / "model.onnx"))
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(out - model(x).detach().numpy()).max() < 1e-4
+
+
+def test_create_model_follows_the_data(mnist1d):
+    from conftest import GOOD_CELL
+
+    from hypernas.data import load_dataset
+
+    digits = load_dataset("digits")
+    model = hypernas.create_model("nb201", GOOD_CELL, data=digits, channels=2, cells=1)
+    assert model.ndim == 2 and model(digits.x_val[:2]).shape == (2, 10)
+    assert hypernas.create_model("nb201", GOOD_CELL, data=mnist1d, channels=2, cells=1).ndim == 1
+    with pytest.raises(HypernasError, match="ndim"):
+        hypernas.create_model("nb201", GOOD_CELL, 1, 10, channels=2, cells=1)  # no data, no ndim: no guess
