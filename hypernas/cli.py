@@ -316,10 +316,37 @@ def _read_archs(path: str) -> list[str]:
                           f"{err.start})") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a suggestion for a mistyped flag (Python 3.14's `suggest_on_error` does
+    this for choices only, and this Python may predate it)."""
+
+    def error(self, message: str):
+        import difflib
+        import re
+
+        known = [o for action in self._actions for o in action.option_strings]
+        for typed in re.findall(r"(?<![\w-])(--?[\w-]+)", message) if "unrecognized arguments" in message else []:
+            close = difflib.get_close_matches(typed.split("=")[0], known, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]}?"
+                break
+        super().error(message)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but a flag a subcommand does not know is reported by that subcommand,
+        which knows its own flags to suggest from."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self._subcommands.get(getattr(parsed, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
+    parser = _Parser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
     parser.add_argument("--version", action="version", version=f"hypernas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser._subcommands = sub.choices  # name -> its parser
 
     def subcommand(name: str, fn: Callable) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=fn.__doc__, description=fn.__doc__)
@@ -380,12 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
 
     p = subcommand("search", search)
-    p.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags override it")
-    add_flags(p, SearchConfig)  # --space among them, as the TOML key `space`
-    _space_args(p, with_space=False)
-    p.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a keyword argument of the sampler ([sampler_options] in TOML)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    groups = add_flags(p, SearchConfig, grouped=True)  # in sections; --space among them, as the TOML key `space`
+    searching = groups["search"]
+    searching.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags "
+                                            "override it")
+    _space_args(searching, with_space=False)
+    searching.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
+                           help="a keyword argument of the sampler ([sampler_options] in TOML)")
+    searching.add_argument("--threads", type=int, help="torch CPU threads")
 
     p = sub.add_parser("bench", help=bench.__doc__, description="\n".join(f"{k}: {v}" for k, v in BENCHES.items()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)

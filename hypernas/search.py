@@ -16,6 +16,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -157,7 +158,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
         sampler = make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
                                cfg.limits.count)
-        steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
+        with _optuna_quiet():  # the mirror is ours, not the user's: no "A new study created in memory" line
+            steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
         writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active, prune_copies=prune_copies)
         mirror = Mirror(study, steer, writer)
         try:
@@ -173,6 +175,17 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     timing["storage_busy"] = writer.busy
     timing["total"] = time.perf_counter() - start_all
     return timing
+
+
+@contextlib.contextmanager
+def _optuna_quiet():
+    """Optuna's informational log lines held back for the block, its verbosity restored after."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def _told(cfg: SearchConfig, s: Any, m: Measures | None, degenerate: bool) -> tuple[list[float], dict[str, Any]]:

@@ -256,3 +256,22 @@ def test_search_refuses_a_shape_it_cannot_settle_before_any_training(tmp_path, c
                   "fits ncl (8 channels of length 8), nlc (8 channels of length 8), nhw (1-channel 8×8 images); "
                   "say which with --layout")
     assert not (tmp_path / "hypernas").exists()
+
+
+def test_a_search_prints_no_optuna_line_about_its_in_memory_mirror(searched, tmp_path):
+    import logging
+
+    cfg, _ = searched
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logging.getLogger("optuna").addHandler(handler)
+    before = optuna.logging.get_verbosity()
+    try:
+        from dataclasses import replace
+
+        run_search(replace(cfg, study="quiet", runs=str(tmp_path), trials=4, trial_batch=4, top_k=0,
+                           hypernet=cfg.hypernet_path), progress=False)
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert not [r for r in records if "in memory" in r.getMessage()] and optuna.logging.get_verbosity() == before
