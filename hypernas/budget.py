@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from hypernas.errors import OptionError, warn
 from hypernas.graph import GraphInfo, flops, param_count
 
-LATENCY_SECONDS, LATENCY_MAX_SECONDS = 0.05, 0.5  # timed per look: at least, and at most while the blocks vary
+LATENCY_SECONDS, LATENCY_MAX_SECONDS = 0.05, 0.25  # timed per look: at least, and at most while the blocks vary
 LATENCY_STEADY = 0.1  # blocks whose interquartile range is below this share of their median need no more
 LATENCY_WARMUP = 3  # untimed passes first
 LATENCY_MARGIN = 0.25  # a network over the limit by less than this share of it is measured again,

@@ -250,7 +250,8 @@ def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.Froz
     artifact = attach_artifact(study, t, store, png)
     annotate_trial(study, t, user_attrs={
         "trained_accuracy": r.test_accuracy, "trained_seconds": round(r.seconds, 2), "trained_epochs": cfg.final_epochs,
-        "trained_weights": name + ".pt", "trained_init": cfg.final_init, **extra})
+        "trained_weights": name + ".pt", "trained_init": cfg.final_init, "trained_test_samples": len(data.x_test),
+        **extra})
     # The trial's note is the first thing its dashboard page shows: what was trained, and the
     # drawing at full size (the artifact card is a thumbnail).
     save_trial_note(study, t, f"**Trained: test accuracy {r.test_accuracy:.4f}** after {cfg.final_epochs} epoch(s), "

@@ -226,3 +226,42 @@ def main_prints_range(tmp_path, capsys) -> bool:
     out, err = capsys.readouterr()
     line = next(line for line in out.splitlines() if line.startswith("space nb201"))
     return code == 0 and "parameters" in line and "FLOPs" in line and "limit check" in err
+
+
+def drawn(monkeypatch, study, kind):
+    """The figure `plot_study` draws, kept open to be looked into."""
+    from hypernas import plots
+
+    kept = []
+    monkeypatch.setattr(plots, "save_figure", lambda plt, fig, path: kept.append(fig))
+    plots.plot_study(study, kind, "unused.png")
+    return kept[0]
+
+
+def test_the_history_leaves_out_what_was_never_scored_and_says_so(limited, monkeypatch):
+    cfg, *_ = limited
+    study = load_study(cfg.storage_url, "b")
+    fig = drawn(monkeypatch, study, "history")
+    ax = fig.axes[0]
+    infeasible = study.user_attrs["infeasible_trials"]
+    assert f"{infeasible} over a limit" in ax.get_title() and "left out" in ax.get_title()
+    low, _ = ax.get_ylim()
+    assert low > 0.05  # no score of 0 that an unscored trial never had stretches the axis
+
+
+def test_the_pareto_plot_of_latency_has_its_unit_one_axis_and_the_second_objectives_history(monkeypatch, tmp_path):
+    monkeypatch.setattr(budget, "LATENCY_MAX_SECONDS", 0.02)
+    cfg = SearchConfig(space="nb201", space_options=OPTIONS, study="lp", runs=str(tmp_path), trials=12, trial_batch=6,
+                       fit=FIT, top_k=2, final_epochs=1, samples=1, objectives=("score", "latency"), sampler="nsga2")
+    run_search(cfg, progress=False)
+    study = load_study(cfg.storage_url, "lp")
+    fig = drawn(monkeypatch, study, "pareto")
+    main_ax = next(a for a in fig.axes if a.get_xlabel())
+    assert main_ax.get_xlabel() == "latency (ms per batch-1 pass)" and "score" in main_ax.get_ylabel()
+    assert not any("trained" in a.get_ylabel() for a in fig.axes)  # no second y axis for the truth
+    assert len([a for a in fig.axes if a.get_legend()]) == 1  # one legend
+    texts = {t.get_text() for t in main_ax.texts}
+    trained = [t for t in study.trials if "trained_accuracy" in t.user_attrs]
+    assert trained and all(f"{t.user_attrs['trained_accuracy']:.3f}" in texts for t in trained)
+    history = drawn(monkeypatch, study, "history")
+    assert any(a.get_ylabel() == "latency (ms per batch-1 pass)" for a in history.axes)  # the second objective

@@ -236,3 +236,29 @@ def test_best_is_the_best_trained_finalist_for_export_and_plot(rounded, tmp_path
     assert json.loads((tmp_path / "e" / "meta.json").read_text())["trial"] == by_score[-1]
     assert main(["plot", "arch", "--runs", copy.runs, "--study", cfg.study, "--out", str(tmp_path / "a.png")]) == 0
     assert f"trial {by_score[-1]}" in capsys.readouterr().out  # says which trial it drew, and why
+
+
+def test_the_ranking_plot_has_error_bars_marks_rounds_and_prints_no_nan(rounded, monkeypatch, tmp_path):
+    import shutil
+
+    from matplotlib.container import ErrorbarContainer
+
+    from hypernas import plots
+    from hypernas.optuna_private import annotate_trial
+
+    cfg, *_ = rounded
+    shutil.copytree(cfg.runs, tmp_path / "copy")
+    cfg = replace(cfg, runs=str(tmp_path / "copy"))  # its own copy to spoil
+    kept = []
+    monkeypatch.setattr(plots, "save_figure", lambda plt, fig, path: kept.append(fig))
+    study = load_study(cfg.storage_url, cfg.study)
+    plots.plot_study(study, "ranking", "unused.png")
+    ax = kept[-1].axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2 and {t.get_text() for t in ax.get_legend().get_texts()} == {"round 1", "round 2"}
+    assert all(c.has_xerr and c.has_yerr for c in bars)
+    for t in study.trials:  # every trained accuracy alike: tau is undefined
+        if "trained_accuracy" in t.user_attrs:
+            annotate_trial(study, t, user_attrs={"trained_accuracy": 0.5})
+    plots.plot_study(load_study(cfg.storage_url, cfg.study), "ranking", "unused.png")
+    assert "nan" not in kept[-1].axes[0].get_title() and "n/a" in kept[-1].axes[0].get_title()
