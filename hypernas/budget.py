@@ -214,6 +214,8 @@ def check_meetable(limits: Limits, measurer: Measurer, space: Any, options: dict
             if len(within) >= (LATENCY_DRAWS if limits.max_latency is not None else 1) or any(
                     limit is not None and limit < HOPELESS * low
                     for limit, low in zip((limits.max_params, limits.max_flops), smallest)):
+                bar.total = len(infos)  # settled early: the bar ends full, not at a tenth
+                bar.refresh()
                 break
     n = len(infos)
     ranges = [f"{min(s[k] for s in sizes):,} to {max(s[k] for s in sizes):,} {name}"
