@@ -36,7 +36,7 @@ from hypernas.config import (
 from hypernas.device import check_device, set_threads
 from hypernas.drawing import VIEWS
 from hypernas.errors import HypernasError, HypernasWarning, OptionError
-from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
+from hypernas.options import SuggestingParser, add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 DATA_OPTIONS = ("dataset", "layout", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
@@ -275,12 +275,8 @@ def export(args: argparse.Namespace) -> None:
 
     meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args), _run_dir(args),
                         args.hypernet)
-    said = [f"trial {meta['trial']}" + (" (the best trained finalist)" if args.trial == "best" and
-                                        meta["weights"] == "trained" else ""), f"{meta['weights']} weights"]
-    said += [name for name in ("model.pt2", "model.onnx") if meta[name.split(".")[1]]]
-    said += [f"no {name}: {meta[key + '_error']}" for key, name in (("pt2", "model.pt2"), ("onnx", "model.onnx"))
-             if key + "_error" in meta]
-    print(f"{args.out}: " + ", ".join(said))
+    files = [meta[k] or f"no model.{k} ({meta.get(k + '_error')})" for k in ("pt2", "onnx")]
+    print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights, " + ", ".join(files))
 
 
 @command
@@ -316,37 +312,11 @@ def _read_archs(path: str) -> list[str]:
                           f"{err.start})") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a suggestion for a mistyped flag (Python 3.14's `suggest_on_error` does
-    this for choices only, and this Python may predate it)."""
-
-    def error(self, message: str):
-        import difflib
-        import re
-
-        known = [o for action in self._actions for o in action.option_strings]
-        for typed in re.findall(r"(?<![\w-])(--?[\w-]+)", message) if "unrecognized arguments" in message else []:
-            close = difflib.get_close_matches(typed.split("=")[0], known, n=1, cutoff=0.6)
-            if close:
-                message += f"; did you mean {close[0]}?"
-                break
-        super().error(message)
-
-    def parse_args(self, args=None, namespace=None):
-        """As argparse's, but a flag a subcommand does not know is reported by that subcommand,
-        which knows its own flags to suggest from."""
-        parsed, extra = self.parse_known_args(args, namespace)
-        if extra:
-            command = self._subcommands.get(getattr(parsed, "command", None), self)
-            command.error(f"unrecognized arguments: {' '.join(extra)}")
-        return parsed
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
+    parser = SuggestingParser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
     parser.add_argument("--version", action="version", version=f"hypernas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    parser._subcommands = sub.choices  # name -> its parser
+    parser.subcommands = sub.choices  # name -> its parser, which reports a flag it does not know
 
     def subcommand(name: str, fn: Callable) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=fn.__doc__, description=fn.__doc__)

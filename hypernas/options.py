@@ -7,6 +7,7 @@ the annotation gives the type, the keywords give bounds or choices. From that de
   with `grouped=True` each under the heading its field's `group` names (a table's fields under
   the table's), so that `--help` reads in sections;
 - `given_flags(args, cls)` collects the flags a user set, as a mapping of field names;
+- `SuggestingParser` is argparse with a "did you mean" for a mistyped flag;
 - `read_mapping(cls, mapping, where)` checks a TOML table key by key (a key may be spelt
   `top_k` or `top-k`), naming the key, and returns the values to build the config from.
 A field whose type is itself a config is a nested table: with `table="fit"` its keys sit
@@ -204,6 +205,36 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] 
             target.add_argument(flag, dest=dest, type=convert, default=None, help=help_text,
                                 metavar=path[-1].upper())
     return groups
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """argparse, with a suggestion for a mistyped flag (difflib's closest; Python 3.14's
+    `suggest_on_error` does this for choices only, and this Python may predate it). A parser
+    with `subcommands` (name -> parser) lets the subcommand given report a flag it does not
+    know, since it knows its own flags to suggest from.
+
+    Usage: SuggestingParser(prog="hypernas").parse_args(["--tiral", "5"])   # did you mean --trials?"""
+
+    subcommands: typing.ClassVar[dict] = {}  # set on an instance by whoever adds the subparsers
+
+    def error(self, message: str):
+        import difflib
+        import re
+
+        known = [o for action in self._actions for o in action.option_strings]
+        for typed in re.findall(r"(?<![\w-])(--?[\w-]+)", message) if "unrecognized arguments" in message else []:
+            close = difflib.get_close_matches(typed.split("=")[0], known, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]}?"
+                break
+        super().error(message)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self.subcommands.get(getattr(parsed, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def given_flags(args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -265,3 +265,22 @@ def test_the_pareto_plot_of_latency_has_its_unit_one_axis_and_the_second_objecti
     assert trained and all(f"{t.user_attrs['trained_accuracy']:.3f}" in texts for t in trained)
     history = drawn(monkeypatch, study, "history")
     assert any(a.get_ylabel() == "latency (ms per batch-1 pass)" for a in history.axes)  # the second objective
+
+
+def test_a_wide_axis_is_logarithmic_with_ticks_that_read_as_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hypernas.plots import _log_if_wide
+
+    fig, ax = plt.subplots()
+    values = [300, 1_000, 5_000, 30_000]
+    ax.scatter(values, [0.1, 0.2, 0.3, 0.4])
+    _log_if_wide(ax, values, axis="x")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ax.get_xscale() == "log" and len(labels) >= 4  # not one lonely tick
+    assert all(label.replace(",", "").replace("−", "").isdigit() for label in labels)  # 500, 1000, 2000, not 10^3
+    plt.close(fig)

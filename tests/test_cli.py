@@ -103,7 +103,7 @@ def test_search_help_is_grouped_and_every_generated_flag_is_in_its_group(capsys)
     from hypernas.config import SearchConfig
     from hypernas.options import _walk
 
-    search = build_parser()._subcommands["search"]
+    search = build_parser().subcommands["search"]
     titles = {g.title: {o for a in g._group_actions for o in a.option_strings} for g in search._action_groups}
     assert {"search", "limits", "final stage", "hypernetwork", "storage"} <= set(titles)
     for path, f, _, group in _walk(SearchConfig):
