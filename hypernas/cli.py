@@ -415,16 +415,8 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return _python_format_warning(message, category, filename, lineno, line)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning written past any progress bar on the screen (tqdm.write), not through it."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(_format_warning(message, category, filename, lineno, line).rstrip("\n"), file=file or sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
-    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
