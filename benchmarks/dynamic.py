@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from benchmarks.core.report import command
-
 from hypernas.data import load_dataset_like
 from hypernas.errors import OptionError
 from hypernas.ghn.checkpoint import load_checkpoint

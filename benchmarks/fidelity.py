@@ -40,9 +40,9 @@ from benchmarks.core.report import command, compared, mean_sd, table
 from benchmarks.core.stats import bootstrap
 from benchmarks.core.truths import Judged, Loaded, describe, load
 from hypernas.config import TrainConfig
+from hypernas.errors import OptionError
 from hypernas.ghn.checkpoint import file_digest, load_hypernet
 from hypernas.ghn.start import predicted_start, score_batch
-from hypernas.errors import OptionError
 from hypernas.options import check, option
 from hypernas.rungs import SIGNALS, RungResult, cost, successive_halving
 from hypernas.train import train

@@ -43,8 +43,8 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.core.report import command
 from benchmarks.cifar10_table import load_cifar10_table
+from benchmarks.core.report import command
 from hypernas.config import SearchConfig
 from hypernas.data import load_dataset_like
 from hypernas.errors import CheckpointError

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from benchmarks.core.report import command, table
-
 from hypernas.data import load_dataset
 from hypernas.options import check, option
 from hypernas.train import train

@@ -38,8 +38,14 @@ import networkx as nx
 import numpy as np
 
 from benchmarks.core.report import command, compared, table
-from benchmarks.core.scorers import (flops_scorer, hypernet_scorer, one_epoch_scorer, param_scorer, proxy_scorer,
-                                     rank_average)
+from benchmarks.core.scorers import (
+    flops_scorer,
+    hypernet_scorer,
+    one_epoch_scorer,
+    param_scorer,
+    proxy_scorer,
+    rank_average,
+)
 from benchmarks.core.stats import RESAMPLES, bootstrap, kendall_tau, ranking_metrics
 from benchmarks.core.tables import SPACE_OPTIONS
 from benchmarks.core.truths import TRUTHS, Loaded, describe, load_table

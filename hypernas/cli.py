@@ -35,10 +35,10 @@ from hypernas.config import (
 from hypernas.device import check_device, set_threads
 from hypernas.drawing import VIEWS
 from hypernas.errors import HypernasError, HypernasWarning, OptionError
-from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
+from hypernas.options import SuggestingParser, add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
-DATA_OPTIONS = ("dataset", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
+DATA_OPTIONS = ("dataset", "layout", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
 
 
 def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -100,8 +100,10 @@ def _load_data(args: argparse.Namespace):
 
     given = read_mapping(SearchConfig, {k: v for k in DATA_OPTIONS if (v := getattr(args, k)) is not None},
                          "command line", flag_of)
-    return load_dataset(given.get("dataset", "mnist1d"), data_dir=given.get("data_dir"),
-                        val_fraction=given.get("val_fraction", VAL_FRACTION))
+    data = load_dataset(given.get("dataset", "mnist1d"), data_dir=given.get("data_dir"),
+                        val_fraction=given.get("val_fraction", VAL_FRACTION), layout=given.get("layout"))
+    print(f"hypernas: {data.summary()}", file=sys.stderr)  # stderr: stdout may be architectures or JSON
+    return data
 
 
 def _config(args: argparse.Namespace, cls: type):
@@ -200,15 +202,16 @@ def score(args: argparse.Namespace) -> None:
     """Score architectures (one per line: the space's string form or JSON) with a hypernetwork."""
     from hypernas.data import load_dataset_like
     from hypernas.ghn.checkpoint import check_data, load_hypernet, warn_unfinished
-    from hypernas.score import Scorer
+    from hypernas.score import Scorer, SpaceCheck
     from hypernas.spaces import recorded_space
 
     hypernet = load_hypernet(args.hypernet, device=args.device)
     ckpt = hypernet.checkpoint
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     check_data(ckpt, data, args.hypernet)
-    scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split)
     space = recorded_space(ckpt["space"], _user_space(args), f"checkpoint {args.hypernet!r}")
+    scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split,
+                    space=SpaceCheck(space, ckpt["space_options"], data.in_channels, data.num_classes))
     warn_unfinished(hypernet)
     graphs, texts = [], []
     for number, line in enumerate(_read_archs(args.archs), start=1):
@@ -269,9 +272,10 @@ def export(args: argparse.Namespace) -> None:
     """Write a trial's graph and weights (trained if it was, else predicted) to a folder."""
     from hypernas.export import export_trial
 
-    meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args), _run_dir(args))
-    print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights"
-          + (", model.pt2" if meta["pt2"] else f" (no model.pt2: {meta.get('pt2_error')})"))
+    meta = export_trial(_storage_url(args), args.study, args.trial, args.out, _user_space(args), _run_dir(args),
+                        args.hypernet)
+    files = [meta[k] or f"no model.{k} ({meta.get(k + '_error')})" for k in ("pt2", "onnx")]
+    print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights, " + ", ".join(files))
 
 
 @command
@@ -280,8 +284,9 @@ def plot(args: argparse.Namespace) -> None:
     from hypernas.plots import plot_study
     from hypernas.study import load_study
 
-    plot_study(load_study(_storage_url(args), args.study, read_only=True), args.kind, args.out, _user_space(args))
-    print(args.out)
+    said = plot_study(load_study(_storage_url(args), args.study, read_only=True), args.kind, args.out,
+                      _user_space(args))
+    print(args.out + (f": {said}" if said else ""))
 
 
 def _read_archs(path: str) -> list[str]:
@@ -299,9 +304,10 @@ def _read_archs(path: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
+    parser = SuggestingParser(prog="hypernas", description="Graph-hypernetwork neural architecture search.")
     parser.add_argument("--version", action="version", version=f"hypernas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.subcommands = sub.choices  # name -> its parser, which reports a flag it does not know
 
     def subcommand(name: str, fn: Callable) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=fn.__doc__, description=fn.__doc__)
@@ -362,12 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
 
     p = subcommand("search", search)
-    p.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags override it")
-    add_flags(p, SearchConfig)  # --space among them, as the TOML key `space`
-    _space_args(p, with_space=False)
-    p.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a keyword argument of the sampler ([sampler_options] in TOML)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    groups = add_flags(p, SearchConfig, grouped=True)  # in sections; --space among them, as the TOML key `space`
+    searching = groups["search"]
+    searching.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags "
+                                            "override it")
+    _space_args(searching, with_space=False)
+    searching.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
+                           help="a keyword argument of the sampler ([sampler_options] in TOML)")
+    searching.add_argument("--threads", type=int, help="torch CPU threads")
 
     for name, fn in (("export", export), ("plot", plot)):
         p = subcommand(name, fn)
@@ -379,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--space", help="the study's own space file (path/to/file.py:function), if it has one")
         p.add_argument("--out", required=True, help="output folder (export) or PNG file (plot)")
         if name == "export":
-            p.add_argument("--trial", default="best", help="'best' or a trial number [default: best]")
+            p.add_argument("--trial", default="best", help="'best' (the best trained finalist) or a trial number "
+                                                           "[default: best]")
+            p.add_argument("--hypernet", help="the study's hypernetwork, for a trial that was not trained "
+                                              "[default: the run directory's, else the recorded path]")
     return parser
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import networkx as nx
 import torch
 from torch import nn
 
-from hypernas.errors import DatasetError, GraphError
+from hypernas.errors import DatasetError, GraphError, OptionError
 from hypernas.graph import GraphInfo, validate
 from hypernas.ops import RunContext
 
@@ -73,8 +74,21 @@ class Program:
         return values[-1]
 
 
-class _NodeParams(nn.Module):
-    """Holds one node's parameters and buffers under the op's own names (weight, bias, ...)."""
+class _Node(nn.Module):
+    """One node of the graph: its op's parameters and buffers under the op's own names (weight,
+    bias, ...), and what it computes, so that `repr(model)` lists the layers in the order they run."""
+
+    def __init__(self, op, attrs: Mapping, inputs: list[str]):
+        super().__init__()
+        self.op_name = op.name
+        self.shown = ", ".join(f"{k}={v}" for k, v in attrs.items() if op.attrs.get(k) != v)
+        self.inputs = inputs
+
+    def _get_name(self) -> str:  # what nn.Module's repr calls the module: its op
+        return self.op_name
+
+    def extra_repr(self) -> str:
+        return self.shown + (f"; from {', '.join(self.inputs)}" if self.inputs else "")
 
 
 class GraphModule(nn.Module):
@@ -87,18 +101,16 @@ class GraphModule(nn.Module):
         self.batch_stats = False
         self.degenerate = self.program.degenerate
         self.nodes = nn.ModuleDict()
+        steps = self.program.steps
+        for key, op, attrs, inputs, _ in steps:
+            self.nodes[key] = _Node(op, attrs, [steps[i][0] for i in inputs])
         for flat, shape in self.program.param_shapes.items():
             key, name = flat.rsplit(".", 1)
-            self._holder(key).register_parameter(name, nn.Parameter(torch.empty(shape)))
+            self.nodes[key].register_parameter(name, nn.Parameter(torch.empty(shape)))
         for flat, shape in self.program.buffer_shapes.items():
             key, name = flat.rsplit(".", 1)
-            self._holder(key).register_buffer(name, torch.ones(shape) if name == "running_var" else torch.zeros(shape))
+            self.nodes[key].register_buffer(name, torch.ones(shape) if name == "running_var" else torch.zeros(shape))
         self.reset_parameters()
-
-    def _holder(self, key: str) -> nn.Module:
-        if key not in self.nodes:
-            self.nodes[key] = _NodeParams()
-        return self.nodes[key]
 
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan-out, as torch's ResNets) for conv/linear weights; BN at 1 and 0."""
@@ -147,12 +159,22 @@ def compile_graph(G: nx.DiGraph, ndim: int) -> GraphModule:
     return GraphModule(G, ndim)
 
 
-def create_model(space: str, arch: str, in_channels: int, num_classes: int, ndim: int = 1, **options) -> GraphModule:
+def create_model(space: str, arch: str, in_channels: int | None = None, num_classes: int | None = None,
+                 ndim: int | None = None, *, data: Any = None, **options) -> GraphModule:
     """A trainable module from a space's name and an architecture's text (its string form,
-    JSON, or a JSON file), with freshly initialised weights, as timm's `create_model`.
+    JSON, or a JSON file), with freshly initialised weights, as timm's `create_model`. It
+    follows `data` (a `Dataset`: its channels, classes and dimension) where given; without it
+    all three are needed, since a graph compiles for sequences and images alike.
 
-    Usage: model = hypernas.create_model("nb201", "|nor_conv_3x3~0|+...", 1, 10, channels=8, cells=1)
+    Usage: model = hypernas.create_model("nb201", "|nor_conv_3x3~0|+...", data=data, channels=8, cells=1)
     """
     from hypernas.spaces import get_space
 
+    if data is not None:
+        in_channels = data.in_channels if in_channels is None else in_channels
+        num_classes = data.num_classes if num_classes is None else num_classes
+        ndim = data.ndim if ndim is None else ndim
+    if None in (in_channels, num_classes, ndim):
+        raise OptionError("create_model needs data=, or in_channels, num_classes and ndim (1 for sequences, "
+                          "2 for images)")
     return compile_graph(get_space(space).from_text(arch, in_channels, num_classes, **options), ndim)

@@ -24,6 +24,7 @@ from hypernas.errors import OptionError
 from hypernas.options import build, check, merge, option, read_mapping
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}  # -> direction
+LAYOUTS = ("ncl", "nlc", "nchw", "nhwc", "nhw")  # how an .npz's x is laid out (`hypernas.data`)
 SPLITS = ("val", "train")  # what a score is computed on (`hypernas.score` says when each helps)
 VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 MAX_SEED = 2**32 - 1  # numpy's and the samplers' seeds stop there
@@ -112,43 +113,54 @@ class FitConfig:
 class SearchConfig:
     """`hypernas search`: what to search, how to steer, how to score, what to train at the end."""
 
-    space: str | None = option(None, "built-in space name, or path/to/file.py:function")
-    dataset: str = option("mnist1d", "mnist1d, digits, cifar10, or path/to/file.npz")
-    space_options: dict = option({}, "the space's options (--space-option KEY=VALUE, --channels, --cells)", flag=False)
-    data_dir: str | None = option(None, "directory holding the cifar10 python-pickle files")
-    val_fraction: float = option(VAL_FRACTION, "share of the train split held out for scoring", above=0, below=1)
-    study: str = option("hypernas", "study name; the run directory is RUNS/STUDY")
-    runs: str = option("runs", "folder of run directories")
-    storage: str | None = option(None, "Optuna storage URL [default: SQLite in the run directory]")
-    trials: int = option(1000, "scored trials to reach in total", low=1)
+    space: str | None = option(None, "built-in space name, or path/to/file.py:function", group="search")
+    dataset: str = option("mnist1d", "mnist1d, digits, cifar10, or path/to/file.npz", group="search")
+    layout: str | None = option(None, "how the .npz's x is laid out: N samples, C channels, L steps, H x W images "
+                                      "[default: read from the shape where a small channel axis settles it]",
+                                choices=LAYOUTS, group="search")
+    space_options: dict = option({}, "the space's options (--space-option KEY=VALUE, --channels, --cells)", flag=False,
+                                 group="search")
+    data_dir: str | None = option(None, "directory holding the cifar10 python-pickle files", group="search")
+    val_fraction: float = option(VAL_FRACTION, "share of the train split held out for scoring", above=0, below=1,
+                                 group="search")
+    study: str = option("hypernas", "study name; the run directory is RUNS/STUDY", group="storage")
+    runs: str = option("runs", "folder of run directories", group="storage")
+    storage: str | None = option(None, "Optuna storage URL [default: SQLite in the run directory]", group="storage")
+    trials: int = option(1000, "scored trials to reach in total", low=1, group="search")
     sampler: str = option("tpe", "the sampler that steers ([sampler_options] in --config for its own options)",
-                          choices=_samplers)
-    sampler_options: dict = option({}, "keyword arguments of the sampler", flag=False)
-    distinct: bool = option(False, "--trials counts distinct architectures; isomorphic duplicates are free")
-    warm_start: int = option(0, "try first the K best of warm_pool random architectures by synflow (data-free)", low=0)
-    warm_pool: int = option(200, "random architectures the warm start ranks", low=1)
+                          choices=_samplers, group="search")
+    sampler_options: dict = option({}, "keyword arguments of the sampler", flag=False, group="search")
+    distinct: bool = option(False, "--trials counts distinct architectures; isomorphic duplicates are free",
+                            group="search")
+    warm_start: int = option(0, "try first the K best of warm_pool random architectures by synflow (data-free)", low=0,
+                             group="search")
+    warm_pool: int = option(200, "random architectures the warm start ranks", low=1, group="search")
     objectives: tuple[str, ...] = option(("score",), "comma-separated: score, then params, flops or latency for a "
-                                         "Pareto front", choices=tuple(OBJECTIVES))
-    max_params: int | None = option(None, "limit: at most this many parameters", low=1)
-    max_flops: int | None = option(None, "limit: at most this many multiply-accumulates per sample", low=1)
+                                         "Pareto front", choices=tuple(OBJECTIVES), group="search")
+    max_params: int | None = option(None, "limit: at most this many parameters", low=1, group="limits")
+    max_flops: int | None = option(None, "limit: at most this many multiply-accumulates per sample", low=1,
+                                   group="limits")
     max_latency: float | None = option(None, "limit: at most this many milliseconds per batch-1 forward pass on "
-                                             "--device (median of repeats after a warm-up)", above=0)
-    trial_batch: int = option(64, "trials asked and scored together", low=1)
-    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=1000)
+                                             "--device (median of repeats after a warm-up)", above=0, group="limits")
+    trial_batch: int = option(64, "trials asked and scored together", low=1, group="search")
+    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=1000, group="search")
     score_split: str = option("val", "score on the validation slice, or on as many samples of the hypernetwork's "
-                                     "training split (it ranked better on MNIST-1D, worse on digits)", choices=SPLITS)
-    hypernet: str | None = option(None, "a trained hypernetwork checkpoint; without it one is trained first")
-    fit: FitConfig = option(FitConfig(), "hypernetwork training", table="fit")
+                                     "training split (it ranked better on MNIST-1D, worse on digits)", choices=SPLITS,
+                                     group="search")
+    hypernet: str | None = option(None, "a trained hypernetwork checkpoint; without it one is trained first",
+                                  group="hypernetwork")
+    fit: FitConfig = option(FitConfig(), "hypernetwork training", table="fit", group="hypernetwork")
     timeout: float | None = option(None, "stop scoring after this many seconds (as Optuna's optimize), then train "
-                                         "the finalists; a rerun goes on", above=0)
-    top_k: int = option(5, "distinct best architectures to train normally at the end", low=0)
-    final_epochs: int = option(6, "epochs of each final training", low=0)
+                                         "the finalists; a rerun goes on", above=0, group="search")
+    top_k: int = option(5, "distinct best architectures to train normally at the end", low=0, group="final stage")
+    final_epochs: int = option(6, "epochs of each final training", low=0, group="final stage")
     final_rounds: int = option(1, "train the --top-k in this many rounds, each after refitting a model of trained "
-                                  "accuracy on the ones before (hypernas.recalibrate)", low=1)
+                                  "accuracy on the ones before (hypernas.recalibrate)", low=1, group="final stage")
     final_init: str = option("random", "start each final training from random weights, or from the "
-                                       "hypernetwork's prediction", choices=("random", "hypernet"))
-    seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED)
-    device: str = option("cpu", "cpu, cuda or cuda:N")
+                                       "hypernetwork's prediction", choices=("random", "hypernet"), group="final stage")
+    seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED,
+                       group="search")
+    device: str = option("cpu", "cpu, cuda or cuda:N", group="search")
 
     def __post_init__(self):
         if self.space is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hypernas.config import VAL_FRACTION
+from hypernas.config import LAYOUTS, VAL_FRACTION
 from hypernas.errors import DatasetError, unknown_name, warn
 
 # Harder MNIST-1D tasks, made with the package's own arguments (the reference is its defaults):
@@ -52,6 +52,7 @@ class Dataset:
     classes: tuple | None = None  # the original labels of classes 0..K-1, where they were not 0..K-1
     input_mean: tuple = ()  # per channel, of the train split: inputs are (x - mean) / std
     input_std: tuple = ()
+    layout: str = "ncl"  # how the arrays were read (`LAYOUTS`): the same bytes read otherwise are other data
 
     @property
     def in_channels(self) -> int:
@@ -76,7 +77,18 @@ class Dataset:
         return {"dataset": self.name, "sha256": self.sha256, "in_channels": self.in_channels,
                 "input_size": list(self.input_size), "num_classes": self.num_classes,
                 "val_fraction": self.val_fraction, "split_seed": self.split_seed,
-                "classes": None if self.classes is None else list(self.classes)}
+                "classes": None if self.classes is None else list(self.classes), "layout": self.layout}
+
+    def summary(self) -> str:
+        """One line of what was read, to print before any training.
+
+        Usage: print(load_dataset("digits").summary())   # digits: read 1,797 samples as 1-channel 8×8 images ..."""
+        n = len(self.x_train) + len(self.x_val) + len(self.x_test)
+        k = self.num_classes
+        labels = f"labels 0..{k - 1}" if self.classes is None else f"labels {_shown(self.classes)} as classes 0..{k - 1}"
+        return (f"{self.name}: read {n:,} samples as {_reading(self.in_channels, self.input_size)} (layout "
+                f"{self.layout}; {len(self.x_train):,} to train, {len(self.x_val):,} to validate, "
+                f"{len(self.x_test):,} to test), {k} classes, {labels}")
 
     def mismatch(self, signature: dict) -> str | None:
         """The first way this data differs from a recorded signature (None if it is the same)."""
@@ -88,6 +100,7 @@ def signature_mismatch(recorded: dict, actual: dict) -> str | None:
     known by content (`sha256`); a record made before data had a digest is compared by name."""
     keys = [k for k in actual if k != "dataset"] if recorded.get("sha256") else [
         k for k in actual if k not in ("sha256", "classes")]
+    keys = [k for k in keys if k != "layout" or k in recorded]  # a record older than layouts: its shapes still say
     for key in keys:
         if recorded.get(key) != actual[key]:
             return f"{key} = {recorded.get(key)!r}, not {actual[key]!r}"
@@ -95,26 +108,37 @@ def signature_mismatch(recorded: dict, actual: dict) -> str | None:
 
 
 def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = VAL_FRACTION,
-                 split_seed: int = 0) -> Dataset:
+                 split_seed: int = 0, layout: str | None = None) -> Dataset:
     """Load `mnist1d`, `digits`, `cifar10` (needs `data_dir`) or a path to an `.npz` file.
 
     `val_fraction` of the train split becomes the validation slice (`split_seed` fixes which).
+    `layout` (`LAYOUTS`: ncl, nlc, nchw, nhwc, nhw) says how an .npz's `x` is laid out; without
+    it the shape decides where it can (`_settled`), and a shape it cannot settle is refused.
     """
-    layout = None
+    if layout is not None and layout not in LAYOUTS:
+        raise DatasetError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if name.endswith(".npz"):
-        (x, y, x_test, y_test), layout = _npz(name)
-    elif name == "mnist1d" or name in MNIST1D_VARIANTS:
-        x, y, x_test, y_test = _mnist1d(MNIST1D_VARIANTS.get(name, {}))
-    elif name == "digits":
-        x, y, x_test, y_test = _digits(split_seed)
-    elif name == "cifar10":
-        x, y, x_test, y_test = _cifar10(data_dir)
-    elif name == "random_images":  # CIFAR-10's shape with nothing to learn: for timing where no copy is at hand
-        rng = np.random.default_rng(0)
-        x, x_test = rng.normal(size=(5000, 3, 32, 32)).astype(np.float32), rng.normal(size=(1000, 3, 32, 32))
-        y, y_test = rng.integers(0, 10, 5000), rng.integers(0, 10, 1000)
+        (x, y, x_test, y_test), said = _npz(name)
+        if said and layout and _layout_of(said, np.ndim(x)) != layout:
+            raise DatasetError(f"{name} says layout {_layout_of(said, np.ndim(x))} (its array `layout`), "
+                               f"but --layout {layout} was given; leave one out")
+        layout = layout or (said and _layout_of(said, np.ndim(x)))
     else:
-        raise unknown_name("dataset", name, list(DATASETS) + ["path/to/file.npz"])
+        if name == "mnist1d" or name in MNIST1D_VARIANTS:
+            (x, y, x_test, y_test), own = _mnist1d(MNIST1D_VARIANTS.get(name, {})), "ncl"
+        elif name == "digits":
+            (x, y, x_test, y_test), own = _digits(split_seed), "nchw"
+        elif name == "cifar10":
+            (x, y, x_test, y_test), own = _cifar10(data_dir), "nchw"
+        elif name == "random_images":  # CIFAR-10's shape with nothing to learn: for timing where no copy is at hand
+            rng = np.random.default_rng(0)
+            x, x_test = rng.normal(size=(5000, 3, 32, 32)).astype(np.float32), rng.normal(size=(1000, 3, 32, 32))
+            (y, y_test), own = (rng.integers(0, 10, 5000), rng.integers(0, 10, 1000)), "nchw"
+        else:
+            raise unknown_name("dataset", name, list(DATASETS) + ["path/to/file.npz"])
+        if layout not in (None, own):
+            raise DatasetError(f"{name} is read as {own}; --layout is for your own .npz files")
+        layout = own
     return _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout)
 
 
@@ -123,7 +147,7 @@ def load_dataset_like(signature: dict, data_dir: str | None = None) -> Dataset:
     where the record says (its `dataset` hint), and refused if its content is not the same."""
     try:
         data = load_dataset(signature["dataset"], data_dir=data_dir, val_fraction=signature["val_fraction"],
-                            split_seed=signature["split_seed"])
+                            split_seed=signature["split_seed"], layout=signature.get("layout"))
     except DatasetError as err:
         raise DatasetError(f"the data this was made with ({signature['dataset']}) cannot be read again ({err}); "
                            "pass it with --dataset") from None
@@ -135,8 +159,13 @@ def load_dataset_like(signature: dict, data_dir: str | None = None) -> Dataset:
 
 
 def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout: str | None = None) -> Dataset:
-    x, layout = _with_channels(x, name, layout)
-    x_test, _ = _with_channels(x_test, name, layout)
+    flat = np.ndim(x) == 2  # (N, L): sequences of one channel, whatever the layout
+    if flat and layout not in (None, "ncl", "nlc"):
+        raise DatasetError(f"{name}: x of shape {np.shape(x)} is (N, L), one channel per sample; layout {layout} "
+                           f"needs x of {len(layout)} axes")
+    x, x_test = _numbers(x, name), _numbers(x_test, name)
+    layout = "ncl" if flat else layout or _settled(x, name)
+    x, x_test = _channels_first(x, layout, name), _channels_first(x_test, layout, name)
     y, y_test = np.asarray(y), np.asarray(y_test)
     if x_test.shape[1:] != x.shape[1:]:
         raise DatasetError(f"{name}: test samples have shape {x_test.shape[1:]}, train samples {x.shape[1:]}")
@@ -167,13 +196,14 @@ def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout: str 
                    t(y[val], torch.int64), t(x_test, torch.float32), t(y_test, torch.int64),
                    num_classes=int(max(y.max(), y_test.max())) + 1, val_fraction=val_fraction, split_seed=split_seed,
                    sha256=digest.hexdigest()[:16], classes=classes, input_mean=tuple(mean.ravel().tolist()),
-                   input_std=tuple(std.ravel().tolist()))
+                   input_std=tuple(std.ravel().tolist()), layout=layout)
 
 
 def _class_indices(name: str, y: np.ndarray, y_test: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple | None]:
-    """Labels as class indices 0..K-1. Integers from 0 (or floats that hold them) are taken as
-    they are; any other labels (1-based, strings) become the index of their place in the sorted
-    set of labels, and that set is recorded and announced, never silently."""
+    """Labels as class indices 0..K-1. Integers that are 0..K-1 (or floats that hold them) are
+    taken as they are; any other labels (1-based, with gaps, strings) become the index of their
+    place in the sorted set of labels, and that set is recorded and announced, never silently:
+    labels {0, 2, 5} taken as they are would make six classes, three of them never seen."""
     labels = []
     for a in (y, y_test):
         if np.issubdtype(a.dtype, np.floating):
@@ -188,41 +218,76 @@ def _class_indices(name: str, y: np.ndarray, y_test: np.ndarray) -> tuple[tuple[
     if y.dtype.kind != y_test.dtype.kind and "U" in (y.dtype.kind, y_test.dtype.kind):
         raise DatasetError(f"{name}: train labels are {y.dtype} but test labels are {y_test.dtype}")
     classes = np.unique(np.concatenate([y, y_test]))
-    if np.issubdtype(classes.dtype, np.integer) and classes.min() == 0:  # indices; a class may be absent
+    if np.issubdtype(classes.dtype, np.integer) and classes[0] == 0 and classes[-1] == len(classes) - 1:
         return (y.astype(np.int64), y_test.astype(np.int64)), None
-    shown = ", ".join(map(str, classes[:5])) + (", ..." if len(classes) > 5 else "")
-    warn(f"{name}: labels {shown} are not 0..{len(classes) - 1}; read as classes 0..{len(classes) - 1} "
-         f"in that order (the map is recorded with the study and any export)")
+    warn(f"{name}: labels {_shown(classes.tolist())} are not 0..{len(classes) - 1}; read as classes "
+         f"0..{len(classes) - 1} in that order (the map is recorded with the study and any export)")
     index = {c: i for i, c in enumerate(classes.tolist())}
     mapped = [np.array([index[v] for v in a.tolist()], dtype=np.int64) for a in (y, y_test)]
     return (mapped[0], mapped[1]), tuple(classes.tolist())
 
 
-LAYOUTS = ("channels_first", "channels_last")  # the `layout` an .npz may name, to be read without a guess
+def _shown(labels) -> str:
+    """A few labels, as a message shows them."""
+    return ", ".join(map(str, labels[:5])) + (", ..." if len(labels) > 5 else "")
 
 
-def _with_channels(x: np.ndarray, name: str, layout: str | None = None) -> tuple[np.ndarray, str]:
-    """(N, C, L) or (N, C, H, W) float32. Channels-last input (N, L, C) or (N, H, W, C) is
-    recognised where the last axis has 1, 3 or 4 entries and the second more than 4, moved to
-    the front, and announced; an .npz array `layout` ("channels_first" or "channels_last")
-    says it outright. Returns the array and the layout it was read in."""
+# The older spellings an .npz array `layout` may hold, by the number of axes of x.
+OLD_LAYOUTS = {"channels_first": {3: "ncl", 4: "nchw"}, "channels_last": {3: "nlc", 4: "nhwc"}}
+MAX_GUESSED_CHANNELS = 4  # grayscale, RGB, RGBA, a few sensors: a larger axis is not taken for channels by its size
+
+
+def _layout_of(said: str, axes: int) -> str:
+    """The layout an .npz names, in either spelling."""
+    return OLD_LAYOUTS[said].get(axes, said) if said in OLD_LAYOUTS else said
+
+
+def _numbers(x, name: str) -> np.ndarray:
+    """x as float32, (N, L) read as (N, 1, L)."""
     try:
         x = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
         raise DatasetError(f"{name}: x must hold numbers: {err}") from None
-    if x.ndim == 2:  # (N, L): one channel
+    if x.ndim == 2:  # (N, L): one channel, whatever the layout says of channels
         x = x[:, None, :]
     if x.ndim not in (3, 4) or 0 in x.shape[1:]:
-        raise DatasetError(f"{name}: x must be (N, L), (N, C, L) or (N, C, H, W) with no empty axis, got shape {x.shape}")
-    if layout is None and x.shape[-1] in (1, 3, 4) and x.shape[1] > 4:
-        warn(f"{name}: x of shape {x.shape[1:]} per sample read as channels-last, {x.shape[-1]} channel(s) of "
-             f"{'x'.join(map(str, x.shape[1:-1]))}; to be read as given, save an array layout='channels_first' beside it")
-        layout = "channels_last"
-    if layout == "channels_last":
-        x = np.moveaxis(x, -1, 1)
+        raise DatasetError(f"{name}: x must be (N, L), (N, C, L) or (N, C, H, W) (or one of those channels-last, "
+                           f"or (N, H, W)) with no empty axis, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise DatasetError(f"{name}: x contains NaN or inf")
-    return x, layout or "channels_first"
+    return x
+
+
+def _channels_first(x: np.ndarray, layout: str, name: str) -> np.ndarray:
+    """(N, C, L) or (N, C, H, W) from x in `layout`."""
+    wanted = len(layout)  # one letter per axis
+    if x.ndim != wanted:
+        raise DatasetError(f"{name}: layout {layout} needs x of {wanted} axes, got shape {x.shape}")
+    if layout == "nhw":
+        return x[:, None]
+    return np.moveaxis(x, -1, 1) if layout in ("nlc", "nhwc") else x
+
+
+def _reading(channels: int, size: tuple[int, ...]) -> str:
+    """What a channels-first sample is, in words: "2 channels of length 12", "1-channel 8×8 images"."""
+    if len(size) == 1:
+        return f"{channels} channel{'s' * (channels != 1)} of length {size[0]}"
+    return f"{channels}-channel {'×'.join(map(str, size))} images"
+
+
+def _settled(x: np.ndarray, name: str) -> str:
+    """The layout the shape settles: the one whose channel axis has at most
+    `MAX_GUESSED_CHANNELS` entries and fewer than each other axis. (N, H, W) images are never
+    guessed: they look like sequences. Else the shape is refused, naming every layout that fits."""
+    fits = ("ncl", "nlc", "nhw") if x.ndim == 3 else ("nchw", "nhwc")
+    readings = {layout: _channels_first(x[:1], layout, name).shape[1:] for layout in fits}
+    settled = [layout for layout, (c, *size) in readings.items()
+               if layout != "nhw" and c <= MAX_GUESSED_CHANNELS and all(c < s for s in size)]
+    if len(settled) == 1:
+        return settled[0]
+    listed = ", ".join(f"{layout} ({_reading(c, tuple(size))})" for layout, (c, *size) in readings.items())
+    raise DatasetError(f"{name}: x of shape {x.shape[1:]} per sample fits {listed}; say which with --layout "
+                       "(a `layout` key in the study config, or an array `layout` in the .npz)")
 
 
 def _test_split(x, y, seed: int, fraction: float = 0.2):
@@ -307,8 +372,8 @@ def _npz(path: str):
     layout = None
     if "layout" in arrays:
         layout = str(arrays.pop("layout"))
-        if layout not in LAYOUTS:
-            raise DatasetError(f"{path!r}: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if layout not in (*LAYOUTS, *OLD_LAYOUTS):
+            raise DatasetError(f"{path!r}: layout must be one of {', '.join((*LAYOUTS, *OLD_LAYOUTS))}, got {layout!r}")
     found = {}
     for role, names in NPZ_KEYS.items():  # the first spelling present of each role
         found[role] = next((arrays[n] for n in names if n in arrays), None)

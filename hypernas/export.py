@@ -4,7 +4,8 @@ A trial that was trained in the final phase exports its trained weights; any oth
 exports the weights the hypernetwork predicts for it, with BatchNorm's running statistics
 taken from the batch its score was computed on. The folder holds `arch.json` (the graph),
 `weights.pt` (a state dict), `meta.json` (which weights, the data's shape, normalisation and
-classes, and the digests of both files) and, where `torch.export` handles the model, `model.pt2`.
+classes, and the digests of both files) and, where `torch.export` handles the model, `model.pt2`,
+and beside it `model.onnx` where `onnx` and `onnxscript` are installed (`pip install hypernas[onnx]`).
 
 Usage:
     info = export_trial("sqlite:///runs/demo/study.db", "demo", "best", "exported/")
@@ -23,20 +24,24 @@ import torch
 from hypernas.compile import GraphModule, compile_graph
 from hypernas.errors import CheckpointError, HypernasError, warn
 from hypernas.files import save_file, save_text
+from hypernas.finals import pick_trial
 from hypernas.graph import from_json, to_json, validate
 from hypernas.spaces import Space
 from hypernas.study import load_study
-from hypernas.study.record import pick_trial, trial_graph
+from hypernas.study.record import trial_graph
 
 
 def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, space: Space | None = None,
-                 run_dir: str | None = None) -> dict:
+                 run_dir: str | None = None, hypernet: str | None = None) -> dict:
     """Write a trial's graph and weights to `out_dir`; returns what `meta.json` records.
+    `which` is a trial number or `best` (`hypernas.finals.best_trial`: the best trained finalist).
 
     A trained finalist's weights are found in `run_dir` (by default the one the study
     recorded), where the final training put them; if they are not there the export fails
-    rather than fall back to predicted weights. `space` is needed only for a user's own space
-    (`hypernas.study.record.study_space`). The study is read, never written."""
+    rather than fall back to predicted weights. Any other trial's weights are predicted by the
+    hypernetwork: `hypernet` where given, else the one in `run_dir`, else the path the study
+    recorded, checked against the digest it recorded. `space` is needed only for a user's own
+    space (`hypernas.study.record.study_space`). The study is read, never written."""
     study = load_study(storage, study_name, read_only=True)
     trial = pick_trial(study, which)
     G = trial_graph(study, trial, space)
@@ -46,7 +51,7 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, 
         model.load_state_dict(_trained_weights(trial, run_dir or attrs.get("run_dir", ".")))
         kind = "trained"
     else:
-        _predicted_weights(model, G, attrs)
+        _predicted_weights(model, G, attrs, _hypernet_path(attrs, run_dir, hypernet))
         kind = "predicted"
     arch = to_json(G)
     weights = io.BytesIO()
@@ -56,7 +61,7 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, 
             "input_mean": attrs.get("input_mean"), "input_std": attrs.get("input_std"),
             "study": study_name, "trial": trial.number, "score": trial.values[0],
             "trained_accuracy": trial.user_attrs.get("trained_accuracy"), "arch_sha256": _digest(arch.encode()),
-            "weights_sha256": _digest(weights.getvalue()), "pt2": None}
+            "weights_sha256": _digest(weights.getvalue()), "pt2": None, "onnx": None}
     save_text(arch, os.path.join(out_dir, "arch.json"), CheckpointError)
     save_file(lambda f: f.write(weights.getvalue()), os.path.join(out_dir, "weights.pt"), CheckpointError)
     example = torch.randn(2, meta["in_channels"], *meta["input_size"])
@@ -65,12 +70,56 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, 
         program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
         save_file(lambda f: torch.export.save(program, f), os.path.join(out_dir, "model.pt2"), CheckpointError)
         meta["pt2"] = "model.pt2"
+        _onnx(program, example, out_dir, meta)
     except CheckpointError:
         raise
     except Exception as err:  # torch.export is best effort; the graph and weights always load
-        meta["pt2_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        meta["pt2_error"] = _first_line(err)
     save_text(json.dumps(meta, indent=1), os.path.join(out_dir, "meta.json"), CheckpointError)
     return meta
+
+
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def _onnx(program, example: torch.Tensor, out_dir: str, meta: dict) -> None:
+    """`model.onnx` from the exported program, where the optional `onnx` extra is installed."""
+    import importlib.util
+    import logging
+
+    if not (importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript")):
+        meta["onnx_error"] = "onnx and onnxscript are not installed (pip install hypernas[onnx])"
+        return
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it names every torchvision op it skips
+    try:
+        raw = io.BytesIO()  # it saves by the file's name, which a file opened from a descriptor lacks
+        torch.onnx.export(program, (example,), dynamo=True, verbose=False).save(raw)
+        save_file(lambda f: f.write(raw.getvalue()), os.path.join(out_dir, "model.onnx"), CheckpointError)
+        meta["onnx"] = "model.onnx"
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 (best effort, as model.pt2: the exporter raises many kinds)
+        meta["onnx_error"] = _first_line(err)
+    finally:
+        quiet.setLevel(level)
+
+
+def _hypernet_path(attrs: dict, run_dir: str | None, given: str | None) -> str:
+    """Where the study's hypernetwork is: `given`, else the run directory's (a moved run), else
+    the recorded path."""
+    if given:
+        return given
+    moved = os.path.join(run_dir, "hypernet.pt") if run_dir else None
+    if moved and os.path.isfile(moved):
+        return moved
+    if not os.path.isfile(attrs["hypernet"]):
+        raise CheckpointError(f"the study's hypernetwork is not at {attrs['hypernet']!r}"
+                              + (f" nor in {run_dir!r}" if run_dir else "") +
+                              "; pass --hypernet (or --runs with the moved run directory) to export predicted weights")
+    return attrs["hypernet"]
 
 
 def _trained_weights(trial, run_dir: str) -> dict:
@@ -86,22 +135,24 @@ def _trained_weights(trial, run_dir: str) -> dict:
         raise CheckpointError(f"cannot read the trained weights {path!r}: {type(err).__name__}") from None
 
 
-def _predicted_weights(model: GraphModule, G, attrs: dict) -> None:
-    """The hypernetwork's central prediction, with BatchNorm's running statistics taken from
-    the batch the score was computed on, so the model answers alike for any batch size."""
+def _predicted_weights(model: GraphModule, G, attrs: dict, path: str) -> None:
+    """The hypernetwork's central prediction (the checkpoint at `path`), with BatchNorm's running
+    statistics taken from the batch the score was computed on, so the model answers alike for
+    any batch size."""
     from hypernas.data import load_dataset_like
     from hypernas.errors import DatasetError
     from hypernas.ghn.checkpoint import load_hypernet
     from hypernas.ghn.model import predict_weights
     from hypernas.ghn.start import predicted_start, score_batch
 
-    hypernet = load_hypernet(attrs["hypernet"])
+    hypernet = load_hypernet(path)
     if attrs.get("hypernet_sha256") and hypernet.sha256 != attrs["hypernet_sha256"]:
-        raise CheckpointError(f"the hypernetwork {attrs['hypernet']!r} is not the one the study was scored with "
+        raise CheckpointError(f"the hypernetwork {path!r} is not the one the study was scored with "
                               f"(digest {hypernet.sha256}, recorded {attrs['hypernet_sha256']})")
     try:
         data = load_dataset_like({k: attrs.get(k) for k in ("dataset", "sha256", "in_channels", "input_size",
-                                                           "num_classes", "val_fraction", "split_seed", "classes")})
+                                                           "num_classes", "val_fraction", "split_seed", "classes",
+                                                           "layout")})
     except DatasetError as err:
         with torch.no_grad():
             model.load_flat(predict_weights(hypernet.model, [validate(G)])[0])
@@ -125,6 +176,10 @@ def load(path: str) -> GraphModule:
     with `input_mean` and `input_std` from `meta.json`; its classes 0..K-1 are the labels
     listed in `meta.json`'s `classes` where the data's labels were not 0..K-1. The graph and
     the weights are checked against the digests `meta.json` records, so an edited file is refused.
+    `repr(model)` lists its layers in the order they run. To deploy it, trace it
+    (`torch.jit.trace(model, x)`) or export it (`torch.export.export(model, (x,))`, as
+    `model.pt2` is; `model.onnx` comes from that): those are the supported paths.
+    `torch.jit.script` is not, since the module runs its graph in a Python loop.
 
     Usage: `model = hypernas.load("exported/"); logits = model((x - mean) / std)`
     """

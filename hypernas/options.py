@@ -3,8 +3,11 @@
 A config is a frozen dataclass whose fields are declared with `option(default, help, ...)`:
 the annotation gives the type, the keywords give bounds or choices. From that declaration:
 - `check(config)` validates every field (call it in `__post_init__`), naming the field;
-- `add_flags(parser, cls)` adds one `--field-name` flag per field, its default in the help;
+- `add_flags(parser, cls)` adds one `--field-name` flag per field, its default in the help, and
+  with `grouped=True` each under the heading its field's `group` names (a table's fields under
+  the table's), so that `--help` reads in sections;
 - `given_flags(args, cls)` collects the flags a user set, as a mapping of field names;
+- `SuggestingParser` is argparse with a "did you mean" for a mistyped flag;
 - `read_mapping(cls, mapping, where)` checks a TOML table key by key (a key may be spelt
   `top_k` or `top-k`), naming the key, and returns the values to build the config from.
 A plain dataclass field (not declared with `option`) is no option: Python sets it, never a
@@ -43,13 +46,15 @@ _NO_DEFAULT = dataclasses.MISSING
 
 def option(default: Any = _NO_DEFAULT, help: str = "", *, low: float | None = None, high: float | None = None,
            above: float | None = None, below: float | None = None,
-           choices: tuple | Callable[[], tuple] | None = None, flag: bool = True, table: str | None = None) -> Any:
+           choices: tuple | Callable[[], tuple] | None = None, flag: bool = True, table: str | None = None,
+           group: str | None = None) -> Any:
     """A dataclass field that is also an option. `low`/`high` bound it inclusively, `above`/
     `below` strictly; `choices` lists its values (or a function that lists them, imported
     late); `flag=False` keeps it off the command line (TOML and Python only); `table` names
-    the TOML table and flag prefix of a nested config."""
+    the TOML table and flag prefix of a nested config; `group` the `--help` section of its flag
+    (and of every flag of a nested config)."""
     meta = {"help": help, "low": low, "high": high, "above": above, "below": below, "choices": choices,
-            "flag": flag, "table": table}
+            "flag": flag, "table": table, "group": group}
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -139,30 +144,39 @@ def check(config: Any) -> None:
 def _level(cls: type) -> tuple[dict[str, tuple[dataclasses.Field, Any]], dict[str, type]]:
     """The keys of one TOML level of `cls`: its options, those of untabled nested configs
     beside them, and its tables (key -> nested config class)."""
-    hints = _hints(cls)
-    scalars: dict[str, tuple[dataclasses.Field, Any]] = {}
-    tables: dict[str, type] = {}
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        if not f.metadata and not _is_config(kind):
-            continue
-        if not _is_config(kind):
-            scalars[f.name] = (f, kind)
-        elif f.metadata.get("table"):
-            tables[f.metadata["table"]] = kind
+    scalars, tables = {}, {}
+    for key, (f, kind, _), nested in _fields(cls):
+        if nested:
+            tables[key] = kind
         else:
-            inner_scalars, inner_tables = _level(kind)
-            scalars.update(inner_scalars)
-            tables.update(inner_tables)
+            scalars[key] = (f, kind)
     return scalars, tables
 
 
-def _walk(cls: type, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dataclasses.Field, Any]]:
-    """(TOML key path, field, type) of every option of `cls`."""
-    scalars, tables = _level(cls)
-    out = [((*path, key), f, kind) for key, (f, kind) in scalars.items()]
-    for table, sub in tables.items():
-        out += _walk(sub, (*path, table))
+def _fields(cls: type, group: str | None = None) -> list[tuple[str, tuple[dataclasses.Field, Any, str | None], bool]]:
+    """(key, (field, type, its --help group), whether it is a table) of one TOML level of `cls`,
+    untabled nested configs' fields beside its own; a field without a group takes its parent's."""
+    hints = _hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind, own = hints[f.name], f.metadata.get("group") or group
+        if not f.metadata and not _is_config(kind):
+            continue
+        if not _is_config(kind):
+            out.append((f.name, (f, kind, own), False))
+        elif f.metadata.get("table"):
+            out.append((f.metadata["table"], (f, kind, own), True))
+        else:
+            out += _fields(kind, own)
+    return out
+
+
+def _walk(cls: type, path: tuple[str, ...] = (), group: str | None = None
+          ) -> list[tuple[tuple[str, ...], dataclasses.Field, Any, str | None]]:
+    """(TOML key path, field, type, --help group) of every option of `cls`."""
+    out = []
+    for key, (f, kind, own), nested in _fields(cls, group):
+        out += _walk(kind, (*path, key), own) if nested else [((*path, key), f, kind, own)]
     return out
 
 
@@ -192,14 +206,22 @@ def flag_of(path: tuple[str, ...] | list[str], prefix: str = "") -> str:
     return "--" + prefix + "-".join(path).replace("_", "-")
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None,
+              grouped: bool = False) -> dict[str, Any]:
     """One flag per option of `cls` (those declared with `flag=False` aside; with `only`, just
     those keys). The parsed value is None unless given, so a flag overrides a config file
-    only when it is set."""
+    only when it is set. With `grouped`, each flag goes into the argument group its field
+    names (made here, in the order first met); returns the groups by name."""
+    groups: dict[str, Any] = {}
     defaults = _defaults(cls)
-    for path, f, kind in _walk(cls):
+    for path, f, kind, group in _walk(cls):
         if not f.metadata.get("flag", True) or (only is not None and ".".join(path) not in only):
             continue
+        target = parser
+        if grouped and group:
+            if group not in groups:
+                groups[group] = parser.add_argument_group(group)
+            target = groups[group]
         base, _ = _inner(kind)
         help_text = f.metadata.get("help", "")
         choices = _choices(f)
@@ -210,17 +232,48 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] 
             help_text += f" [default: {','.join(map(str, default)) if isinstance(default, tuple) else default}]"
         flag, dest = flag_of(path), "_".join(path)
         if base is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            target.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             convert = {int: int, float: float}.get(base, str)
-            parser.add_argument(flag, dest=dest, type=convert, default=None, help=help_text,
+            target.add_argument(flag, dest=dest, type=convert, default=None, help=help_text,
                                 metavar=path[-1].upper())
+    return groups
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """argparse, with a suggestion for a mistyped flag (difflib's closest; Python 3.14's
+    `suggest_on_error` does this for choices only, and this Python may predate it). A parser
+    with `subcommands` (name -> parser) lets the subcommand given report a flag it does not
+    know, since it knows its own flags to suggest from.
+
+    Usage: SuggestingParser(prog="hypernas").parse_args(["--tiral", "5"])   # did you mean --trials?"""
+
+    subcommands: typing.ClassVar[dict] = {}  # set on an instance by whoever adds the subparsers
+
+    def error(self, message: str):
+        import difflib
+        import re
+
+        known = [o for action in self._actions for o in action.option_strings]
+        for typed in re.findall(r"(?<![\w-])(--?[\w-]+)", message) if "unrecognized arguments" in message else []:
+            close = difflib.get_close_matches(typed.split("=")[0], known, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]}?"
+                break
+        super().error(message)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self.subcommands.get(getattr(parsed, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def given_flags(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The options of `cls` set on the command line, as a TOML-shaped mapping."""
     out: dict[str, Any] = {}
-    for path, _, _ in _walk(cls):
+    for path, *_ in _walk(cls):
         value = getattr(args, "_".join(path), None)
         if value is not None:
             node = out

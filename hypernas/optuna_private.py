@@ -16,6 +16,8 @@ release that moves one of them fails that test by name instead of a search at ru
   whole history at every trial, so a study of n trials costs O(n^2); `HistoryTPESampler` keeps
   the fit of the finished trials while they are unchanged (a batch of asks), which no public
   hook allows.
+- A finished trial's dashboard note: `optuna_dashboard.save_note` takes a running trial (it
+  reads `trial.study`); the versioned write under it takes the ids.
 
 Usage:
     storage, study_id = storage_of(study), study_id_of(study)
@@ -32,6 +34,10 @@ import numpy as np
 import optuna
 
 from hypernas.errors import StorageError
+
+# The system attribute in which Optuna's samplers keep a trial's constraints (`_CONSTRAINTS_KEY` of
+# `optuna.study._constrained_optimization`), and where optuna-dashboard reads them to grey infeasible trials.
+CONSTRAINTS_KEY = "constraints"
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -85,6 +91,16 @@ def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_at
                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
     finally:
         session.close()
+
+
+def save_trial_note(study: optuna.Study, trial: optuna.trial.FrozenTrial, body: str) -> None:
+    """The dashboard note (Markdown) of a finished trial, the first thing its page shows; a
+    newer version of the note replaces it, as `optuna_dashboard.save_note` does."""
+    from optuna_dashboard._note import note_ver_key, save_note_with_version
+
+    storage = storage_of(study)
+    version = storage.get_study_system_attrs(study_id_of(study)).get(note_ver_key(trial_id_of(trial)), 0) + 1
+    save_note_with_version(storage, study_id_of(study), trial_id_of(trial), version, body)
 
 
 def attach_artifact(study: optuna.Study, trial: optuna.trial.FrozenTrial, store: Any, path: str) -> str:

@@ -69,12 +69,19 @@ def first_round(scores: Sequence[float], sizes: Sequence[float], k: int) -> list
     """`k` rows taken in turn from the order of the score and of the size, largest first (ties by
     row), so that the labels vary in both: the top by score alone would give the model little
     to learn the size's worth from."""
+    return list(first_round_reasons(scores, sizes, k))
+
+
+def first_round_reasons(scores: Sequence[float], sizes: Sequence[float], k: int) -> dict[int, str]:
+    """`first_round`'s rows in order, each with the order it was taken from: "score #2" is the
+    second by score, "size #1" the largest."""
     by_score = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     by_size = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
-    picks: list[int] = []
-    for pair in zip(by_score, by_size):
-        picks += [i for i in dict.fromkeys(pair) if i not in picks]
-    return picks[:k]
+    picks: dict[int, str] = {}
+    for rank, pair in enumerate(zip(by_score, by_size), start=1):
+        for i, order in zip(pair, ("score", "size")):
+            picks.setdefault(i, f"{order} #{rank}")
+    return dict(list(picks.items())[:k])
 
 
 def leave_one_out(X: np.ndarray, y: Sequence[float]) -> dict[str, float | None]:
@@ -103,7 +110,8 @@ def rounds_of(X: np.ndarray, scores: Sequence[float], sizes: Sequence[float], to
     for r, size in enumerate(round_sizes(total, rounds), start=1):
         said: dict[str, Any] = {}
         if r == 1:
-            picks = first_round(scores, sizes, size)
+            said["reasons"] = first_round_reasons(scores, sizes, size)
+            picks = list(said["reasons"])
         else:
             labels = [label(i) for i in chosen]
             mean, std = predict(fit(X[chosen], labels), X)

@@ -36,7 +36,7 @@ from hypernas.batched import EXECUTIONS, run_programs
 from hypernas.compile import Program
 from hypernas.config import SPLITS
 from hypernas.data import Dataset
-from hypernas.errors import GraphError, OptionError, warn
+from hypernas.errors import GraphError, OptionError, SpaceError, warn
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, predict_weights
@@ -67,11 +67,21 @@ class Score:
         return asdict(self)
 
 
+LEARNED = "learned"  # Scorer's default `space`: the one the hypernetwork learned, as its checkpoint records
+
+
 class Scorer:
-    """Batched, cached scoring of architectures by one trained hypernetwork."""
+    """Batched, cached scoring of architectures by one trained hypernetwork.
+
+    A graph outside the space the hypernetwork learned (another skeleton, say) is refused: by
+    default the space and options its checkpoint records (`load_hypernet` keeps them on the
+    model), or the `SpaceCheck` given; `space=None` scores any graph, for callers whose graphs
+    come from that very space (the search).
+
+    Usage: Scorer(load_hypernet("runs/a/hypernet.pt").model, data, samples=2).score(graphs)"""
 
     def __init__(self, ghn: GraphHyperNetwork, data: Dataset, samples: int = 1, seed: int = 0,
-                 batch: int = 64, device: str = "cpu", split: str = "val", space: "SpaceCheck | None" = None,
+                 batch: int = 64, device: str = "cpu", split: str = "val", space: "SpaceCheck | str | None" = LEARNED,
                  execution: str = "auto"):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise OptionError(f"samples must be an integer >= 1, got {samples!r}")
@@ -86,7 +96,7 @@ class Scorer:
         n = len(data.x_val)  # the train split is in random order (data.py): its first n are a random sample
         x, y = (data.x_val, data.y_val) if split == "val" else (data.x_train[:n], data.y_train[:n])
         self.x, self.y = x.to(device), y.to(device)
-        self.space = space  # where given, a graph outside the hypernetwork's space is refused
+        self.space = SpaceCheck.learned_by(ghn, data) if space == LEARNED else space
         self.cache: dict[str, Score] = {}
         self.hits = 0
 
@@ -96,12 +106,7 @@ class Scorer:
         of another space or other space options than it learned (`SpaceCheck`).
 
         Usage: Scorer.from_checkpoint("runs/a/hypernet.pt", data, samples=2).score(graphs)"""
-        hypernet = load_hypernet(path, data=data, device=kwargs.get("device", "cpu"))
-        ckpt = hypernet.checkpoint
-        if "space" not in kwargs:
-            space = recorded_space(ckpt["space"], None, f"checkpoint {path!r}")
-            kwargs["space"] = SpaceCheck(space, ckpt["space_options"], data.in_channels, data.num_classes)
-        return cls(hypernet.model, data, **kwargs)
+        return cls(load_hypernet(path, data=data, device=kwargs.get("device", "cpu")).model, data, **kwargs)
 
     def _noise(self, key: str, draw: int) -> torch.Tensor:
         if draw == 0:
@@ -182,6 +187,21 @@ class SpaceCheck:
         self.kinds: set = set()
         for _ in range(self.DRAWS):
             self.kinds |= {_kind(n) for n in space.build_info(RandomTrial(rng), in_channels, num_classes, **options)[1].nodes}
+
+    @classmethod
+    def learned_by(cls, ghn: GraphHyperNetwork, data: Dataset) -> SpaceCheck | None:
+        """The check of the space a loaded hypernetwork learned (None for one built in memory,
+        which records none). A user's space is code, and a recorded name never imports it."""
+        learned = getattr(ghn, "learned", None)
+        if learned is None:
+            return None
+        try:
+            space = recorded_space(learned["space"], None, "the hypernetwork")
+        except SpaceError:
+            raise SpaceError(f"the hypernetwork learned the space {learned['space']!r}, which is code: pass "
+                             "Scorer(..., space=SpaceCheck(get_space(...), options, in_channels, num_classes)), or "
+                             "space=None to score graphs of that space unchecked") from None
+        return cls(space, learned["space_options"], data.in_channels, data.num_classes)
 
     def check(self, info: GraphInfo) -> None:
         unknown = [n for n in info.nodes if _kind(n) not in self.kinds]

@@ -16,6 +16,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -41,7 +42,7 @@ from hypernas.score import Scorer
 from hypernas.spaces import Space, get_space
 from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
 from hypernas.study.storage import open_storage, study_lock, worker_slot
-from hypernas.study.sync import Mirror, Writer, shared_attrs
+from hypernas.study.sync import FINISHED, Mirror, Writer, shared_attrs
 
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
 
@@ -97,12 +98,13 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     space = get_space(cfg.space)
     options = space.resolve_options(cfg.space_options)
     make_sampler(cfg.sampler, cfg.seed, space, cfg.sampler_options)  # a bad sampler option fails now, not after training
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction)
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, layout=cfg.layout)
+    print(data.summary())  # what was read, before any training
     torch.manual_seed(cfg.seed)
     measurer = None
     if cfg.limits.active or "latency" in cfg.objectives:
         measurer = Measurer(cfg.limits, cfg.objectives, data.ndim, data.input_size, cfg.device)
-        check_meetable(cfg.limits, measurer, space, options, data.in_channels, data.num_classes)  # before any training
+        check_meetable(cfg.limits, measurer, space, options, data.in_channels, data.num_classes, progress)  # before training
     storage = open_storage(cfg.storage_url)
     record = study_record(cfg, space, options, data)
     scored = scored_record(find_study(storage, cfg.study))
@@ -110,7 +112,8 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     with study_lock(storage, cfg.study, "hypernet"):  # workers started together train it once
         hypernet = prepare_hypernet(cfg, space, options, data, scored.get("hypernet_sha256"))
     study = open_study(cfg, storage, record, hypernet)
-    scorer = Scorer(hypernet.model, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device, split=cfg.score_split)
+    scorer = Scorer(hypernet.model, data, samples=cfg.samples, seed=cfg.seed, device=cfg.device, split=cfg.score_split,
+                    space=None)  # its graphs come from the space, checked against the checkpoint above
     initial = None
     if cfg.warm_start and not study.get_trials(deepcopy=False):  # a resumed study has its start already
         from hypernas.initial_design import synflow_design
@@ -118,18 +121,18 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
         initial = synflow_design(space, options, data.in_channels, data.num_classes, data.input_size, cfg.warm_start,
                                  cfg.warm_pool, cfg.seed, progress=progress)
     timing = search_loop(cfg, study, space, options, data.in_channels, data.num_classes, scorer, progress, initial,
-                         measurer)
+                         measurer, prune_copies=True)
     study.set_user_attr("search_timing", {k: round(v, 3) for k, v in timing.items()})  # the last run's
     if cfg.limits.active:
         study.set_user_attr("infeasible_trials", sum(not t.user_attrs.get("feasible", True) for t in study.get_trials(
-            deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])))
-    final, tau = finalize(cfg, study, data, space, hypernet.model)
+            deepcopy=False, states=FINISHED)))
+    final, tau = finalize(cfg, study, data, space, hypernet.model, progress)
     return SearchResult(study, final, tau, timing)
 
 
 def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str, Any], in_channels: int,
                 num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None,
-                measurer: Measurer | None = None) -> dict[str, float]:
+                measurer: Measurer | None = None, prune_copies: bool = False) -> dict[str, float]:
     """Ask, build, deduplicate, score and tell until `study` holds `cfg.trials` completed trials
     (distinct architectures with `cfg.distinct`); returns seconds per phase. Several processes
     may run it on one study at once: together they reach the total exactly.
@@ -139,6 +142,9 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     `initial` holds parameters to try first (`hypernas.initial_design`), when the study is new.
     `measurer` (`hypernas.budget`) measures each new network against the search's limits, and
     its latency where an objective asks for it; without it the scorer's sizes are used.
+    `prune_copies` stores duplicates PRUNED (`hypernas.study.sync.stored`), so that the
+    dashboard's charts and "best trials" show each network once; the benchmarks replay this
+    loop with duplicates complete, as their per-trial figures count them.
 
     Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
     """
@@ -152,8 +158,9 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
         sampler = TimedSampler(make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
                                             cfg.limits.count))
-        steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
-        writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active)
+        with _optuna_quiet():  # the mirror is ours, not the user's: no "A new study created in memory" line
+            steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
+        writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active, prune_copies=prune_copies)
         mirror = Mirror(study, steer, writer)
         try:
             done = mirror.sync()
@@ -171,17 +178,29 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     return timing
 
 
-def _told(cfg: SearchConfig, s: Any, m: Measures | None) -> tuple[list[float], dict[str, Any]]:
+@contextlib.contextmanager
+def _optuna_quiet():
+    """Optuna's informational log lines held back for the block, its verbosity restored after."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _told(cfg: SearchConfig, s: Any, m: Measures | None, degenerate: bool) -> tuple[list[float], dict[str, Any]]:
     """What a new network's trial tells Optuna and records. One over a limit was not scored:
     its score is 0, the worst, so that every sampler steers away from it, and its constraint
-    values say by how much it missed (`hypernas.budget`)."""
+    values say by how much it missed (`hypernas.budget`). A degenerate network (cut off from
+    its input) is marked: it is never a finalist."""
     if m is not None and not m.feasible:
-        attrs = {"params": m.params, "flops": m.flops, **m.attrs}
+        attrs = {"params": m.params, "flops": m.flops, "degenerate": degenerate, **m.attrs}
         score = 0.0
     else:
         attrs = {"params": s.params, "flops": s.flops, "score": s.score, "score_std": s.score_std,
                  "accuracy": s.accuracy, "accuracy_std": s.accuracy_std, "loss": s.loss, "loss_std": s.loss_std,
-                 **(m.attrs if m is not None else {})}
+                 "degenerate": degenerate, **(m.attrs if m is not None else {})}
         score = s.score
     others = {"params": attrs["params"], "flops": attrs["flops"], "latency": attrs.get("latency_ms")}
     return [score] + [others[o] for o in cfg.objectives[1:]], attrs
@@ -240,7 +259,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                     continue
                 if key not in cache:  # the first trial with this network, in this batch or ever
                     m = measures.get(key)
-                    values, attrs = _told(cfg, fresh.get(key), m)
+                    values, attrs = _told(cfg, fresh.get(key), m, new[key].degenerate)
                     cache[key] = (values, trial.number, shared_attrs(attrs))
                     counted = attrs.get("feasible", True)
                     done, stale = done + (cfg.distinct and counted), 0 if counted else stale + 1

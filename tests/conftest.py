@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import networkx as nx
+import numpy as np
 import pytest
 
 from search_spaces import nb201
 
 GOOD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 DEAD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|none~0|none~1|none~2|"
+
+
+_BASE = np.random.default_rng(5).normal(size=(40, 2, 8, 8)).astype(np.float32)  # (N, C, H, W), channels first
+AS_GIVEN = {  # layout -> (the array in that layout, the channels-first array it means)
+    "ncl": (_BASE[:, :, 0, :], _BASE[:, :, 0, :]),
+    "nlc": (_BASE[:, :, 0, :].transpose(0, 2, 1), _BASE[:, :, 0, :]),
+    "nchw": (_BASE, _BASE),
+    "nhwc": (_BASE.transpose(0, 2, 3, 1), _BASE),
+    "nhw": (_BASE[:, 0], _BASE[:, :1]),
+}
 
 
 def small_nb201(text: str = GOOD_CELL, in_channels: int = 1, num_classes: int = 10) -> nx.DiGraph:
@@ -51,7 +64,9 @@ def fails_cleanly(argv: list, capsys, *expected: str) -> str:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert code == 1, (out, err)
-    lines = [line for line in err.splitlines() if not line.startswith("hypernas: warning: ")]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("hypernas: warning: ")
+             and not re.match(r"hypernas: .*: read [\d,]+ samples as ", line)  # what was read, said beside
+             and not re.match(r"[\w ]+: +\d+%\|", line)]  # a progress bar (tqdm) of the work before the error
     assert len(lines) == 1 and lines[0].startswith("hypernas: error: ") and "Traceback" not in err, err
     for text in expected:
         assert text in err, err

@@ -144,7 +144,16 @@ def test_architecture_beyond_the_hypernetwork_is_refused(files, tmp_path, capsys
     arch = tmp_path / "arch.json"
     arch.write_text(broken(files, "wide kernel") + "\n")
     fails_cleanly(["score", "--hypernet", files["hypernet"], "--archs", arch, "--dataset", files["data"]], capsys,
-                  "node 'conv0'", "kernel 9 is beyond this hypernetwork")
+                  "node 'conv0'", "'kernel': 9", "is not in space 'tiny_cnn'")  # outside the space it learned
+    from hypernas.data import load_dataset
+    from hypernas.errors import GraphError
+    from hypernas.ghn.checkpoint import load_hypernet
+    from hypernas.graph import from_json
+    from hypernas.score import Scorer
+
+    unchecked = Scorer(load_hypernet(files["hypernet"]).model, load_dataset(files["data"]), space=None)
+    with pytest.raises(GraphError, match="kernel 9 is beyond this hypernetwork"):  # and beyond what it can predict
+        unchecked.score([from_json(broken(files, "wide kernel"))])
 
 
 # ---- datasets ----------------------------------------------------------------------------------

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from benchmarks.core.stats import (Interval, kendall_tau, noise_ceiling, paired_bootstrap, ranking_metrics,
-                                   spearman_rho, truth_noise)
+from benchmarks.core.stats import (
+    Interval,
+    kendall_tau,
+    noise_ceiling,
+    paired_bootstrap,
+    ranking_metrics,
+    spearman_rho,
+    truth_noise,
+)
 
 
 def test_a_constant_side_ranks_nothing_rather_than_nan():

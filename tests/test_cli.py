@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GOOD_CELL
+from conftest import GOOD_CELL, fails_cleanly
 
 from hypernas.cli import main
 from hypernas.graph import from_json
@@ -72,9 +72,7 @@ def test_draw_writes_a_png(tmp_path):
     (["sample", "--space", "nb201", "--space-option", "cells"], "KEY=VALUE"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    fails_cleanly(argv, capsys, message)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
@@ -88,3 +86,30 @@ def test_console_script_runs():
     proc = subprocess.run([sys.executable, "-m", "hypernas.cli", "sample", "--space", "nb201", "-n", "1"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.startswith("|")
+
+
+def test_a_mistyped_flag_gets_a_did_you_mean(capsys):
+    for argv, suggested in ((["search", "--space", "nb201", "--tiral", "5"], "did you mean --trials?"),
+                            (["export", "--trail", "best", "--out", "x"], "did you mean --trial?")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and suggested in capsys.readouterr().err
+
+
+def test_search_help_is_grouped_and_every_generated_flag_is_in_its_group(capsys):
+    import dataclasses
+
+    from hypernas.cli import build_parser
+    from hypernas.config import SearchConfig
+    from hypernas.options import _walk
+
+    search = build_parser().subcommands["search"]
+    titles = {g.title: {o for a in g._group_actions for o in a.option_strings} for g in search._action_groups}
+    assert {"search", "limits", "final stage", "hypernetwork", "storage"} <= set(titles)
+    for path, f, _, group in _walk(SearchConfig):
+        if f.metadata.get("flag", True):
+            flag = "--" + "-".join(path).replace("_", "-")
+            assert group and flag in titles[group], (flag, group)
+    assert {"--max-params", "--max-flops", "--max-latency"} == titles["limits"]
+    assert "--fit-steps" in titles["hypernetwork"] and "--top-k" in titles["final stage"]
+    assert all(f.metadata.get("group") for f in dataclasses.fields(SearchConfig))  # declared once, on each field

@@ -143,12 +143,14 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
             note = page.locator("table").filter(has_text="true accuracy")
             expect(note).to_be_visible(timeout=WAIT_MS)
             header = [c.strip() for c in note.locator("th").all_inner_texts()]
-            assert header == ["rank", "trial", "architecture", "score ± std", "true accuracy", "params", "seconds"]
+            assert header == ["trial", "round", "picked for", "score ± std", "true accuracy", "params", "seconds",
+                              "architecture"]
             rows = note.locator("tbody tr")
             expect(rows).to_have_count(len(result.final), timeout=WAIT_MS)
             for k, row in enumerate(result.final):
                 cells = [c.strip() for c in rows.nth(k).locator("td").all_inner_texts()]
-                assert cells[2] == row["arch"] and cells[1] == str(row["trial"]), cells
+                assert cells[-1] == row["arch"] and cells[0] == str(row["trial"]), cells
+                assert cells[1:3] == [str(row["round"]), row["reason"]], cells
                 assert cells[3] == f"{row['score']:.4f} ± {row['score_std']:.4f}", cells
                 assert cells[4] == f"{row['trained_accuracy']:.4f}", cells
             expect(page.get_by_text(f"over these {len(result.final)}")).to_be_visible(timeout=WAIT_MS)
@@ -167,11 +169,18 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
                     timeout=WAIT_MS)
             expect(page.get_by_text(f"trained_accuracy {finalist.user_attrs['trained_accuracy']}", exact=True)
                    ).to_be_attached(timeout=WAIT_MS)
-            image = page.locator(f'img[src="{src}"]')
+            # What was trained comes first: the trial's note, above the attributes, with the drawing at full size.
+            trained = page.get_by_text(f"Trained: test accuracy {finalist.user_attrs['trained_accuracy']:.4f}")
+            expect(trained).to_be_visible(timeout=WAIT_MS)
+            attributes = page.get_by_text("User Attributes", exact=True)
+            assert trained.bounding_box()["y"] < attributes.bounding_box()["y"]
+            image = page.locator(f'img[src="{src}"]').first  # in the note, and as the artifact's thumbnail
             expect(image).to_be_visible(timeout=WAIT_MS)
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
                                    timeout=WAIT_MS)
             assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [width, height]
+            assert image.bounding_box()["width"] >= 600  # shown near its size, not as a 200-pixel thumbnail
+            assert image.bounding_box()["y"] < attributes.bounding_box()["y"]
             page.screenshot(path=str(shots["trial"]), full_page=True)
             page.screenshot(path=str(shots["trial_viewport"]))  # readable: the long `arch` makes the full page wide
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
+from conftest import AS_GIVEN
 
 from hypernas.data import load_dataset
 from hypernas.errors import DatasetError, UnknownNameError
@@ -102,3 +104,71 @@ def test_cifar10_refuses_pickles_that_run_code(tmp_path):
     (tmp_path / "test_batch").write_bytes(b"\x80\x04truncated")
     with pytest.raises(DatasetError, match="cannot read"):
         load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+# ---- layouts: each read as the user means, or refused naming the layouts that fit ----------------------------------
+
+def _standardised(x):
+    axes = (0,) + tuple(range(2, x.ndim))
+    return (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-8)
+
+
+@pytest.mark.parametrize("layout", list(AS_GIVEN))
+def test_each_layout_is_read_as_the_user_means(layout, tmp_path):
+    given, meant = AS_GIVEN[layout]
+    np.savez(tmp_path / "d.npz", x=given, y=np.arange(40) % 2, x_test=given[:4], y_test=np.arange(4) % 2)
+    d = load_dataset(str(tmp_path / "d.npz"), layout=layout)
+    assert d.layout == layout and d.x_train.shape[1:] == meant.shape[1:]
+    x, _ = d.train_and_val()
+    order = np.random.default_rng(0).permutation(40)  # the split's order (split_seed 0)
+    n_val = len(d.x_val)
+    expected = _standardised(meant)[np.concatenate([order[n_val:], order[:n_val]])]
+    assert np.allclose(x.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, read_as", [
+    ((2, 12), "ncl"), ((12, 2), "nlc"), ((1, 40), "ncl"), ((3, 8, 8), "nchw"), ((8, 8, 2), "nhwc"),
+    ((8, 8, 3), "nhwc"), ((1, 8, 8), "nchw"), ((40,), "ncl"),
+])
+def test_the_shape_settles_the_layout_where_a_small_channel_axis_says_it(shape, read_as, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, *shape)), y=np.arange(20) % 2)
+    assert load_dataset(str(tmp_path / "d.npz")).layout == read_as
+
+
+@pytest.mark.parametrize("shape, fits", [
+    ((8, 8), "ncl (8 channels of length 8), nlc (8 channels of length 8), nhw (1-channel 8×8 images)"),
+    ((100, 5), "ncl (100 channels of length 5), nlc (5 channels of length 100), nhw (1-channel 100×5 images)"),
+    ((4, 4, 4), "nchw (4-channel 4×4 images), nhwc (4-channel 4×4 images)"),
+])
+def test_a_shape_the_rule_cannot_settle_is_refused_naming_the_layouts_that_fit(shape, fits, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, *shape)), y=np.arange(20) % 2)
+    with pytest.raises(DatasetError, match=re.escape(f"fits {fits}; say which with --layout")):
+        load_dataset(str(tmp_path / "d.npz"))
+
+
+def test_a_layout_that_does_not_fit_the_array_or_contradicts_the_file_is_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 8, 8)), y=np.arange(20) % 2)
+    with pytest.raises(DatasetError, match="layout nchw needs x of 4 axes"):
+        load_dataset(str(tmp_path / "d.npz"), layout="nchw")
+    np.savez(tmp_path / "e.npz", x=np.zeros((20, 8, 8, 2)), y=np.arange(20) % 2, layout="channels_last")
+    assert load_dataset(str(tmp_path / "e.npz")).layout == "nhwc"  # the file's own word, in the older spelling
+    with pytest.raises(DatasetError, match="says layout nhwc.*--layout nchw"):
+        load_dataset(str(tmp_path / "e.npz"), layout="nchw")
+    with pytest.raises(DatasetError, match="digits is read as nchw"):
+        load_dataset("digits", layout="nhwc")
+
+
+def test_the_summary_says_what_was_read():
+    assert load_dataset("digits").summary() == ("digits: read 1,797 samples as 1-channel 8×8 images (layout nchw; "
+                                                "1,294 to train, 144 to validate, 359 to test), 10 classes, labels 0..9")
+
+
+# ---- labels ------------------------------------------------------------------------------------------------------
+
+
+def test_labels_with_gaps_become_classes_0_to_k_minus_1_with_the_map_recorded(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(60, 1, 12)), y=np.array([0, 2, 5] * 20))
+    with pytest.warns(UserWarning, match="labels 0, 2, 5 are not 0..2"):
+        d = load_dataset(str(tmp_path / "d.npz"))
+    assert d.num_classes == 3 and d.classes == (0, 2, 5) and set(d.y_train.tolist()) == {0, 1, 2}
+    assert "labels 0, 2, 5 as classes 0..2" in d.summary()

@@ -64,9 +64,21 @@ def test_the_first_round_takes_in_turn_from_the_score_and_the_size():
     assert first == [0, 39, 1] and said["fitted"] == first and min(second) >= 30
 
 
-def test_rounds_record_their_round_the_predictions_and_the_model_fit(tmp_path):
-    cfg = config(tmp_path)
-    result = run_search(cfg, progress=False)
+@pytest.fixture(scope="module")
+def rounded(tmp_path_factory):
+    """A search with two final rounds, and what it printed."""
+    import contextlib
+    import io
+
+    cfg = config(tmp_path_factory.mktemp("rounds"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        result = run_search(cfg, progress=False)
+    return cfg, result, out.getvalue(), err.getvalue()
+
+
+def test_rounds_record_their_round_the_predictions_and_the_model_fit(rounded):
+    cfg, result, *_ = rounded
     trained = finalists(cfg)
     assert len(trained) == 4 == len(result.final)
     assert sorted(a["final_round"] for a in trained.values()) == [1, 1, 2, 2]
@@ -76,7 +88,7 @@ def test_rounds_record_their_round_the_predictions_and_the_model_fit(tmp_path):
     # round 1 is the best by score and the largest, in turn; round 2 never repeats it
     study = load_study(cfg.storage_url, "f")
     pool = sorted((t for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
-                   if not t.user_attrs["duplicate"]), key=lambda t: t.number)
+                   if not t.user_attrs["duplicate"] and not t.user_attrs["degenerate"]), key=lambda t: t.number)
     best, largest = (max(pool, key=key) for key in (lambda t: (t.values[0], -t.number),
                                                     lambda t: (t.user_attrs["params"], -t.number)))
     assert best is not largest  # else this check would not see the size's turn
@@ -150,3 +162,103 @@ def test_train_init_from_a_hypernetwork_from_the_command_line(tmp_path, capsys):
 def test_bad_final_options(change, named, tmp_path):
     with pytest.raises(HypernasError, match=named):
         replace(config(tmp_path), **change)
+
+
+# ---- what is trained, and why; what `best` means ------------------------------------------------------------------
+
+
+CUT_SPACE = '''
+import networkx as nx
+
+
+def cut(trial, *, in_channels, num_classes):
+    """A conv, then an op that may cut the output off from the input."""
+    G = nx.DiGraph()
+    G.add_node("input", op="input", channels=in_channels)
+    G.add_node("c", op="conv", channels=trial.suggest_categorical("width", [2, 4, 8]), kernel=3)
+    G.add_node("m", op=trial.suggest_categorical("mid", ["relu", "zero"]))
+    G.add_node("p", op="global_pool")
+    G.add_node("l", op="linear", channels=num_classes)
+    G.add_node("out", op="output")
+    nx.add_path(G, ["input", "c", "m", "p", "l", "out"])
+    return G
+'''
+
+
+def test_degenerate_networks_are_marked_never_finalists_and_said_when_they_top_the_ranking(tmp_path, monkeypatch):
+    (tmp_path / "cut.py").write_text(CUT_SPACE)
+    from hypernas.score import Scorer
+
+    real = Scorer.score
+
+    def flattering(self, graphs, keys=None, progress=False):  # as a weakly trained hypernetwork can
+        return [replace(s, score=0.99) if s.degenerate else s for s in real(self, graphs, keys, progress)]
+
+    monkeypatch.setattr(Scorer, "score", flattering)
+    cfg = config(tmp_path, space=f"{tmp_path}/cut.py:cut", space_options={}, trials=16, top_k=2, final_rounds=1)
+    with pytest.warns(UserWarning, match=r"the best score .* belongs to a degenerate network .* undertrained"):
+        result = run_search(cfg, progress=False)
+    done = load_study(cfg.storage_url, cfg.study).get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert all(t.user_attrs["degenerate"] == (t.params["mid"] == "zero") for t in done)  # marked, duplicates too
+    assert any(t.user_attrs["degenerate"] for t in done) and any(t.values[0] == 0.99 for t in done)
+    assert len(result.final) == 2 and not any(finalists(cfg)[r["trial"]]["degenerate"] for r in result.final)
+
+
+def test_the_final_table_shows_each_picks_round_and_reason(rounded):
+    cfg, result, out, err = rounded
+    reasons = [(r["round"], r["reason"]) for r in result.final]
+    assert reasons[:2] == [(1, "score #1"), (1, "size #1")] and [r for r, _ in reasons[2:]] == [2, 2]
+    assert all(reason.startswith("predicted ") for _, reason in reasons[2:])  # the model's accuracy and its sd
+    for r in result.final:
+        assert finalists(cfg)[r["trial"]]["final_reason"] == r["reason"]
+        line = next(line for line in out.splitlines() if line.split()[:1] == [str(r["trial"])])
+        assert r["reason"] in line and line.rstrip().endswith(r["arch"])  # whole, as `hypernas train --arch` takes it
+    assert "\\|" not in out and "final training" not in err  # no escapes in the terminal; progress=False is quiet
+
+
+def test_best_is_the_best_trained_finalist_for_export_and_plot(rounded, tmp_path, capsys):
+    import json
+    import shutil
+
+    from hypernas.cli import main
+    from hypernas.finals import best_trial
+    from hypernas.optuna_private import annotate_trial
+
+    cfg, result, *_ = rounded
+    shutil.copytree(cfg.runs, tmp_path / "copy")
+    copy = replace(cfg, runs=str(tmp_path / "copy"))
+    study = load_study(copy.storage_url, cfg.study)
+    by_score = [r["trial"] for r in sorted(result.final, key=lambda r: -r["score"])]
+    worst_scored = next(t for t in study.trials if t.number == by_score[-1])
+    annotate_trial(study, worst_scored, user_attrs={"trained_accuracy": 0.999})  # trained best, scored worst
+    assert best_trial(load_study(copy.storage_url, cfg.study)).number == by_score[-1]
+    assert main(["export", "--runs", copy.runs, "--study", cfg.study, "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "meta.json").read_text())["trial"] == by_score[-1]
+    assert main(["plot", "arch", "--runs", copy.runs, "--study", cfg.study, "--out", str(tmp_path / "a.png")]) == 0
+    assert f"trial {by_score[-1]}" in capsys.readouterr().out  # says which trial it drew, and why
+
+
+def test_the_ranking_plot_has_error_bars_marks_rounds_and_prints_no_nan(rounded, monkeypatch, tmp_path):
+    import shutil
+
+    from matplotlib.container import ErrorbarContainer
+
+    from hypernas import plots
+    from hypernas.optuna_private import annotate_trial
+
+    cfg, *_ = rounded
+    shutil.copytree(cfg.runs, tmp_path / "copy")
+    cfg = replace(cfg, runs=str(tmp_path / "copy"))  # its own copy to spoil
+    kept = []
+    monkeypatch.setattr(plots, "save_figure", lambda plt, fig, path: kept.append(fig))
+    study = load_study(cfg.storage_url, cfg.study)
+    plots.plot_study(study, "ranking", "unused.png")
+    ax = kept[-1].axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2 and {t.get_text() for t in ax.get_legend().get_texts()} == {"round 1", "round 2"}
+    assert all(c.has_xerr and c.has_yerr for c in bars)
+    for t in study.trials:  # every trained accuracy alike: tau is undefined
+        if "trained_accuracy" in t.user_attrs:
+            annotate_trial(study, t, user_attrs={"trained_accuracy": 0.5})
+    plots.plot_study(load_study(cfg.storage_url, cfg.study), "ranking", "unused.png")
+    assert "nan" not in kept[-1].axes[0].get_title() and "n/a" in kept[-1].axes[0].get_title()

@@ -276,7 +276,6 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_virtual_edges_are_the_pairs_two_to_s_max_hops_apart():
     import networkx as nx
-    import numpy as np
     from scipy.sparse import csr_matrix
 
     from hypernas.ghn.encode import _virtual_edges

@@ -80,3 +80,17 @@ def test_the_history_fitted_tpe_proposes_exactly_what_tpe_does(options, directio
 
     assert proposals(optuna_private.HistoryTPESampler(seed=4, **options)) == \
         proposals(optuna.samplers.TPESampler(seed=4, **options))
+def test_a_finished_trial_takes_a_dashboard_note(study):
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    trial = study.trials[0]
+    for body in ("first", "**trained** 0.9"):  # a newer version replaces the note
+        optuna_private.save_trial_note(study, trial, body)
+    attrs = optuna_private.storage_of(study).get_study_system_attrs(optuna_private.study_id_of(study))
+    assert get_note_from_system_attrs(attrs, optuna_private.trial_id_of(trial))["body"] == "**trained** 0.9"
+
+
+def test_the_constraints_key_is_optunas():
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    assert optuna_private.CONSTRAINTS_KEY == _CONSTRAINTS_KEY

@@ -40,7 +40,8 @@ def config(tmp_path, hypernet, **kw) -> SearchConfig:
 
 
 def completed(study):
-    return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    """Every trial the search finished: scored ones COMPLETE, their duplicates PRUNED (`hypernas.study.sync`)."""
+    return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED])
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,8 @@ def test_duplicates_get_the_cached_score_and_point_to_the_first(finished):
     for t in duplicates:
         first = by_number[t.user_attrs["duplicate_of"]]
         assert first.number < t.number and first.user_attrs["hash"] == t.user_attrs["hash"]
-        assert t.values == first.values
+        assert t.values == first.values and t.system_attrs["hypernas:told"] == first.values
+        assert (t.state, first.state) == (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE)
     fresh_hashes = [t.user_attrs["hash"] for t in trials if "duplicate_of" not in t.user_attrs]
     assert len(fresh_hashes) == len(set(fresh_hashes))
 
@@ -122,8 +124,8 @@ def test_resume_keeps_every_trial_and_redoes_nothing(tmp_path, hypernet, monkeyp
     run_search(cfg, progress=False)
     after = completed(load_study(cfg.storage_url, "t"))
     assert len(after) == 48 and [t.number for t in after] == list(range(48))
-    def record(t):  # final training adds trained_* attributes; everything else is unchanged
-        return t.number, t.values, {k: v for k, v in t.user_attrs.items() if not k.startswith("trained_")}
+    def record(t):  # final training adds trained_* and final_* attributes; everything else is unchanged
+        return t.number, t.values, {k: v for k, v in t.user_attrs.items() if not k.startswith(("trained_", "final_"))}
 
     assert [record(t) for t in after[:32]] == [record(t) for t in first]
     assert len(scored) <= 16  # only the missing batch was scored
@@ -139,11 +141,52 @@ def test_multi_objective_search_keeps_a_pareto_front_and_plots_it(tmp_path, hype
     result = run_search(cfg, progress=False)
     study = load_study(cfg.storage_url, "mo")
     assert study.metric_names == ["score", "params"] and len(study.best_trials) >= 1
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    shown = get_pareto_front_trials(study.trials, study.directions)  # the dashboard's "Best Trials"
+    assert len({t.user_attrs["hash"] for t in shown}) == len(shown)  # each network once
     front = {t.number for t in study.best_trials}
     assert all(r["trial"] in front for r in result.final)
     out = tmp_path / "pareto.png"
     assert main(["plot", "pareto", "--storage", cfg.storage_url, "--study", "mo", "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+SMALL_SPACE = '''
+import networkx as nx
+
+
+def small(trial, *, in_channels, num_classes):
+    """Four networks: a conv of two widths and two kernels."""
+    G = nx.DiGraph()
+    G.add_node("input", op="input", channels=in_channels)
+    G.add_node("c", op="conv", channels=trial.suggest_categorical("width", [2, 8]),
+               kernel=trial.suggest_categorical("kernel", [1, 3]))
+    G.add_node("p", op="global_pool")
+    G.add_node("l", op="linear", channels=num_classes)
+    G.add_node("out", op="output")
+    nx.add_path(G, ["input", "c", "p", "l", "out"])
+    return G
+'''
+
+
+def test_the_dashboards_best_trials_show_each_network_once(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    real = Scorer.score
+    monkeypatch.setattr(Scorer, "score", lambda self, graphs, keys=None, progress=False: [  # all four on the front
+        replace(s, score=s.params / 1000) for s in real(self, graphs, keys, progress)])
+    (tmp_path / "small.py").write_text(SMALL_SPACE)
+    cfg = SearchConfig(space=f"{tmp_path}/small.py:small", objectives=("score", "params"), study="few", trials=12,
+                       trial_batch=6, runs=str(tmp_path), fit=TINY_FIT, top_k=0, samples=1)
+    run_search(cfg, progress=False)
+    study = load_study(cfg.storage_url, "few")
+    shown = get_pareto_front_trials(study.trials, study.directions)  # what the dashboard lists as "Best Trials"
+    assert shown and len({t.user_attrs["hash"] for t in shown}) == len(shown)  # each network once,
+    assert any(t.user_attrs.get("duplicate_of") in {f.number for f in shown} for t in study.trials)  # though repeated
+    assert len(completed(study)) == 12  # and every trial kept: copies are PRUNED, with the score they copy
 
 
 @pytest.mark.parametrize("kind", ["history", "ranking", "arch"])
@@ -318,3 +361,61 @@ def test_a_worker_that_loses_the_race_to_create_the_tables_retries(monkeypatch):
     with pytest.raises(sqlalchemy.exc.OperationalError):
         study_module._rdb_storage("postgresql://h/db")
     assert len(calls) == 1
+
+
+def test_export_after_a_move_finds_the_hypernetwork_by_runs_or_hypernet(finished, tmp_path, capsys):
+    import json
+    import shutil
+
+    cfg, _ = finished
+    moved = tmp_path / "moved"
+    shutil.copytree(cfg.runs, moved)
+    shutil.copy(cfg.hypernet, moved / "t" / "hypernet.pt")  # the run directory, with its hypernetwork, moved
+    study = load_study(cfg.storage_url, "t")
+    untrained = next(t.number for t in completed(study) if "trained_accuracy" not in t.user_attrs
+                     and "duplicate_of" not in t.user_attrs)
+    elsewhere = tmp_path / "gone.pt"
+    shutil.move(cfg.hypernet, elsewhere)  # the recorded path no longer leads to it
+    try:
+        assert main(["export", "--runs", str(moved), "--study", "t", "--trial", str(untrained), "--out",
+                     str(tmp_path / "a")]) == 0
+        assert json.loads((tmp_path / "a" / "meta.json").read_text())["weights"] == "predicted"
+        assert main(["export", "--storage", cfg.storage_url, "--study", "t", "--trial", str(untrained),
+                     "--hypernet", str(elsewhere), "--out", str(tmp_path / "b")]) == 0
+        capsys.readouterr()
+        assert main(["export", "--storage", cfg.storage_url, "--study", "t", "--trial", str(untrained),
+                     "--out", str(tmp_path / "c")]) == 1
+        assert "--hypernet" in capsys.readouterr().err  # says how to point at it
+    finally:
+        shutil.move(elsewhere, cfg.hypernet)
+
+
+def test_an_exported_model_looks_like_a_torch_model_and_exports_to_onnx(finished, tmp_path, mnist1d):
+    cfg, result = finished
+    meta = export_trial(cfg.storage_url, "t", result.final[0]["trial"], str(tmp_path / "a"))
+    model = hypernas.load(str(tmp_path / "a"))
+    shown = repr(model)
+    assert "_NodeParams" not in shown and "conv(" in shown and "global_pool" in shown  # its layers, by op
+    x = mnist1d.x_val[:4]
+    traced = torch.jit.trace(model, x, check_trace=False)  # the supported paths: tracing and torch.export
+    assert torch.allclose(traced(x), model(x), atol=1e-5)
+    assert "torch.jit.trace" in hypernas.load.__doc__ and "torch.export" in hypernas.load.__doc__
+    onnx = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    assert meta["onnx"] == "model.onnx"
+    session = onnx.InferenceSession(str(tmp_path / "a" / "model.onnx"))
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(out - model(x).detach().numpy()).max() < 1e-4
+
+
+def test_create_model_follows_the_data(mnist1d):
+    from conftest import GOOD_CELL
+
+    from hypernas.data import load_dataset
+
+    digits = load_dataset("digits")
+    model = hypernas.create_model("nb201", GOOD_CELL, data=digits, channels=2, cells=1)
+    assert model.ndim == 2 and model(digits.x_val[:2]).shape == (2, 10)
+    assert hypernas.create_model("nb201", GOOD_CELL, data=mnist1d, channels=2, cells=1).ndim == 1
+    with pytest.raises(HypernasError, match="ndim"):
+        hypernas.create_model("nb201", GOOD_CELL, 1, 10, channels=2, cells=1)  # no data, no ndim: no guess

@@ -27,6 +27,7 @@ if not PG:
     pytest.skip("no PostgreSQL server: set HYPERNAS_TEST_POSTGRES", allow_module_level=True)
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
+FINISHED = (COMPLETE, optuna.trial.TrialState.PRUNED)  # scored trials, and their stored copies
 
 
 def worker(tmp_path, study: str, trials: int, log: str, *extra: str) -> subprocess.Popen:
@@ -42,7 +43,7 @@ def completed(study: str) -> int:
         s = load_study(PG, study)
     except Exception:  # not created yet
         return 0
-    return s._storage.get_n_trials(s._study_id, state=COMPLETE)
+    return sum(s._storage.get_n_trials(s._study_id, state=state) for state in FINISHED)
 
 
 @pytest.mark.parametrize("distinct", [False, True], ids=["trials", "distinct"])
@@ -67,7 +68,7 @@ def test_three_workers_one_killed_reach_the_total_exactly(tmp_path, distinct):
     trials = s.get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
     assert sorted(numbers) == list(range(len(trials)))  # no duplicate or missing numbers
-    done = [t for t in trials if t.state == COMPLETE]
+    done = [t for t in trials if t.state in FINISHED]
     first = [t for t in done if "duplicate_of" not in t.user_attrs]
     if distinct:  # exactly `total` distinct architectures, each counted once
         assert len(first) == total == len({t.user_attrs["hash"] for t in done})

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import statistics
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 

@@ -31,10 +31,10 @@ from functools import partial
 import numpy as np
 import torch
 
-from hypernas import recalibrate
 from benchmarks import finals
 from benchmarks.core.stats import kendall_tau
 from benchmarks.core.truths import TRUTHS, load
+from hypernas import recalibrate
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from hypernas.ops import RunContext
 from search_spaces import nb201
 
 
-
 def score(info, w0, K, lr, data, nd):
     x, y = data.x_train, data.y_train
     w = {k: v.detach().clone().requires_grad_() for k, v in w0.items()}

@@ -27,6 +27,7 @@ from hypernas.data import MNIST1D_VARIANTS, load_dataset
 from hypernas.spaces import get_space
 from hypernas.train import train
 
+
 def main() -> None:
     torch.set_num_threads(1)
     space = get_space("macro")

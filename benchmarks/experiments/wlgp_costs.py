@@ -22,6 +22,7 @@ from benchmarks.cifar10_table import load_cifar10_table
 from hypernas.samplers import wlgp
 from hypernas.spaces import get_space
 
+
 def main() -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -128,6 +128,7 @@ def load_hypernet(path: str, data=None, device: str = "cpu") -> Hypernet:
     except (TypeError, ValueError, RuntimeError, KeyError, HypernasError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # torch's are multi-line
         raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {detail[:300]}") from None
+    ghn.learned = {"space": ckpt["space"], "space_options": ckpt["space_options"]}  # what its scorer checks graphs by
     return Hypernet(ghn.to(device).eval(), ckpt, path, digest)
 
 

@@ -9,7 +9,6 @@ what changed, so one study never mixes results of different setups. Each trial r
 Usage:
     study = open_study(cfg, storage, study_record(cfg, space, options, data), hypernet)
     G = trial_graph(study, trial, space)
-    trial = pick_trial(study, "best")
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import networkx as nx
 import optuna
 
 from hypernas.config import OBJECTIVES, SearchConfig
-from hypernas.errors import HypernasError, OptionError, StorageError
+from hypernas.errors import StorageError
 from hypernas.graph import from_json
 from hypernas.spaces import Space, recorded_space
 from hypernas.study.storage import redact
@@ -57,7 +56,8 @@ def find_study(storage: Any, name: str) -> optuna.Study | None:
 def scored_record(study: optuna.Study | None) -> dict[str, Any]:
     """The record a study's trials were scored under: empty while it has no finished trial,
     since nothing can be mixed before the first."""
-    if study is None or not study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # over a limit, or a copy: PRUNED
+    if study is None or not study.get_trials(deepcopy=False, states=finished):
         return {}
     return dict(study.user_attrs)
 
@@ -120,20 +120,3 @@ def trial_graph(study: optuna.Study, trial: optuna.trial.FrozenTrial, space: Spa
     attrs = study.user_attrs
     space = study_space(study, space)
     return space.from_text(arch, attrs["in_channels"], attrs["num_classes"], **attrs["space_options"])
-
-
-def pick_trial(study: optuna.Study, which: str | int) -> optuna.trial.FrozenTrial:
-    """`best` (highest score; on a Pareto front, its highest-scoring member) or a trial number."""
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    if not complete:
-        raise HypernasError(f"study {study.study_name!r} has no completed trials")
-    if str(which) == "best":
-        return max(complete, key=lambda t: (t.values[0], -t.number))
-    try:
-        number = int(which)
-    except ValueError:
-        raise OptionError(f"--trial must be 'best' or a trial number, got {which!r}") from None
-    for t in complete:
-        if t.number == number:
-            return t
-    raise HypernasError(f"study {study.study_name!r} has no completed trial {number}")

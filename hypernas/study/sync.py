@@ -6,6 +6,13 @@ through Optuna costs about 10 ms per trial (a query per parameter and attribute)
 loses at most the batches in flight. Before each batch the mirror takes in the trials other
 workers finished, so the sampler and the duplicate cache see the whole study.
 
+The storage holds what the dashboard and Optuna's charts show, so a trial without a result of
+its own is stored PRUNED, Optuna's state for a trial that was stopped, which its charts and
+its "best trials" leave out: a trial over a limit (never scored: it has no values, and
+Optuna's `constraints` mark it infeasible) and, with `prune_copies`, a duplicate (it keeps the
+score it copies). What the sampler was told stays on the stored trial (`TOLD`), so a resume or
+another worker tells the sampler the same (`steered`).
+
 Usage:
     writer = Writer(study, total=1000, distinct=False)
     mirror = Mirror(study, steer, writer)
@@ -22,10 +29,14 @@ import time
 import optuna
 
 from hypernas.errors import StorageError
-from hypernas.optuna_private import storage_of, study_id_of
+from hypernas.optuna_private import CONSTRAINTS_KEY, storage_of, study_id_of, trial_id_of
 from hypernas.study.storage import study_lock
 
-SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_measured")  # a duplicate copies these
+TOLD = "hypernas:told"  # a stored PRUNED trial's system attribute: the values the sampler was told
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # what a search stores, and counts
+
+SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_spread_ms", "latency_measured",
+          "degenerate")  # a duplicate copies these
 
 
 def shared_attrs(attrs: dict) -> dict:
@@ -33,20 +44,47 @@ def shared_attrs(attrs: dict) -> dict:
     return {k: attrs[k] for k in SHARED if k in attrs}
 
 
+def stored(t: optuna.trial.FrozenTrial, prune_copies: bool = False) -> optuna.trial.FrozenTrial:
+    """The form a finished trial is stored in: PRUNED where it has no result of its own (over a
+    limit, or with `prune_copies` a duplicate), with what the sampler was told kept in `TOLD`."""
+    infeasible = not t.user_attrs.get("feasible", True)
+    if t.state != optuna.trial.TrialState.COMPLETE or not (infeasible or (prune_copies and "duplicate_of" in t.user_attrs)):
+        return t
+    system = {**t.system_attrs, TOLD: list(t.values)}
+    if "constraints" in t.user_attrs:  # where the sampler kept none: the dashboard reads Optuna's key
+        system[CONSTRAINTS_KEY] = t.user_attrs["constraints"]
+    return optuna.trial.FrozenTrial(
+        number=t.number, state=optuna.trial.TrialState.PRUNED, value=None, values=None if infeasible else t.values,
+        datetime_start=t.datetime_start, datetime_complete=t.datetime_complete, params=t.params,
+        distributions=t.distributions, user_attrs=t.user_attrs, system_attrs=system,
+        intermediate_values=t.intermediate_values, trial_id=trial_id_of(t))
+
+
+def steered(t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """A stored trial as the sampler was told it: `stored` undone."""
+    if t.state != optuna.trial.TrialState.PRUNED or TOLD not in t.system_attrs:
+        return t
+    return optuna.trial.FrozenTrial(
+        number=t.number, state=optuna.trial.TrialState.COMPLETE, value=None, values=t.system_attrs[TOLD],
+        datetime_start=t.datetime_start, datetime_complete=t.datetime_complete, params=t.params,
+        distributions=t.distributions, user_attrs=t.user_attrs, system_attrs=t.system_attrs,
+        intermediate_values=t.intermediate_values, trial_id=trial_id_of(t))
+
+
 def counts(t: optuna.trial.FrozenTrial, distinct: bool) -> bool:
-    """Whether a finished trial counts toward `trials`: every completed one within the limits,
-    or only the first of each such architecture with `distinct`."""
-    return (t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible", True)
+    """Whether a finished trial counts toward `trials`: every one within the limits (a stored
+    duplicate too), or only the first of each such architecture with `distinct`."""
+    return (t.state in FINISHED and t.user_attrs.get("feasible", True)
             and not (distinct and "duplicate_of" in t.user_attrs))
 
 
 def count_done(study: optuna.Study, distinct: bool, limited: bool = False) -> int:
     """How many of the study's trials count toward its total (`limited`: a study with limits,
     whose infeasible trials do not count)."""
-    if not distinct and not limited:  # one count query
-        return storage_of(study).get_n_trials(study_id_of(study), state=optuna.trial.TrialState.COMPLETE)
+    if not distinct and not limited:  # a count query per state
+        return sum(storage_of(study).get_n_trials(study_id_of(study), state=state) for state in FINISHED)
     if not distinct:
-        return sum(counts(t, False) for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+        return sum(counts(t, False) for t in study.get_trials(deepcopy=False, states=FINISHED))
     return len(first_of_each(study))
 
 
@@ -70,8 +108,10 @@ class Writer:
     mirror's numbering until then and mapped here.
     """
 
-    def __init__(self, study: optuna.Study, total: int, distinct: bool, limited: bool = False):
+    def __init__(self, study: optuna.Study, total: int, distinct: bool, limited: bool = False,
+                 prune_copies: bool = False):
         self.study, self.total, self.distinct, self.limited = study, total, distinct, limited
+        self.prune_copies = prune_copies  # duplicates stored PRUNED (`stored`)
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: Exception | None = None
         self.full = False
@@ -101,8 +141,8 @@ class Writer:
             # With `distinct`, what counts is distinct architectures in the storage, read under
             # the lock: another worker may have scored this batch's new architecture meanwhile,
             # and then this trial is stored as a duplicate of that worker's.
-            stored = first_of_each(self.study) if self.distinct else {}
-            room = self.total - (len(stored) if self.distinct else count_done(self.study, False, self.limited))
+            known = first_of_each(self.study) if self.distinct else {}
+            room = self.total - (len(known) if self.distinct else count_done(self.study, False, self.limited))
             keep, elsewhere = [], {}
             kept = set()
             for t in batch:  # in order; failed trials ride along with the counted ones
@@ -110,8 +150,8 @@ class Writer:
                 if target is not None and target not in self.numbers and target not in kept:
                     continue  # a duplicate of a trial that was never stored (dropped at the total)
                 if counts(t, self.distinct):
-                    if t.user_attrs.get("hash") in stored:
-                        elsewhere[t.number] = stored[t.user_attrs["hash"]]
+                    if t.user_attrs.get("hash") in known:
+                        elsewhere[t.number] = known[t.user_attrs["hash"]]
                     else:
                         if room <= 0:
                             break
@@ -124,7 +164,7 @@ class Writer:
                     self.numbers[t.number] = first + i
             for number, other in elsewhere.items():  # this worker's later duplicates of it point there too
                 self.redirect[self.numbers[number]] = other
-            self.study.add_trials([self._resolved(t, elsewhere.get(t.number)) for t in keep])
+            self.study.add_trials([stored(self._resolved(t, elsewhere.get(t.number)), self.prune_copies) for t in keep])
             self.full = room <= 0
 
     def _resolved(self, t: optuna.trial.FrozenTrial, duplicate_of: int | None) -> optuna.trial.FrozenTrial:
@@ -186,8 +226,8 @@ class Mirror:
             return 0
         trials = self.study.get_trials(deepcopy=False)
         self.known = len(trials)
-        stored = self.writer.stored()  # read after the trials: a batch written meanwhile is known by now
-        new = [t for t in trials if t.state.is_finished() and t.number not in stored]
+        mine = self.writer.stored()  # read after the trials: a batch written meanwhile is known by now
+        new = [steered(t) for t in trials if t.state.is_finished() and t.number not in mine]
         self.steer.add_trials(new)
         mirrored = self.steer.get_trials(deepcopy=False)[-len(new):] if new else []
         with self.writer.lock:
