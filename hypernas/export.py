@@ -21,7 +21,7 @@ import os
 import torch
 
 from hypernas.compile import GraphModule, compile_graph
-from hypernas.errors import CheckpointError, HypernasError, warn
+from hypernas.errors import CheckpointError, HypernasError, first_line, warn
 from hypernas.files import save_file, save_text
 from hypernas.graph import from_json, to_json, validate
 from hypernas.spaces import Space
@@ -68,7 +68,7 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, 
     except CheckpointError:
         raise
     except Exception as err:  # torch.export is best effort; the graph and weights always load
-        meta["pt2_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        meta["pt2_error"] = first_line(err)
     save_text(json.dumps(meta, indent=1), os.path.join(out_dir, "meta.json"), CheckpointError)
     return meta
 

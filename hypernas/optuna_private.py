@@ -26,7 +26,7 @@ from typing import Any
 
 import optuna
 
-from hypernas.errors import StorageError
+from hypernas.errors import StorageError, first_line
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -76,8 +76,7 @@ def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_at
         session.commit()
     except Exception as err:  # a full disk, a locked or read-only database: one line, nothing half-written
         session.rollback()
-        raise StorageError(f"cannot write to study {study.study_name!r}: {type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise StorageError(f"cannot write to study {study.study_name!r}: {first_line(err)}") from None
     finally:
         session.close()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hypernas.errors import CheckpointError, HypernasError, warn
+from hypernas.errors import CheckpointError, HypernasError, first_line, warn
 from hypernas.files import save_file
 
 FORMAT = "hypernas-hypernet"
@@ -64,7 +64,7 @@ def _read(path: str) -> tuple[dict, str]:
         raise CheckpointError(f"cannot read checkpoint {path!r}: it is corrupt or truncated, or not a checkpoint "
                               "(not a file of plain tensors)") from None
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {_first_line(err)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {first_line(err)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a hypernas hypernetwork checkpoint")
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(ckpt.get(key), kind)]
@@ -73,10 +73,6 @@ def _read(path: str) -> tuple[dict, str]:
         raise CheckpointError(f"checkpoint {path!r} is damaged or from another version of hypernas: "
                               f"missing or malformed {', '.join(wrong)}")
     return ckpt, hashlib.sha256(raw).hexdigest()[:16]
-
-
-def _first_line(err: Exception) -> str:
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def check_data(ckpt: dict, data, path: str) -> None:

@@ -23,7 +23,7 @@ import networkx as nx
 import optuna
 
 from hypernas.config import OBJECTIVES, SearchConfig
-from hypernas.errors import HypernasError, OptionError, StorageError
+from hypernas.errors import HypernasError, OptionError, StorageError, first_line
 from hypernas.graph import from_json
 from hypernas.spaces import Space, recorded_space
 from hypernas.study.storage import redact
@@ -84,8 +84,7 @@ def open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet
     except Exception as err:  # the database refused: full disk, read-only, locked, corrupt
         if type(err).__module__.split(".")[0] not in ("sqlalchemy", "optuna", "sqlite3", "psycopg"):
             raise
-        raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {first_line(err)}") from None
 
 
 def _open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet: Any,

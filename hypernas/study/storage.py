@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 
-from hypernas.errors import StorageError
+from hypernas.errors import StorageError, first_line
 from hypernas.optuna_private import rdb_of
 
 # Query parameters and libpq keywords that carry a secret: password, sslpassword, passfile, ...
@@ -67,7 +67,7 @@ def open_storage(url: str, read_only: bool = False) -> optuna.storages.RDBStorag
     try:
         storage = _rdb_storage(url, read_only=read_only, engine_kwargs=engine_kwargs)
     except Exception as err:
-        raise StorageError(mask_secrets(f"cannot open storage {redact(url)}: {_first_line(err)}", url)) from None
+        raise StorageError(mask_secrets(f"cannot open storage {redact(url)}: {first_line(err)}", url)) from None
     if storage.engine.name == "sqlite":
 
         @sqlalchemy.event.listens_for(storage.engine, "connect")
@@ -79,10 +79,6 @@ def open_storage(url: str, read_only: bool = False) -> optuna.storages.RDBStorag
 
         storage.engine.dispose()
     return storage
-
-
-def _first_line(err: Exception) -> str:
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def _read_only_sqlite(path: str, url: str) -> optuna.storages.RDBStorage:
@@ -106,7 +102,7 @@ def _read_only_sqlite(path: str, url: str) -> optuna.storages.RDBStorage:
             return _rdb_storage(f"sqlite:///{uri}&uri=true", read_only=True)
         except Exception as err:
             last = err
-    raise StorageError(mask_secrets(f"cannot read study database {path}: {_first_line(last)}", url))
+    raise StorageError(mask_secrets(f"cannot read study database {path}: {first_line(last)}", url))
 
 
 def _rdb_storage(url: str, attempts: int = 5, read_only: bool = False,
