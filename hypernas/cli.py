@@ -40,6 +40,7 @@ from hypernas.options import add_flags, build, flag_of, given_flags, read_mappin
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 DATA_OPTIONS = ("dataset", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
+PROGRESS_DRAWS = 64  # `score` shows a progress bar beyond this many draws (architectures times --samples)
 
 
 def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -204,6 +205,7 @@ def score(args: argparse.Namespace) -> None:
     from hypernas.score import Scorer
     from hypernas.spaces import recorded_space
 
+    read_mapping(SearchConfig, {"samples": args.samples}, "command line", flag_of)  # bounded as the search's
     hypernet = load_hypernet(args.hypernet, device=args.device)
     ckpt = hypernet.checkpoint
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
@@ -220,7 +222,8 @@ def score(args: argparse.Namespace) -> None:
         except HypernasError as err:
             raise HypernasError(f"{args.archs} line {number}: {err}") from None
         texts.append(line.strip())
-    for text, result in zip(texts, scorer.score(graphs, progress=not args.json and len(graphs) > 64)):
+    long = len(graphs) * args.samples > PROGRESS_DRAWS
+    for text, result in zip(texts, scorer.score(graphs, progress=not args.json and long)):
         if args.json:
             print(json.dumps({"arch": text, **result.to_dict()}))
         else:

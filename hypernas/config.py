@@ -2,7 +2,8 @@
 
 The command line derives its flags from these fields and a study config (TOML) uses the
 same names (`hypernas.options`): `top_k = 5` in TOML is `--top-k 5`, and the table `[fit]`
-holds hypernetwork training, `--fit-steps` on `hypernas search`. Nothing here imports torch.
+holds hypernetwork training, `--fit-steps` on `hypernas search`. Importing this module imports no
+torch (a `SearchConfig` asks torch whether its device exists only when it is made).
 
 - `TrainConfig`: normal training of one architecture (the reference protocol).
 - `HyperConfig`: the hypernetwork's own shape; `FitConfig` embeds it with its training.
@@ -27,6 +28,7 @@ OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize", "l
 SPLITS = ("val", "train")  # what a score is computed on (`hypernas.score` says when each helps)
 VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 MAX_SEED = 2**32 - 1  # numpy's and the samplers' seeds stop there
+MAX_SAMPLES = 1000  # draws per score: beyond, one architecture takes minutes for a std it does not need
 
 
 LAYERS = ("mp", "transformer")  # the hypernetwork's layer kinds (`hypernas.ghn.model` binds each to its class)
@@ -134,7 +136,7 @@ class SearchConfig:
     max_latency: float | None = option(None, "limit: at most this many milliseconds per batch-1 forward pass on "
                                              "--device (median of repeats after a warm-up)", above=0)
     trial_batch: int = option(64, "trials asked and scored together", low=1)
-    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=1000)
+    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=MAX_SAMPLES)
     score_split: str = option("val", "score on the validation slice, or on as many samples of the hypernetwork's "
                                      "training split (it ranked better on MNIST-1D, worse on digits)", choices=SPLITS)
     hypernet: str | None = option(None, "a trained hypernetwork checkpoint; without it one is trained first")
@@ -164,9 +166,11 @@ class SearchConfig:
             raise OptionError("final_rounds serves one objective: with several the finalists spread along the front")
         if self.warm_start > self.warm_pool:
             raise OptionError(f"warm_start {self.warm_start} is more than the pool it is drawn from ({self.warm_pool})")
+        from hypernas.device import check_device
         from hypernas.samplers import check_objectives
 
         check_objectives(self.sampler, len(self.objectives))
+        check_device(self.device)  # from a flag, a study config or Python alike
 
     @property
     def limits(self):
