@@ -211,11 +211,23 @@ def broken_checkpoint(files, kind: str) -> str:
         ckpt = torch.load(files["hypernet"], weights_only=True)
         ckpt["hyper"] = {**ckpt["hyper"], "ops": ["conv", "teleport"]}
         torch.save(ckpt, path)
+    elif kind in ("fit", "step"):
+        ckpt = torch.load(files["hypernet"], weights_only=True)
+        ckpt[kind] = {"fit": "x", "step": "many"}[kind]
+        torch.save(ckpt, path)
+    elif kind == "nan weights":
+        ckpt = torch.load(files["hypernet"], weights_only=True)
+        for weights in (ckpt["model"], ckpt["best"]["model"]):
+            for name, tensor in weights.items():
+                weights[name] = torch.full_like(tensor, float("nan"))
+        torch.save(ckpt, path)
     return str(path)
 
 
 CHECKPOINTS = [("corrupt", "corrupt or truncated"), ("truncated", "corrupt or truncated"),
-               ("damaged", "missing or malformed hyper"), ("other version", "does not match this version")]
+               ("damaged", "missing or malformed hyper"), ("other version", "does not match this version"),
+               ("fit", "missing or malformed fit"), ("step", "missing or malformed step"),
+               ("nan weights", "holds NaN or inf")]
 
 
 @pytest.mark.parametrize("kind, expected", CHECKPOINTS)

@@ -26,6 +26,9 @@ from hypernas.files import save_file
 FORMAT = "hypernas-hypernet"
 # What every reader relies on: key -> type. `fit` and `optimizer` matter only to resume.
 REQUIRED = {"space": str, "space_options": dict, "data": dict, "hyper": dict, "model": dict}
+# What readers take where it is there (older checkpoints lack some), checked as strictly.
+OPTIONAL = {"fit": dict, "step": int, "skipped": int, "loss_ema": (int, float, type(None)), "world_size": int,
+            "best": dict}
 DATA_KEYS = ("dataset", "val_fraction", "split_seed")  # enough to load the data again
 
 
@@ -68,11 +71,20 @@ def _read(path: str) -> tuple[dict, str]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a hypernas hypernetwork checkpoint")
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(ckpt.get(key), kind)]
+    wrong += [key for key, kind in OPTIONAL.items() if key in ckpt and (
+        not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool) or (kind is int and ckpt[key] < 0))]
     wrong += [f"data.{key}" for key in DATA_KEYS if isinstance(ckpt.get("data"), dict) and key not in ckpt["data"]]
+    steps = ckpt["fit"].get("steps", 0) if isinstance(ckpt.get("fit"), dict) else 0
+    wrong += ["fit.steps"] if isinstance(steps, bool) or not isinstance(steps, int) else []
     if wrong:
         raise CheckpointError(f"checkpoint {path!r} is damaged or from another version of hypernas: "
                               f"missing or malformed {', '.join(wrong)}")
     return ckpt, hashlib.sha256(raw).hexdigest()[:16]
+
+
+def non_finite(state: dict) -> list[str]:
+    """The names of a state dict's floating-point tensors that hold NaN or inf."""
+    return [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
 
 
 def check_data(ckpt: dict, data, path: str) -> None:
@@ -120,10 +132,14 @@ def load_hypernet(path: str, data=None, device: str = "cpu") -> Hypernet:
         hyper = dict(ckpt["hyper"])
         ops, ndim = tuple(hyper.pop("ops")), hyper.pop("ndim")
         ghn = GraphHyperNetwork(HyperConfig(**hyper), ops, ndim)
-        ghn.load_state_dict(ckpt["best"]["model"] if "best" in ckpt else ckpt["model"])
+        weights = ckpt["best"]["model"] if "best" in ckpt else ckpt["model"]
+        ghn.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError, KeyError, HypernasError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # torch's are multi-line
         raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {detail[:300]}") from None
+    bad = non_finite(weights)
+    if bad:  # every score would be NaN
+        raise CheckpointError(f"checkpoint {path!r} holds NaN or inf weights ({', '.join(bad[:3])}); it will not be used")
     return Hypernet(ghn.to(device).eval(), ckpt, path, digest)
 
 
