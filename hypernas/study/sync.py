@@ -21,7 +21,7 @@ import time
 
 import optuna
 
-from hypernas.errors import StorageError
+from hypernas.errors import StorageError, first_line
 from hypernas.optuna_private import storage_of, study_id_of
 from hypernas.study.storage import study_lock
 
@@ -163,7 +163,7 @@ class Writer:
 
     def _raise(self) -> None:
         if self.error is not None:
-            raise StorageError(f"writing trials to the storage failed: {self.error}") from self.error
+            raise StorageError(f"writing trials to the storage failed: {first_line(self.error)}") from None
 
 
 class Mirror:
