@@ -68,10 +68,13 @@ def _conninfo(text: str) -> dict | None:
     if "=" not in text and "://" not in text:
         return None
     try:
+        from psycopg import Error
         from psycopg.conninfo import conninfo_to_dict
-
+    except ImportError:
+        return None
+    try:
         return conninfo_to_dict(text)
-    except Exception:
+    except Error:
         return None
 
 
@@ -80,6 +83,7 @@ def _secrets(url: str) -> list[str]:
     library's message repeats one. Shorter than 4 characters, a secret says nothing a guess
     would not, and masking it would garble the message."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     found = []
     try:
@@ -89,7 +93,7 @@ def _secrets(url: str) -> list[str]:
             for value in values if isinstance(values, tuple) else (values,):
                 found += [value] if _SECRET_KEY.search(key) else [
                     v for k, v in (_conninfo(value) or {}).items() if _SECRET_KEY.search(k)]
-    except Exception:
+    except (ArgumentError, ValueError):  # not a URL: a libpq keyword string, perhaps
         found += [v for k, v in (_conninfo(url) or {}).items() if _SECRET_KEY.search(k)]
     return [str(s) for s in found if len(str(s)) >= 4]
 
