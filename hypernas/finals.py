@@ -29,6 +29,7 @@ from hypernas.files import save_file
 from hypernas.ghn.start import predicted_start, score_batch
 from hypernas.optuna_private import annotate_trial, attach_artifact, fresh_trial, storage_of
 from hypernas.recalibrate import leave_one_out, rank_features, rounds_of
+from hypernas.study.attrs import check_trial, completed, weights_name
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
 from hypernas.train import train
@@ -83,8 +84,7 @@ def finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any =
 def pool_of(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The scored architectures a final training may take: within the limits, each once (two
     workers can score one architecture at the same moment: its first trial is kept), by number."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-                if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
+    complete = [t for t in completed(study) if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)]
     first: dict[str, optuna.trial.FrozenTrial] = {}
     for t in sorted(complete, key=lambda t: t.number):
         first.setdefault(t.user_attrs["hash"], t)
@@ -105,7 +105,7 @@ def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[o
     X = rank_features([t.user_attrs for t in pool])
 
     def trained(i: int) -> float:  # read back from the storage, where the last round wrote it
-        return fresh_trial(study, pool[i]).user_attrs["trained_accuracy"]
+        return check_trial(study.study_name, fresh_trial(study, pool[i])).user_attrs["trained_accuracy"]
 
     scores, sizes = [t.values[0] for t in pool], [t.user_attrs["params"] for t in pool]
     for r, (picks, model) in enumerate(rounds_of(X, scores, sizes, cfg.top_k, cfg.final_rounds, trained), start=1):
@@ -133,7 +133,7 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
                 fits[str(r)] = said["loo"]
                 study.set_user_attr("final_model", fits)  # per round: how well it predicted the labels it had
             for t in picks:
-                t = fresh_trial(study, t)
+                t = check_trial(study.study_name, fresh_trial(study, t))
                 if "trained_accuracy" not in t.user_attrs:
                     prediction = said.get(t.number)
                     extra = {"final_round": r} if cfg.final_rounds > 1 else {}
@@ -171,19 +171,17 @@ def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.Froz
         start = predicted_start(hypernet, G, score_batch(data, cfg.score_split))
     r = train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=cfg.seed, device=cfg.device, progress=False,
               init=start)
-    # Named by the study's own token and the trial, so that two studies of one name (on two
-    # storages, say) never share a file; stored relative to the run directory, so a moved
-    # run directory still finds them.
-    name = os.path.join("final", f"{study.user_attrs['run_token']}-trial_{t.number}")
-    save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name + ".pt"))
-    png = os.path.join(cfg.run_dir, name + ".png")
+    # Stored relative to the run directory, so a moved run directory still finds them.
+    name = weights_name(study.user_attrs["run_token"], t.number)
+    save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name))
+    png = os.path.join(cfg.run_dir, name.removesuffix(".pt") + ".png")
     arch = t.user_attrs["arch"]
     draw_architecture(G, png, title=f"trial {t.number}: " + (arch if len(arch) <= 160 else "graph JSON"),
                       sketch=getattr(space, "sketch", None))
     attach_artifact(study, t, store, png)
     annotate_trial(study, t, user_attrs={
         "trained_accuracy": r.test_accuracy, "trained_seconds": round(r.seconds, 2), "trained_epochs": cfg.final_epochs,
-        "trained_weights": name + ".pt", "trained_init": cfg.final_init, **extra})
+        "trained_weights": name, "trained_init": cfg.final_init, **extra})
 
 
 def _shown(t: optuna.trial.FrozenTrial) -> str:

@@ -17,10 +17,11 @@ def plot_study(study, kind: str, path: str, space=None) -> None:
     (score against the second objective, front highlighted), `ranking` (score against
     trained accuracy, Kendall tau in the title) or `arch` (the best architecture; `space` is
     needed only for a user's own space, `hypernas.study.record.study_space`)."""
-    import optuna
     from scipy import stats
 
-    trials = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
+    from hypernas.study.attrs import completed
+
+    trials = completed(study)
     if not trials:
         raise HypernasError(f"study {study.study_name!r} has no completed trials to plot")
     if kind == "arch":

@@ -191,8 +191,9 @@ def recorded_space(recorded: Any, given: Space | None, where: str) -> Space:
         return given
     if isinstance(recorded, str) and recorded in BUILTIN:
         return get_space(recorded)
-    raise SpaceError(f"{where} was made with the space {recorded!r}, which is code: name it yourself with "
-                     f"--space {recorded} (hypernas never imports a file because a file it reads names it)")
+    raise SpaceError(f"{where} names the space {shown(recorded, 200)}, which is code, so it is refused: hypernas "
+                     "never imports a file because a record names it, as anyone who can write the record can name "
+                     "any file; to read the record, pass --space with a copy of that space you trust")
 
 
 def list_spaces() -> list[Space]:

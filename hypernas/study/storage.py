@@ -21,6 +21,7 @@ import optuna
 
 from hypernas.errors import StorageError, first_line
 from hypernas.optuna_private import rdb_of
+from hypernas.study.attrs import checked_attrs
 
 # Names of query parameters and libpq keywords that carry a secret: password, sslpassword, ...
 _SECRET_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
@@ -345,11 +346,14 @@ def worker_slot(storage: Any, study_name: str) -> Iterator[int]:
 
 
 def load_study(url: str, name: str, read_only: bool = False) -> optuna.Study:
-    """An existing study, or a clear error naming the studies the storage does hold."""
+    """An existing study, its attributes checked (`hypernas.study.attrs`), or a clear error
+    naming the studies the storage does hold."""
     check_not_gone(url, name)
     storage = open_storage(url, read_only=read_only)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(f"no study {name!r} in {redact(url)}; it holds {names or 'no studies'}") from None
+    checked_attrs(study)  # what it records is read as untrusted
+    return study

@@ -23,6 +23,7 @@ import optuna
 
 from hypernas.errors import StorageError, first_line
 from hypernas.optuna_private import storage_of, study_id_of
+from hypernas.study.attrs import check_trial, completed
 from hypernas.study.storage import study_lock
 
 SHARED = ("feasible", "constraints", "infeasible", "latency_ms", "latency_measured")  # a duplicate copies these
@@ -46,14 +47,14 @@ def count_done(study: optuna.Study, distinct: bool, limited: bool = False) -> in
     if not distinct and not limited:  # one count query
         return storage_of(study).get_n_trials(study_id_of(study), state=optuna.trial.TrialState.COMPLETE)
     if not distinct:
-        return sum(counts(t, False) for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+        return sum(counts(t, False) for t in completed(study))
     return len(first_of_each(study))
 
 
 def first_of_each(study: optuna.Study) -> dict[str, int]:
     """Architecture hash -> the number of its first completed trial within the limits."""
     first: dict[str, int] = {}
-    for t in sorted(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number):
+    for t in sorted(completed(study), key=lambda t: t.number):
         if t.user_attrs.get("feasible", True):
             first.setdefault(t.user_attrs.get("hash"), t.number)
     return first
@@ -187,7 +188,7 @@ class Mirror:
         trials = self.study.get_trials(deepcopy=False)
         self.known = len(trials)
         stored = self.writer.stored()  # read after the trials: a batch written meanwhile is known by now
-        new = [t for t in trials if t.state.is_finished() and t.number not in stored]
+        new = [check_trial(self.study.study_name, t) for t in trials if t.state.is_finished() and t.number not in stored]
         self.steer.add_trials(new)
         mirrored = self.steer.get_trials(deepcopy=False)[-len(new):] if new else []
         with self.writer.lock:
