@@ -35,7 +35,7 @@ from hypernas.config import (
 )
 from hypernas.device import check_device, set_threads
 from hypernas.drawing import VIEWS
-from hypernas.errors import HypernasError, HypernasWarning, OptionError
+from hypernas.errors import HypernasError, HypernasWarning, OptionError, first_line
 from hypernas.options import add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -400,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether an allocation failed: torch reports it on the CPU as a plain RuntimeError."""
+    import torch
+
+    return isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)) or "can't allocate memory" in str(err)
+
+
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Our warnings as one line, as errors are; others as Python shows them."""
     if issubclass(category, HypernasWarning):
@@ -417,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     except HypernasError as err:
         # One line, whatever the message: some carry a library's multi-line text.
         print(f"hypernas: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        print(f"hypernas: error: out of memory ({first_line(err)}); use a smaller batch or network, or allow this "
+              "process more memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hypernas: interrupted", file=sys.stderr)

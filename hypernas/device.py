@@ -34,15 +34,29 @@ def check_device(device: str | None) -> None:
 
 
 def available_bytes(device: str = "cpu") -> int | None:
-    """Memory free for new tensors on `device`, or None where this cannot be read."""
+    """Memory free for new tensors on `device`, or None where this cannot be read. On the CPU
+    the lesser of what the machine has available and what this process's address-space limit
+    (`ulimit -v`) leaves it."""
+    import resource
+
     import torch
 
     if torch.device(device).type == "cuda":
         return torch.cuda.mem_get_info(torch.device(device))[0]
+    free = [_proc_kib("/proc/meminfo", "MemAvailable:")]
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY and (used := _proc_kib("/proc/self/status", "VmSize:")) is not None:
+        free.append(max(0, limit - used))
+    known = [f for f in free if f is not None]
+    return min(known) if known else None
+
+
+def _proc_kib(path: str, key: str) -> int | None:
+    """Bytes of a `key: N kB` line of a /proc file, or None where there is none."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass

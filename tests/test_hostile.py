@@ -426,7 +426,7 @@ def test_load_refuses_a_malformed_meta_json(exported):
 
     meta = json.loads((exported / "meta.json").read_text())
     (exported / "meta.json").write_text(json.dumps({**meta, "ndim": "one"}))
-    with pytest.raises(CheckpointError, match="meta.json is malformed .*ndim"):
+    with pytest.raises(CheckpointError, match="meta.json is not the file that was exported"):  # its digest says so
         load(str(exported))
     (exported / "meta.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="is not an exported hypernas model"):
@@ -451,8 +451,10 @@ def test_load_refuses_an_edited_graph_or_nan_weights(exported):
     import hashlib
     import json
 
-    meta = json.loads((exported / "meta.json").read_text())  # a digest made to match: the NaNs are still refused
+    meta = json.loads((exported / "meta.json").read_text())  # digests made to match: the NaNs are still refused
     meta["weights_sha256"] = hashlib.sha256((exported / "weights.pt").read_bytes()).hexdigest()[:16]
+    del meta["meta_sha256"]
+    meta["meta_sha256"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     (exported / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="hold NaN or inf"):
         load(str(exported))
@@ -504,6 +506,23 @@ def test_storage_errors_show_what_the_database_said(study, tmp_path, capsys):
         assert "invalid data in the commit" not in err and "malformed" in err, err
 
 
+def test_an_immutable_study_file_is_named_as_read_only(study, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(study.runs, runs)
+    db = runs / "h" / "study.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True, check=False).returncode:
+        pytest.skip("this machine cannot make a file immutable (chattr +i needs root and ext4 or alike)")
+    try:
+        err = fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study",
+                             "h", "--hypernet", study.hypernet_path, "--trials", 8, "--samples", 1, "--final-epochs", 1],
+                            capsys, "readonly database")
+        assert "invalid data in the commit" not in err
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], capture_output=True, check=False)
+
+
 @pytest.mark.parametrize("url", ["postgresql+psycopg://user:hunter2@127.0.0.1:1/db", "postgres-wrong-password",
                                  "postgres-missing-database"])
 def test_postgres_errors_show_what_the_server_said(url, tmp_path, capsys):
@@ -551,3 +570,26 @@ def test_a_locked_study_is_one_line(study, tmp_path, capsys):
     finally:
         con.execute("ROLLBACK")
         con.close()
+
+
+def test_an_allocation_that_fails_is_one_line(monkeypatch, capsys):
+    import sys
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 4000000000 bytes")
+
+    monkeypatch.setattr(sys.modules["hypernas.train"], "train", out_of_memory)  # the module, not the function
+    fails_cleanly(["train", "--space", "nb201", "--arch", GOOD_CELL, "--channels", 2, "--cells", 1], capsys,
+                  "out of memory", "can't allocate memory")
+
+
+def test_the_memory_free_to_this_process_heeds_its_address_space_limit():
+    import sys
+
+    code = ("import resource; from hypernas.device import available_bytes; "
+            "limit = 2**31 + 2**30; resource.setrlimit(resource.RLIMIT_AS, (limit, limit)); "
+            "print(available_bytes() < limit)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert proc.stdout.strip() == "True", proc.stderr
