@@ -179,7 +179,7 @@ def load(path: str) -> GraphModule:
         raise CheckpointError(f"{path!r} is not an exported hypernas model: {err}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path!r}: meta.json is malformed (not an object)")
-    for name, content in {**files, "meta": None}.items():
+    for name, content in {"meta": None, **files}.items():  # meta.json first: it holds the others' digests
         recorded = meta.get(f"{name}_sha256")
         if not isinstance(recorded, str):
             raise CheckpointError(f"{path!r}: meta.json has no digest of {FILES.get(name, 'itself')} ({name}_sha256 "

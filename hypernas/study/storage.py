@@ -204,7 +204,6 @@ class _Lock:
         import hashlib
 
         self.study, key = study, f"hypernas:{study}:{purpose}"
-
         self.engine = getattr(rdb_of(storage), "engine", None)
         self.kind = "thread"  # one process owns an in-memory study; other RDBs: one writer per study (documented)
         if self.engine is not None and self.engine.name == "postgresql":
