@@ -124,14 +124,18 @@ def _predicted_weights(model: GraphModule, G, attrs: dict) -> None:
     the batch the score was computed on, so the model answers alike for any batch size."""
     from hypernas.data import load_dataset_like
     from hypernas.errors import DatasetError
-    from hypernas.ghn.checkpoint import load_hypernet
+    from hypernas.ghn.checkpoint import file_digest, load_hypernet
     from hypernas.ghn.model import predict_weights
     from hypernas.ghn.start import predicted_start, score_batch
 
-    hypernet = load_hypernet(attrs["hypernet"])
-    if attrs.get("hypernet_sha256") and hypernet.sha256 != attrs["hypernet_sha256"]:
-        raise CheckpointError(f"the hypernetwork {attrs['hypernet']!r} is not the one the study was scored with "
-                              f"(digest {hypernet.sha256}, recorded {attrs['hypernet_sha256']})")
+    check_kinds(attrs, {}, "the study", required=("hypernet", "hypernet_sha256", "dataset", "val_fraction",
+                                                  "split_seed"))
+    path, recorded = attrs["hypernet"], attrs["hypernet_sha256"]
+    digest = file_digest(path) if os.path.isfile(path) else None
+    if digest is not None and digest != recorded:  # checked before the file is parsed: the study names it
+        raise CheckpointError(f"the hypernetwork {path!r} is not the one the study was scored with (digest {digest}, "
+                              f"recorded {recorded})")
+    hypernet = load_hypernet(path)
     try:
         data = load_dataset_like({k: attrs.get(k) for k in ("dataset", "sha256", "in_channels", "input_size",
                                                            "num_classes", "val_fraction", "split_seed", "classes")})

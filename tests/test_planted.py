@@ -99,6 +99,15 @@ def test_planted_study_attributes_are_refused_by_name(key, value, copy, tmp_path
     assert not (tmp_path / "out").exists() and not (tmp_path / "h.png").exists()
 
 
+def test_a_planted_hypernetwork_path_is_not_read_unless_it_is_the_one_scored_with(copy, tmp_path, capsys):
+    cfg, s, finalists = copy
+    untrained = next(t.number for t in s.get_trials() if t.number not in {f.number for f in finalists})
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"not the hypernetwork")
+    s.set_user_attr("hypernet", str(other))
+    fails_cleanly(export_argv(cfg, tmp_path, untrained), capsys, "is not the one the study was scored with")
+
+
 def test_an_input_too_large_for_memory_is_refused_before_it_is_made(copy, tmp_path, capsys):
     cfg, s, _ = copy
     s.set_user_attr("input_size", [10**9])
