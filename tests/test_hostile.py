@@ -567,6 +567,9 @@ def test_a_locked_study_is_one_line(study, tmp_path, capsys):
     try:
         fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study", "h",
                        "--hypernet", study.hypernet_path, "--trials", 8, "--samples", 1], capsys, "locked")
+        # nor read past the lock as if the file were on read-only media: its pages may be half written
+        fails_cleanly(["export", "--runs", runs, "--study", "h", "--out", tmp_path / "o"], capsys, "locked")
+        fails_cleanly(["plot", "history", "--runs", runs, "--study", "h", "--out", tmp_path / "h.png"], capsys, "locked")
     finally:
         con.execute("ROLLBACK")
         con.close()

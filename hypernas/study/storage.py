@@ -151,7 +151,8 @@ def open_storage(url: str, read_only: bool = False) -> optuna.storages.RDBStorag
 
 def _read_only_sqlite(path: str, url: str) -> optuna.storages.RDBStorage:
     """A SQLite study opened read-only; on media where even SQLite's shared-memory file cannot
-    be made (a read-only disk), as immutable."""
+    be made (a read-only disk), as immutable, which ignores locks: never past another
+    process's lock."""
     import sqlite3
     from urllib.parse import quote
 
@@ -163,6 +164,8 @@ def _read_only_sqlite(path: str, url: str) -> optuna.storages.RDBStorage:
                 tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as err:
             last = err
+            if "locked" in str(err):  # another process is writing it: its pages may be half written
+                break
             continue
         if "studies" not in tables:
             raise StorageError(f"{path} is not an Optuna study database (it has no study tables)")
