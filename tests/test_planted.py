@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import replace
 
@@ -62,10 +63,14 @@ def test_a_planted_run_token_never_writes_outside_the_run_directory(copy, tmp_pa
     assert len(s.get_trials()) == 6  # nothing added
 
 
-@pytest.mark.parametrize("value", ["other finalist", "../../../etc/passwd", "/etc/passwd", 5])
+@pytest.mark.parametrize("value", ["other finalist", "outside", "/etc/passwd", 5])
 def test_planted_trained_weights_are_refused(value, copy, tmp_path, capsys):
+    """Not another finalist's weights, nor a file outside the run directory (`../../x.pt`)."""
     cfg, s, (first, second) = copy
-    planted = second.user_attrs["trained_weights"] if value == "other finalist" else value
+    planted = {"other finalist": second.user_attrs["trained_weights"], "outside": "outside"}.get(value, value)
+    if value == "outside":
+        shutil.copy(f"{cfg.run_dir}/{second.user_attrs['trained_weights']}", tmp_path / "outside.pt")
+        planted = os.path.relpath(tmp_path / "outside.pt", cfg.run_dir)
     annotate_trial(s, first, user_attrs={"trained_weights": planted})
     fails_cleanly(export_argv(cfg, tmp_path, first.number), capsys, "trained_weights", repr(planted))
     assert not (tmp_path / "out").exists()
