@@ -79,7 +79,9 @@ def first_line(err: BaseException) -> str:
 
 def shown(value: Any, limit: int = 80) -> str:
     """`repr(value)`, cut to `limit` characters: an error echoes what it refuses, but a line of
-    200,000 characters is no longer one line a person reads."""
+    200,000 characters is no longer one line a person reads.
+
+    Usage: raise SpaceError(f"not an NB201 string: {shown(text)}")"""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
 

@@ -83,7 +83,9 @@ def _read(path: str) -> tuple[dict, str]:
 
 
 def non_finite(state: dict) -> list[str]:
-    """The names of a state dict's floating-point tensors that hold NaN or inf."""
+    """The names of a state dict's floating-point tensors that hold NaN or inf.
+
+    Usage: bad = non_finite(model.state_dict())"""
     return [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
 
 

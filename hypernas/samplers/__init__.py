@@ -149,7 +149,9 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     """Refuse an option the sampler does not take, or one of the wrong kind, by its name, before
     any work: a sampler's constructor takes `n_startup_trials="x"` without a word and fails
     only at its first decision, after the hypernetwork's training. The kinds are read from the
-    constructor's type hints; options come from TOML and JSON, so none can be a Python object."""
+    constructor's type hints; options come from TOML and JSON, so none can be a Python object.
+
+    Usage: check_options("tpe", {"n_startup_trials": 20})"""
     hints = _hints(SAMPLERS[name].cls)
     takes = sorted({*hints} - set(SET_BY_THE_SEARCH) | set(SAMPLERS[name].own))
     for key, value in options.items():

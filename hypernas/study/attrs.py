@@ -103,7 +103,9 @@ def check_kinds(attrs: Mapping[str, Any], kinds: dict[str, Kind], where: str, wh
                 required: tuple[str, ...] = (), error: type[HypernasError] = StorageError) -> None:
     """Refuse, naming the key, an attribute not of its kind (or `required` and missing), or
     lists that disagree with the sizes they describe (the input's shape with its dimensions and
-    channels, the classes with their number). Keys `kinds` does not know are left alone."""
+    channels, the classes with their number). Keys `kinds` does not know are left alone.
+
+    Usage: check_kinds(meta, META, "meta.json is malformed", "", ("ndim",), CheckpointError)"""
     missing = [key for key in required if key not in attrs]
     if missing:
         raise error(f"{where}: attribute {missing[0]!r} is missing{why}")
@@ -139,5 +141,7 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def weights_name(run_token: str, number: int) -> str:
     """Where the final training writes a trial's weights, relative to the run directory (its
     drawing beside them, as .png): named by the study's token, so that two studies of one
-    name (on two storages, say) never share a file."""
+    name (on two storages, say) never share a file.
+
+    Usage: weights_name("3f2a9c1e", 7)  # 'final/3f2a9c1e-trial_7.pt'"""
     return os.path.join("final", f"{run_token}-trial_{number}.pt")

@@ -281,7 +281,9 @@ def check_not_gone(url: str, name: str) -> None:
     make the study anew there. Every batch is written under the study's write lock, whose file
     stays beside the database; SQLite, for one, replays a -wal file of another database left
     beside it, and the study vanishes. Read only, before anything writes to the file, so that
-    the study can still be recovered (here: by removing the foreign -wal file)."""
+    the study can still be recovered (here: by removing the foreign -wal file).
+
+    Usage: check_not_gone("sqlite:///runs/demo/study.db", "demo")  # before open_storage"""
     import sqlite3
     from urllib.parse import quote
 
