@@ -12,8 +12,9 @@ A finalist is tied with the best (the highest mean) where their intervals overla
 tied, the pick follows `--final-pick`: the smallest, the fastest, or the highest score.
 
 Usage:
-    intervals = accuracy_intervals([[0.962], [0.958, 0.961]], test_samples=1000)
-    tied = tied_with_best([i.mean for i in intervals], intervals)
+    intervals = accuracy_intervals([[0.962, 0.960], [0.958, 0.961]], test_samples=1000)
+    tied = tied_with_best(intervals)
+    said = settle([[0.962, 0.960], [0.958, 0.961]], 1000, "smallest", [5000, 3000], None, [0.5, 0.4])
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class AccuracyInterval:
     kind: str  # "seeds": over training runs; "test sample": the test set's Wilson interval only
 
     def overlaps(self, other: "AccuracyInterval") -> bool:
-        return self.low <= other.high and other.low <= self.high
+        return bool(self.low <= other.high and other.low <= self.high)
 
     def describe(self) -> str:
         return f"{self.mean:.4f} [{self.low:.4f}, {self.high:.4f}]"
@@ -73,8 +74,8 @@ def accuracy_intervals(runs: Sequence[Sequence[float]], test_samples: int) -> li
             out.append(AccuracyInterval(mean, low, high, len(r), "test sample"))
         else:
             sd, df = pooled
-            half = student.ppf((1 + CONFIDENCE) / 2, df) * sd / math.sqrt(len(r))
-            out.append(AccuracyInterval(mean, mean - half, mean + half, len(r), "seeds"))
+            half = float(student.ppf((1 + CONFIDENCE) / 2, df)) * sd / math.sqrt(len(r))
+            out.append(AccuracyInterval(mean, max(0.0, mean - half), min(1.0, mean + half), len(r), "seeds"))
     return out
 
 
@@ -109,3 +110,26 @@ def race(runs: list[list[float]], budget: int, train_more: Callable[[int], float
         runs[chosen].append(train_more(chosen))
         spent += 1
     return spent
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the final stage concluded: each finalist's interval, whether it is tied with the
+    best, the best mean's index and the pick among the tied by `rule`."""
+
+    intervals: list[AccuracyInterval]
+    tied: list[bool]
+    best: int
+    picked: int
+    rule: str
+
+
+def settle(runs: Sequence[Sequence[float]], test_samples: int, rule: str, params: Sequence[float],
+           latency: Callable[[int], float] | None, scores: Sequence[float]) -> Settled:
+    """The intervals of the finalists' runs, who is tied with the best, and the pick among the
+    tied (`pick`); `latency` is needed for the rule `fastest` only."""
+    intervals = accuracy_intervals(runs, test_samples)
+    tied = tied_with_best(intervals)
+    best = max(range(len(intervals)), key=lambda i: (intervals[i].mean, -i))
+    chosen = pick([i for i, t in enumerate(tied) if t], rule, params, latency or (lambda i: 0.0), scores)
+    return Settled(intervals, tied, best, chosen, rule)

@@ -34,11 +34,12 @@ from hypernas.config import (
 )
 from hypernas.device import check_device, set_threads
 from hypernas.drawing import VIEWS
-from hypernas.errors import HypernasError, HypernasWarning, OptionError
+from hypernas.errors import HypernasError, HypernasWarning, OptionError, first_line
 from hypernas.options import SuggestingParser, add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 DATA_OPTIONS = ("dataset", "layout", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
+PROGRESS_DRAWS = 64  # `score` shows a progress bar beyond this many draws (architectures times --samples)
 
 
 def command(fn: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -205,6 +206,7 @@ def score(args: argparse.Namespace) -> None:
     from hypernas.score import Scorer, SpaceCheck
     from hypernas.spaces import recorded_space
 
+    read_mapping(SearchConfig, {"samples": args.samples}, "command line", flag_of)  # bounded as the search's
     hypernet = load_hypernet(args.hypernet, device=args.device)
     ckpt = hypernet.checkpoint
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
@@ -222,7 +224,8 @@ def score(args: argparse.Namespace) -> None:
         except HypernasError as err:
             raise HypernasError(f"{args.archs} line {number}: {err}") from None
         texts.append(line.strip())
-    for text, result in zip(texts, scorer.score(graphs, progress=not args.json and len(graphs) > 64)):
+    long = len(graphs) * args.samples > PROGRESS_DRAWS
+    for text, result in zip(texts, scorer.score(graphs, progress=not args.json and long)):
         if args.json:
             print(json.dumps({"arch": text, **result.to_dict()}))
         else:
@@ -276,6 +279,8 @@ def export(args: argparse.Namespace) -> None:
                         args.hypernet)
     files = [meta[k] or f"no model.{k} ({meta.get(k + '_error')})" for k in ("pt2", "onnx")]
     print(f"{args.out}: trial {meta['trial']} with {meta['weights']} weights, " + ", ".join(files))
+    if meta.get("best"):
+        print(f"best: {meta['best']}")
 
 
 @command
@@ -394,6 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether an allocation failed: torch reports it on the CPU as a plain RuntimeError."""
+    import torch
+
+    return isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)) or "can't allocate memory" in str(err)
+
+
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Our warnings as one line, as errors are; others as Python shows them."""
     if issubclass(category, HypernasWarning):
@@ -411,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     except HypernasError as err:
         # One line, whatever the message: some carry a library's multi-line text.
         print(f"hypernas: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        print(f"hypernas: error: out of memory ({first_line(err)}); use a smaller batch or network, or allow this "
+              "process more memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hypernas: interrupted", file=sys.stderr)

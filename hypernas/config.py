@@ -2,7 +2,8 @@
 
 The command line derives its flags from these fields and a study config (TOML) uses the
 same names (`hypernas.options`): `top_k = 5` in TOML is `--top-k 5`, and the table `[fit]`
-holds hypernetwork training, `--fit-steps` on `hypernas search`. Nothing here imports torch.
+holds hypernetwork training, `--fit-steps` on `hypernas search`. Importing this module imports no
+torch (a `SearchConfig` asks torch whether its device exists only when it is made).
 
 - `TrainConfig`: normal training of one architecture (the reference protocol).
 - `HyperConfig`: the hypernetwork's own shape; `FitConfig` embeds it with its training.
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from hypernas.certainty import PICKS
 from hypernas.errors import OptionError
 from hypernas.options import build, check, merge, option, read_mapping
 
@@ -28,6 +30,7 @@ LAYOUTS = ("ncl", "nlc", "nchw", "nhwc", "nhw")  # how an .npz's x is laid out (
 SPLITS = ("val", "train")  # what a score is computed on (`hypernas.score` says when each helps)
 VAL_FRACTION = 0.1  # share of the train split held out to score architectures
 MAX_SEED = 2**32 - 1  # numpy's and the samplers' seeds stop there
+MAX_SAMPLES = 1000  # draws per score: beyond, one architecture takes minutes for a std it does not need
 
 
 LAYERS = ("mp", "transformer")  # the hypernetwork's layer kinds (`hypernas.ghn.model` binds each to its class)
@@ -143,7 +146,8 @@ class SearchConfig:
     max_latency: float | None = option(None, "limit: at most this many milliseconds per batch-1 forward pass on "
                                              "--device (median of repeats after a warm-up)", above=0, group="limits")
     trial_batch: int = option(64, "trials asked and scored together", low=1, group="search")
-    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=1000, group="search")
+    samples: int = option(2, "hypernetwork draws per score: the std is their spread", low=1, high=MAX_SAMPLES,
+                          group="search")
     score_split: str = option("val", "score on the validation slice, or on as many samples of the hypernetwork's "
                                      "training split (it ranked better on MNIST-1D, worse on digits)", choices=SPLITS,
                                      group="search")
@@ -156,6 +160,15 @@ class SearchConfig:
     final_epochs: int = option(6, "epochs of each final training", low=0, group="final stage")
     final_rounds: int = option(1, "train the --top-k in this many rounds, each after refitting a model of trained "
                                   "accuracy on the ones before (hypernas.recalibrate)", low=1, group="final stage")
+    final_seeds: int = option(1, "train each finalist this many times (seeds seed, seed+1, ...): its accuracy is "
+                                  "their mean, its 95% interval from their spread", low=1, high=100,
+                              group="final stage")
+    final_race: int = option(0, "extra trainings to spend on the finalists whose interval overlaps the leader's, "
+                                "one at a time, until the leader stands apart (needs --final-seeds 2 or more)", low=0,
+                             group="final stage")
+    final_pick: str = option("smallest", "the pick among the finalists tied with the best: the fewest parameters, "
+                                         "the lowest latency, or the highest score; `--trial best` exports it",
+                             choices=PICKS, group="final stage")
     final_init: str = option("random", "start each final training from random weights, or from the "
                                        "hypernetwork's prediction", choices=("random", "hypernet"), group="final stage")
     seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED,
@@ -174,11 +187,16 @@ class SearchConfig:
             raise OptionError(f"final_rounds {self.final_rounds} is more rounds than top_k {self.top_k} trainings")
         if self.final_rounds > 1 and len(self.objectives) > 1:
             raise OptionError("final_rounds serves one objective: with several the finalists spread along the front")
+        if self.final_race and self.final_seeds < 2:
+            raise OptionError("final_race compares intervals over training seeds: give final_seeds 2 or more "
+                              "(--final-seeds 2)")
         if self.warm_start > self.warm_pool:
             raise OptionError(f"warm_start {self.warm_start} is more than the pool it is drawn from ({self.warm_pool})")
+        from hypernas.device import check_device
         from hypernas.samplers import check_objectives
 
         check_objectives(self.sampler, len(self.objectives))
+        check_device(self.device)  # from a flag, a study config or Python alike
 
     @property
     def limits(self):

@@ -183,7 +183,11 @@ def _assemble(name, x, y, x_test, y_test, val_fraction, split_seed, layout: str 
     (y, y_test), classes = _class_indices(name, y, y_test)
     # Per-channel statistics of the whole train split (train + validation slice), never test.
     axes = (0,) + tuple(range(2, x.ndim))
-    mean, std = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True) + 1e-8
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, in words
+        mean, std = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True) + 1e-8
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):  # finite values up to 3e38 overflow float32 sums
+        raise DatasetError(f"{name}: x holds values too large to standardise (up to {np.abs(x).max():.3g}); scale "
+                           "them down, or replace the sentinel values they may be")
     x, x_test = (x - mean) / std, (x_test - mean) / std
     perm = np.random.default_rng(split_seed).permutation(len(x))
     n_val = max(1, int(round(len(x) * val_fraction)))
@@ -218,6 +222,9 @@ def _class_indices(name: str, y: np.ndarray, y_test: np.ndarray) -> tuple[tuple[
     if y.dtype.kind != y_test.dtype.kind and "U" in (y.dtype.kind, y_test.dtype.kind):
         raise DatasetError(f"{name}: train labels are {y.dtype} but test labels are {y_test.dtype}")
     classes = np.unique(np.concatenate([y, y_test]))
+    if len(classes) < 2:  # nothing to tell apart: every network would score perfectly
+        raise DatasetError(f"{name}: the labels hold one class only ({classes[0].item()!r}); a classification needs "
+                           "at least two")
     if np.issubdtype(classes.dtype, np.integer) and classes[0] == 0 and classes[-1] == len(classes) - 1:
         return (y.astype(np.int64), y_test.astype(np.int64)), None
     warn(f"{name}: labels {_shown(classes.tolist())} are not 0..{len(classes) - 1}; read as classes "
@@ -349,8 +356,14 @@ def _cifar10(data_dir: str | None):
         try:
             with open(path, "rb") as f:
                 batch = _ArrayUnpickler(f, encoding="bytes").load()
+        except (OSError, pickle.UnpicklingError, ValueError, EOFError) as err:
+            raise DatasetError(f"cifar10: cannot read {path!r}: {err}") from None
+        if not isinstance(batch, dict) or not {b"data", b"labels"} <= set(batch):
+            raise DatasetError(f"cifar10: {path!r} is not a CIFAR-10 batch (a dict of data and labels), it holds "
+                               f"{type(batch).__name__}")
+        try:
             return np.asarray(batch[b"data"]).reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"])
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+        except (TypeError, ValueError) as err:
             raise DatasetError(f"cifar10: cannot read {path!r}: {err}") from None
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]

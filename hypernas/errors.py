@@ -65,6 +65,27 @@ def warn(message: str) -> None:
     warnings.warn(message, HypernasWarning, stacklevel=3)
 
 
+def first_line(err: BaseException) -> str:
+    """`Type: first line` of what went wrong at the bottom of `err`'s chain of causes: a
+    library's wrapper says less than what it wraps (Optuna turns a full disk, a locked file
+    or a refused password into "invalid data in the commit").
+
+    Usage: raise StorageError(f"cannot write the study: {first_line(err)}") from None"""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: an error echoes what it refuses, but a line of
+    200,000 characters is no longer one line a person reads.
+
+    Usage: raise SpaceError(f"not an NB201 string: {shown(text)}")"""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
+
+
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     """Build an `UnknownNameError` that suggests the closest known names."""
     import difflib

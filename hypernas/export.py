@@ -3,9 +3,10 @@
 A trial that was trained in the final phase exports its trained weights; any other trial
 exports the weights the hypernetwork predicts for it, with BatchNorm's running statistics
 taken from the batch its score was computed on. The folder holds `arch.json` (the graph),
-`weights.pt` (a state dict), `meta.json` (which weights, the data's shape, normalisation and
-classes, and the digests of both files) and, where `torch.export` handles the model, `model.pt2`,
-and beside it `model.onnx` where `onnx` and `onnxscript` are installed (`pip install hypernas[onnx]`).
+`weights.pt` (a state dict), where `torch.export` handles the model `model.pt2` (and beside it
+`model.onnx` where `onnx` and `onnxscript` are installed: `pip install hypernas[onnx]`), and
+`meta.json`: which weights, the data's shape, normalisation and classes, and the digests of
+every file, its own content included.
 
 Usage:
     info = export_trial("sqlite:///runs/demo/study.db", "demo", "best", "exported/")
@@ -22,12 +23,15 @@ import os
 import torch
 
 from hypernas.compile import GraphModule, compile_graph
-from hypernas.errors import CheckpointError, HypernasError, warn
+from hypernas.device import check_memory
+from hypernas.errors import CheckpointError, HypernasError, first_line, shown, warn
 from hypernas.files import save_file, save_text
-from hypernas.finals import pick_trial
-from hypernas.graph import from_json, to_json, validate
+from hypernas.finals import best_said, pick_trial
+from hypernas.ghn.checkpoint import non_finite
+from hypernas.graph import activation_numel, from_json, to_json, validate
 from hypernas.spaces import Space
 from hypernas.study import load_study
+from hypernas.study.attrs import META, check_kinds, weights_name
 from hypernas.study.record import trial_graph
 
 
@@ -43,47 +47,48 @@ def export_trial(storage: str, study_name: str, which: str | int, out_dir: str, 
     recorded, checked against the digest it recorded. `space` is needed only for a user's own
     space (`hypernas.study.record.study_space`). The study is read, never written."""
     study = load_study(storage, study_name, read_only=True)
-    trial = pick_trial(study, which)
-    G = trial_graph(study, trial, space)
     attrs = study.user_attrs
+    check_kinds(attrs, {}, f"study {study_name!r}", required=("ndim", "in_channels", "input_size", "num_classes"))
+    trial = pick_trial(study, which)
+    best = best_said(study, trial) if str(which) == "best" else None
+    G = trial_graph(study, trial, space)
     model = compile_graph(G, attrs["ndim"])
+    check_memory(2 * 4 * activation_numel(G, tuple(attrs["input_size"])), f"exporting trial {trial.number} (inputs "
+                 f"of size {attrs['input_size']})")
     if "trained_accuracy" in trial.user_attrs:
-        model.load_state_dict(_trained_weights(trial, run_dir or attrs.get("run_dir", ".")))
+        _load_state(model, _trained_weights(trial, attrs, run_dir or attrs.get("run_dir", ".")), "its trained weights")
         kind = "trained"
     else:
         _predicted_weights(model, G, attrs, _hypernet_path(attrs, run_dir, hypernet))
         kind = "predicted"
-    arch = to_json(G)
-    weights = io.BytesIO()
-    torch.save(model.state_dict(), weights)
+    files = {"arch": to_json(G).encode(), "weights": _saved(model.state_dict())}
     meta = {"weights": kind, "batch_stats": model.batch_stats, "ndim": attrs["ndim"], "input_size": attrs["input_size"],
             "in_channels": attrs["in_channels"], "num_classes": attrs["num_classes"], "classes": attrs.get("classes"),
             "input_mean": attrs.get("input_mean"), "input_std": attrs.get("input_std"),
             "study": study_name, "trial": trial.number, "score": trial.values[0],
-            "trained_accuracy": trial.user_attrs.get("trained_accuracy"), "arch_sha256": _digest(arch.encode()),
-            "weights_sha256": _digest(weights.getvalue()), "pt2": None, "onnx": None}
-    save_text(arch, os.path.join(out_dir, "arch.json"), CheckpointError)
-    save_file(lambda f: f.write(weights.getvalue()), os.path.join(out_dir, "weights.pt"), CheckpointError)
+            "trained_accuracy": trial.user_attrs.get("trained_accuracy"), "pt2": None, "onnx": None, "best": best}
     example = torch.randn(2, meta["in_channels"], *meta["input_size"])
     try:
         batch = torch.export.Dim("batch", min=2)  # any batch size, not just the example's
         program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
-        save_file(lambda f: torch.export.save(program, f), os.path.join(out_dir, "model.pt2"), CheckpointError)
-        meta["pt2"] = "model.pt2"
-        _onnx(program, example, out_dir, meta)
-    except CheckpointError:
-        raise
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        files["pt2"], meta["pt2"] = buffer.getvalue(), "model.pt2"
+        _onnx(program, example, files, meta)
     except Exception as err:  # torch.export is best effort; the graph and weights always load
-        meta["pt2_error"] = _first_line(err)
+        meta["pt2_error"] = first_line(err)
+    for name, raw in files.items():
+        meta[f"{name}_sha256"] = _digest(raw)
+        save_file(lambda f, raw=raw: f.write(raw), os.path.join(out_dir, FILES[name]), CheckpointError)
+    meta["meta_sha256"] = _meta_digest(meta)
     save_text(json.dumps(meta, indent=1), os.path.join(out_dir, "meta.json"), CheckpointError)
     return meta
 
 
-def _first_line(err: Exception) -> str:
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+FILES = {"arch": "arch.json", "weights": "weights.pt", "pt2": "model.pt2", "onnx": "model.onnx"}  # besides meta.json
 
 
-def _onnx(program, example: torch.Tensor, out_dir: str, meta: dict) -> None:
+def _onnx(program, example: torch.Tensor, files: dict, meta: dict) -> None:
     """`model.onnx` from the exported program, where the optional `onnx` extra is installed."""
     import importlib.util
     import logging
@@ -97,12 +102,9 @@ def _onnx(program, example: torch.Tensor, out_dir: str, meta: dict) -> None:
     try:
         raw = io.BytesIO()  # it saves by the file's name, which a file opened from a descriptor lacks
         torch.onnx.export(program, (example,), dynamo=True, verbose=False).save(raw)
-        save_file(lambda f: f.write(raw.getvalue()), os.path.join(out_dir, "model.onnx"), CheckpointError)
-        meta["onnx"] = "model.onnx"
-    except CheckpointError:
-        raise
+        files["onnx"], meta["onnx"] = raw.getvalue(), "model.onnx"
     except Exception as err:  # noqa: BLE001 (best effort, as model.pt2: the exporter raises many kinds)
-        meta["onnx_error"] = _first_line(err)
+        meta["onnx_error"] = first_line(err)
     finally:
         quiet.setLevel(level)
 
@@ -110,6 +112,7 @@ def _onnx(program, example: torch.Tensor, out_dir: str, meta: dict) -> None:
 def _hypernet_path(attrs: dict, run_dir: str | None, given: str | None) -> str:
     """Where the study's hypernetwork is: `given`, else the run directory's (a moved run), else
     the recorded path."""
+    check_kinds(attrs, {}, "the study", required=("hypernet", "hypernet_sha256"))
     if given:
         return given
     moved = os.path.join(run_dir, "hypernet.pt") if run_dir else None
@@ -122,11 +125,22 @@ def _hypernet_path(attrs: dict, run_dir: str | None, given: str | None) -> str:
     return attrs["hypernet"]
 
 
-def _trained_weights(trial, run_dir: str) -> dict:
-    """The state dict the final training saved for `trial`, from the run directory."""
-    recorded = trial.user_attrs.get("trained_weights", "")
-    path = recorded if os.path.isabs(recorded) else os.path.join(run_dir, recorded)
-    if not recorded or not os.path.isfile(path):
+def _saved(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _trained_weights(trial, attrs: dict, run_dir: str) -> dict:
+    """The state dict the final training saved for `trial`, from the run directory. Only the
+    file that training wrote is read (`weights_name`): a study's attribute never decides which."""
+    recorded = trial.user_attrs.get("trained_weights")
+    expected = weights_name(attrs.get("run_token", ""), trial.number)
+    if recorded != expected:
+        raise CheckpointError(f"trial {trial.number} records its trained_weights as {shown(recorded)}, not {expected!r}, "
+                              "the file its final training wrote; it is not read")
+    path = os.path.join(run_dir, expected)
+    if not os.path.isfile(path):
         raise CheckpointError(f"trial {trial.number} was trained, but its weights {recorded!r} are not in {run_dir!r}; "
                               "pass the run directory that holds them (--runs and --study), e.g. after a move")
     try:
@@ -135,20 +149,37 @@ def _trained_weights(trial, run_dir: str) -> dict:
         raise CheckpointError(f"cannot read the trained weights {path!r}: {type(err).__name__}") from None
 
 
+def _load_state(model: GraphModule, state: object, what: str) -> None:
+    """`model.load_state_dict(state)`, or one line saying why the state does not fit."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{what} hold {shown(type(state).__name__)}, not a state dict of named tensors")
+    bad = non_finite(state)
+    if bad:
+        raise CheckpointError(f"{what} hold NaN or inf ({', '.join(bad[:3])}); they will not be loaded")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{what} do not fit its architecture: {first_line(err)}") from None
+
+
 def _predicted_weights(model: GraphModule, G, attrs: dict, path: str) -> None:
     """The hypernetwork's central prediction (the checkpoint at `path`), with BatchNorm's running
     statistics taken from the batch the score was computed on, so the model answers alike for
     any batch size."""
     from hypernas.data import load_dataset_like
     from hypernas.errors import DatasetError
-    from hypernas.ghn.checkpoint import load_hypernet
+    from hypernas.ghn.checkpoint import file_digest, load_hypernet
     from hypernas.ghn.model import predict_weights
     from hypernas.ghn.start import predicted_start, score_batch
 
+    check_kinds(attrs, {}, "the study", required=("hypernet_sha256", "dataset", "val_fraction", "split_seed"))
+    recorded = attrs["hypernet_sha256"]
+    digest = file_digest(path) if os.path.isfile(path) else None
+    if digest is not None and digest != recorded:  # checked before the file is parsed: the study names it
+        raise CheckpointError(f"the hypernetwork {path!r} is not the one the study was scored with (digest {digest}, "
+                              f"recorded {recorded})")
     hypernet = load_hypernet(path)
-    if attrs.get("hypernet_sha256") and hypernet.sha256 != attrs["hypernet_sha256"]:
-        raise CheckpointError(f"the hypernetwork {path!r} is not the one the study was scored with "
-                              f"(digest {hypernet.sha256}, recorded {attrs['hypernet_sha256']})")
     try:
         data = load_dataset_like({k: attrs.get(k) for k in ("dataset", "sha256", "in_channels", "input_size",
                                                            "num_classes", "val_fraction", "split_seed", "classes",
@@ -166,7 +197,9 @@ def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-META_TYPES = {"weights": str, "batch_stats": bool, "ndim": int}  # what `load` needs of meta.json
+def _meta_digest(meta: dict) -> str:
+    """The digest of meta.json's content, its own digest aside (a file cannot hold its own)."""
+    return _digest(json.dumps({k: v for k, v in meta.items() if k != "meta_sha256"}, sort_keys=True).encode())
 
 
 def load(path: str) -> GraphModule:
@@ -174,48 +207,49 @@ def load(path: str) -> GraphModule:
 
     It takes inputs standardised as the study's data were: `(x - mean) / std` per channel,
     with `input_mean` and `input_std` from `meta.json`; its classes 0..K-1 are the labels
-    listed in `meta.json`'s `classes` where the data's labels were not 0..K-1. The graph and
-    the weights are checked against the digests `meta.json` records, so an edited file is refused.
+    listed in `meta.json`'s `classes` where the data's labels were not 0..K-1.
     `repr(model)` lists its layers in the order they run. To deploy it, trace it
     (`torch.jit.trace(model, x)`) or export it (`torch.export.export(model, (x,))`, as
     `model.pt2` is; `model.onnx` comes from that): those are the supported paths.
     `torch.jit.script` is not, since the module runs its graph in a Python loop.
+
+    Every file of the export is checked against the digest `meta.json` records of it, and
+    meta.json against its own; an export without them is refused. The digests catch damage (a
+    truncated copy, a flipped bit, a file from another export), not deliberate edits: anyone
+    can recompute them, so they are not signatures. Load only exports from people you trust;
+    the weights are read without running code (`weights_only`) whoever made them.
 
     Usage: `model = hypernas.load("exported/"); logits = model((x - mean) / std)`
     """
     try:
         with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
-        with open(os.path.join(path, "arch.json"), "rb") as f:
-            arch = f.read()
-        with open(os.path.join(path, "weights.pt"), "rb") as f:
-            raw = f.read()
+        files = {}
+        for name in [n for n in FILES if n in ("arch", "weights") or (isinstance(meta, dict) and meta.get(n))]:
+            with open(os.path.join(path, FILES[name]), "rb") as f:
+                files[name] = f.read()
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path!r} is not an exported hypernas model: {err}") from None
-    wrong = [k for k, kind in META_TYPES.items() if not isinstance(meta, dict) or not isinstance(meta.get(k), kind)]
-    if wrong:
-        raise CheckpointError(f"{path!r}: meta.json is malformed (missing or wrong {', '.join(wrong)})")
-    for name, content in (("arch", arch), ("weights", raw)):
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path!r}: meta.json is malformed (not an object)")
+    for name, content in {"meta": None, **files}.items():  # meta.json first: it holds the others' digests
         recorded = meta.get(f"{name}_sha256")
-        if recorded is None:
-            warn(f"{path!r} comes from an older hypernas: its {name} cannot be checked against a digest")
-        elif _digest(content) != recorded:
-            raise CheckpointError(f"{path!r}: {name}{'.json' if name == 'arch' else '.pt'} is not the file that "
-                                  "was exported (its digest differs); export the trial again")
+        if not isinstance(recorded, str):
+            raise CheckpointError(f"{path!r}: meta.json has no digest of {FILES.get(name, 'itself')} ({name}_sha256 "
+                                  "missing): the export is damaged, or older than digests of every file; export the "
+                                  "trial again")
+        if recorded != (_meta_digest(meta) if content is None else _digest(content)):
+            raise CheckpointError(f"{path!r}: {FILES.get(name, 'meta.json')} is not the file that was exported (its "
+                                  "digest differs); export the trial again")
+    check_kinds(meta, META, f"{path!r}: meta.json is malformed", "", ("weights", "batch_stats", "ndim"), CheckpointError)
     try:
-        G = from_json(arch.decode("utf-8"))
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        G = from_json(files["arch"].decode("utf-8"))
+        state = torch.load(io.BytesIO(files["weights"]), map_location="cpu", weights_only=True)
     except HypernasError:
         raise
     except Exception as err:
         raise CheckpointError(f"cannot read the weights in {path!r}: {type(err).__name__}") from None
-    bad = [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"the weights in {path!r} hold NaN or inf ({', '.join(bad[:3])}); they will not be loaded")
     model = compile_graph(G, meta["ndim"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"the weights in {path!r} do not fit its architecture: {str(err).splitlines()[0]}") from None
+    _load_state(model, state, f"the weights in {path!r} (weights.pt)")
     model.batch_stats = meta["batch_stats"]
     return model.eval()

@@ -3,7 +3,8 @@
 Every file is written to a temporary file in the same folder, flushed to disk, then renamed
 over its name: a crash or a full disk never leaves half a file under the real name, and the
 earlier version stays whole. An `OSError` (no space left, a read-only disk, a folder where a
-file should be) becomes one `HypernasError` line that names the file.
+file should be) becomes one `HypernasError` line that names the file. Only a regular file is
+ever replaced: a device, a pipe or a folder under the name is refused.
 
 Usage:
     save_file(lambda f: torch.save(state, f), "runs/a/hypernet.pt", CheckpointError, "checkpoint")
@@ -15,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
@@ -23,7 +25,18 @@ from hypernas.errors import HypernasError
 
 
 def _temp_file(path: str, error: type[HypernasError], what: str) -> tuple[int, str]:
-    """A new hidden temporary file beside `path` (its folder made if need be)."""
+    """A new hidden temporary file beside `path` (its folder made if need be). Only a regular
+    file is ever replaced: a device, a pipe or a folder at `path` (`--out /dev/null`, run as
+    root, would otherwise replace the system's /dev/null with a PNG) is refused."""
+    if not path:
+        raise error(f"cannot write {what or 'a file'}: no file name given")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # nothing there yet (or nothing readable): the write itself says why, if it fails
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise error(f"cannot write {what + ' ' if what else ''}{path!r}: it is not a regular file (a folder, a device "
+                    "or a pipe), and hypernas replaces only regular files")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -61,11 +74,14 @@ def save_file(write: Callable[[BinaryIO], None], path: str, error: type[Hypernas
         os.replace(tmp, path)
         _fsync_folder(os.path.dirname(os.path.abspath(path)))  # and make the rename itself durable
     except BaseException as err:
+        # torch's writer reports a full disk as its own error ("unexpected pos"); whether the disk
+        # is full must be read while the partial file still fills it, before it is removed.
+        full = isinstance(err, RuntimeError) and _nearly_full(path)
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(err, OSError):
             raise error(_why(path, err, what)) from None
-        if isinstance(err, RuntimeError) and _nearly_full(path):  # torch's writer reports ENOSPC as its own error
+        if full:
             raise error(_why(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), what)) from None
         raise
 

@@ -5,8 +5,12 @@ with several objectives; never a degenerate network, nor one over a limit) are t
 the reference protocol. Each trained accuracy is written onto its trial (`trained_accuracy`)
 beside the prediction, with its round and the reason it was picked, its weights and a drawing;
 the trial's dashboard note says it first, with the drawing at full size, and the study's note
-holds the table with the Kendall tau between score and trained accuracy. Finished trainings
-are kept: a rerun repeats none. `best_trial` says what `best` means wherever a user asks for it.
+holds the table with the Kendall tau between score and trained accuracy. Each finalist is
+trained `final_seeds` times (seeds seed, seed+1, ...; the weights kept are the first run's),
+and racing (`final_race`) spends extra trainings on the finalists still tied with the leader.
+Every trained accuracy then carries a 95% interval (`hypernas.certainty`), the finalists tied
+with the best are marked, and `final_pick` picks among them. Finished trainings are kept: a
+rerun repeats none. `best_trial` says what `best` means wherever a user asks for it.
 
 Usage:
     rows, tau = finalize(cfg, study, data, space)
@@ -24,11 +28,13 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from hypernas.certainty import Settled, race, settle
 from hypernas.config import SearchConfig, TrainConfig
 from hypernas.data import Dataset
 from hypernas.drawing import draw_architecture
 from hypernas.errors import HypernasError, OptionError, warn
 from hypernas.files import save_file
+from hypernas.final_table import final_table, shown_arch
 from hypernas.ghn.start import predicted_start, score_batch
 from hypernas.optuna_private import (
     annotate_trial,
@@ -40,6 +46,7 @@ from hypernas.optuna_private import (
     trial_id_of,
 )
 from hypernas.recalibrate import leave_one_out, rank_features, rounds_of
+from hypernas.study.attrs import check_trial, completed, weights_name
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
 from hypernas.train import train
@@ -83,14 +90,18 @@ def spread(front: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.F
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """What `best` means wherever a user asks for it (`hypernas export --trial best`, `hypernas
-    plot arch`): the trained finalist of highest trained accuracy, a tie going to the higher
-    score, then to the lower trial number. The score only predicts; the final training measured.
-    A study with no trained finalist yet (`--top-k 0`) falls back to the highest score among
-    the architectures a final training may take (`pool_of`), and says so.
+    plot arch`): the finalist the final stage picked among those tied with the best
+    (`final_picked`, by the rule `final_pick`); in a study without that pick, the trained finalist of highest trained
+    accuracy, a tie going to the higher score, then to the lower trial number. The score only
+    predicts; the final training measured. A study with no trained finalist yet (`--top-k 0`)
+    falls back to the highest score among the architectures a final training may take
+    (`pool_of`), and says so. `best_said` says which it was.
 
     Usage: best_trial(load_study(url, "demo")).number"""
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    trained = [t for t in complete if "trained_accuracy" in t.user_attrs]
+    trained = [t for t in completed(study) if "trained_accuracy" in t.user_attrs]
+    picked = [t for t in trained if t.number == study.user_attrs.get("final_picked")]
+    if picked:
+        return picked[0]
     if trained:
         return max(trained, key=lambda t: (t.user_attrs["trained_accuracy"], t.values[0], -t.number))
     pool = pool_of(study)
@@ -100,6 +111,19 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     warn(f"study {study.study_name!r} has no trained finalist: 'best' is trial {best.number}, the highest score "
          f"({best.values[0]:.4f}), a prediction")
     return best
+
+
+def best_said(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """Why `trial` is `best`, in words (`best_trial`).
+
+    Usage: print(best_said(study, best_trial(study)))"""
+    attrs = study.user_attrs
+    if trial.number == attrs.get("final_picked") and attrs.get("final_tied", 1) > 1:
+        return (f"trial {trial.number}, picked among the {attrs['final_tied']} finalists tied with the best "
+                f"(--final-pick {attrs['final_picked_by']})")
+    if "trained_accuracy" in trial.user_attrs:
+        return f"trial {trial.number}, the best trained finalist"
+    return f"trial {trial.number}, the highest score (untrained)"
 
 
 def pick_trial(study: optuna.Study, which: str | int) -> optuna.trial.FrozenTrial:
@@ -112,7 +136,7 @@ def pick_trial(study: optuna.Study, which: str | int) -> optuna.trial.FrozenTria
         raise OptionError(f"--trial must be 'best' or a trial number, got {which!r}") from None
     for t in study.get_trials(deepcopy=False):
         if t.number == number and "arch" in t.user_attrs:
-            return t
+            return check_trial(study.study_name, t)
     raise HypernasError(f"study {study.study_name!r} has no finished trial {number} with an architecture")
 
 
@@ -130,8 +154,7 @@ def pool_of(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The scored architectures a final training may take: within the limits, not degenerate
     (a network cut off from its input predicts a constant), each once (two workers can score one
     architecture at the same moment: its first trial is kept), by number."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-                if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)
+    complete = [t for t in completed(study) if "duplicate_of" not in t.user_attrs and t.user_attrs.get("feasible", True)
                 and not t.user_attrs.get("degenerate")]
     first: dict[str, optuna.trial.FrozenTrial] = {}
     for t in sorted(complete, key=lambda t: t.number):
@@ -168,7 +191,7 @@ def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[o
     X = rank_features([t.user_attrs for t in pool])
 
     def trained(i: int) -> float:  # read back from the storage, where the last round wrote it
-        return fresh_trial(study, pool[i]).user_attrs["trained_accuracy"]
+        return check_trial(study.study_name, fresh_trial(study, pool[i])).user_attrs["trained_accuracy"]
 
     scores, sizes = [t.values[0] for t in pool], [t.user_attrs["params"] for t in pool]
     for r, (picks, model) in enumerate(rounds_of(X, scores, sizes, cfg.top_k, cfg.final_rounds, trained), start=1):
@@ -192,15 +215,15 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
     except OSError as err:
         raise HypernasError(f"cannot make the artifact folder {store_dir!r}: {err.strerror or err}") from None
     store = FileSystemArtifactStore(store_dir)
-    rows, fits = [], {}
+    rows, fits, trials = [], {}, []
     warn_if_degenerate_leads(study)
-    with tqdm(total=cfg.top_k, desc="final training", unit="arch", disable=not progress) as bar:
+    with tqdm(total=cfg.top_k * cfg.final_seeds, desc="final training", unit="run", disable=not progress) as bar:
         for r, picks, said in rounds(cfg, study):
             if "loo" in said:
                 fits[str(r)] = said["loo"]
                 study.set_user_attr("final_model", fits)  # per round: how well it predicted the labels it had
             for t in picks:
-                t = fresh_trial(study, t)
+                t = check_trial(study.study_name, fresh_trial(study, t))
                 reason = said["reasons"][t.number]
                 if "trained_accuracy" not in t.user_attrs:
                     prediction = said.get(t.number)
@@ -209,10 +232,22 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
                         extra.update(predicted_accuracy=round(prediction[0], 4), predicted_std=round(prediction[1], 4))
                     _train_finalist(cfg, study, t, data, space, store, hypernet, extra)
                     t = fresh_trial(study, t)
-                rows.append({"trial": t.number, "arch": _shown(t), "score": t.values[0], "round": r, "reason": reason,
-                             "score_std": t.user_attrs["score_std"], "trained_accuracy": t.user_attrs["trained_accuracy"],
-                             "params": t.user_attrs["params"], "seconds": t.user_attrs["trained_seconds"]})
                 bar.update()
+                while len(runs_of(t)) < cfg.final_seeds:
+                    t = _train_again(cfg, study, t, data, space, hypernet)
+                    bar.update()
+                trials.append(t)
+                rows.append({"trial": t.number, "arch": shown_arch(t), "score": t.values[0], "round": r,
+                             "reason": reason, "score_std": t.user_attrs["score_std"],
+                             "params": t.user_attrs["params"]})
+        if trials:
+            settled = _race_and_settle(cfg, study, trials, data, space, hypernet, bar)
+            trials = [fresh_trial(study, t) for t in trials]
+            for i, (row, t) in enumerate(zip(rows, trials)):
+                iv = settled.intervals[i]
+                row.update(trained_accuracy=iv.mean, low=iv.low, high=iv.high, runs=iv.runs, interval=iv.kind,
+                           tied=settled.tied[i], best=i == settled.best, picked=i == settled.picked,
+                           rule=settled.rule, seconds=t.user_attrs["trained_seconds"])
     tau = None
     if len(rows) >= 2:
         tau = float(stats.kendalltau([r["score"] for r in rows], [r["trained_accuracy"] for r in rows]).statistic)
@@ -229,28 +264,86 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
     return rows, tau
 
 
-def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.FrozenTrial, data: Dataset, space: Any,
-                    store: Any, hypernet: Any, extra: dict) -> None:
-    """Train one finalist and write its result, weights and drawing onto its trial."""
+def runs_of(t: optuna.trial.FrozenTrial) -> list[float]:
+    """A finalist's trained accuracies, one per training seed (a study older than several seeds
+    records one)."""
+    return list(t.user_attrs.get("trained_runs", [t.user_attrs["trained_accuracy"]]))
+
+
+def _race_and_settle(cfg: SearchConfig, study: optuna.Study, trials: list, data: Dataset, space: Any,
+                     hypernet: Any, bar: Any) -> Settled:
+    """Race (`final_race` extra trainings in all, those spent before counted), then each
+    finalist's interval, the ties with the best and the pick; written onto the trials and the study."""
+    runs = [runs_of(t) for t in trials]
+    left = cfg.final_race - sum(max(0, len(r) - cfg.final_seeds) for r in runs)  # a resumed race goes on
+    test_samples = trials[0].user_attrs.get("trained_test_samples", len(data.x_test))
+
+    def train_more(i: int) -> float:
+        bar.total += 1
+        trials[i] = _train_again(cfg, study, trials[i], data, space, hypernet)
+        bar.update()
+        return runs_of(trials[i])[-1]
+
+    race(runs, max(0, left), train_more, test_samples)
+
+    def latency(i: int) -> float:
+        if "latency_ms" in trials[i].user_attrs:
+            return trials[i].user_attrs["latency_ms"]
+        from hypernas.budget import measure_latency
+        from hypernas.graph import validate
+
+        return measure_latency(validate(trial_graph(study, trials[i], space)), data.ndim, data.input_size, cfg.device)
+
+    settled = settle(runs, test_samples, cfg.final_pick, [t.user_attrs["params"] for t in trials], latency,
+                     [t.values[0] for t in trials])
+    for i, t in enumerate(trials):
+        iv = settled.intervals[i]
+        annotate_trial(study, t, user_attrs={"trained_low": round(iv.low, 5), "trained_high": round(iv.high, 5),
+                                             "trained_interval": iv.kind, "trained_tied": settled.tied[i]})
+    study.set_user_attr("final_picked", trials[settled.picked].number)
+    study.set_user_attr("final_picked_by", settled.rule)
+    study.set_user_attr("final_tied", sum(settled.tied))
+    return settled
+
+
+def _train_run(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.FrozenTrial, data: Dataset, space: Any,
+               hypernet: Any, seed: int):
+    """One final training of trial `t` with `seed`."""
     G = trial_graph(study, t, space)
     start = None
     if cfg.final_init == "hypernet":
         start = predicted_start(hypernet, G, score_batch(data, cfg.score_split))
-    r = train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=cfg.seed, device=cfg.device, progress=False,
-              init=start)
-    # Named by the study's own token and the trial, so that two studies of one name (on two
-    # storages, say) never share a file; stored relative to the run directory, so a moved
-    # run directory still finds them.
-    name = os.path.join("final", f"{study.user_attrs['run_token']}-trial_{t.number}")
-    save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name + ".pt"))
-    png = os.path.join(cfg.run_dir, name + ".png")
+    return G, train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=seed, device=cfg.device, progress=False,
+                    init=start)
+
+
+def _train_again(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.FrozenTrial, data: Dataset, space: Any,
+                 hypernet: Any) -> optuna.trial.FrozenTrial:
+    """Train a finalist once more, with the next seed, and write its accuracies (their mean is
+    `trained_accuracy`) and their total seconds onto its trial; returns the trial as stored."""
+    runs = runs_of(t)
+    _, r = _train_run(cfg, study, t, data, space, hypernet, cfg.seed + len(runs))
+    runs.append(r.test_accuracy)
+    annotate_trial(study, t, user_attrs={"trained_runs": runs, "trained_accuracy": sum(runs) / len(runs),
+                                         "trained_seconds": round(t.user_attrs["trained_seconds"] + r.seconds, 2)})
+    return check_trial(study.study_name, fresh_trial(study, t))
+
+
+def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.FrozenTrial, data: Dataset, space: Any,
+                    store: Any, hypernet: Any, extra: dict) -> None:
+    """Train one finalist and write its result, weights and drawing onto its trial."""
+    G, r = _train_run(cfg, study, t, data, space, hypernet, cfg.seed)
+    # Stored relative to the run directory, so a moved run directory still finds them.
+    name = weights_name(study.user_attrs["run_token"], t.number)
+    save_file(lambda f: torch.save(r.model.state_dict(), f), os.path.join(cfg.run_dir, name))
+    png = os.path.join(cfg.run_dir, name.removesuffix(".pt") + ".png")
     arch = t.user_attrs["arch"]
     draw_architecture(G, png, title=f"trial {t.number}: " + (arch if len(arch) <= 160 else "graph JSON"),
                       sketch=getattr(space, "sketch", None))
     artifact = attach_artifact(study, t, store, png)
     annotate_trial(study, t, user_attrs={
-        "trained_accuracy": r.test_accuracy, "trained_seconds": round(r.seconds, 2), "trained_epochs": cfg.final_epochs,
-        "trained_weights": name + ".pt", "trained_init": cfg.final_init, "trained_test_samples": len(data.x_test),
+        "trained_accuracy": r.test_accuracy, "trained_runs": [r.test_accuracy], "trained_seconds": round(r.seconds, 2), "trained_epochs": cfg.final_epochs,
+        "trained_weights": name, "trained_init": cfg.final_init, "trained_test_samples": len(data.x_test),
         **extra})
     # The trial's note is the first thing its dashboard page shows: what was trained, and the
     # drawing at full size (the artifact card is a thumbnail).
@@ -258,33 +351,3 @@ def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.Froz
                               f"{r.seconds:.1f} s (round {extra['final_round']}, picked for {extra['final_reason']}); "
                               f"score {t.values[0]:.4f} ± {t.user_attrs['score_std']:.4f} predicted.\n\n"
                               f"![trial {t.number}](/artifacts/{study_id_of(study)}/{trial_id_of(t)}/{artifact})")
-
-
-def _shown(t: optuna.trial.FrozenTrial) -> str:
-    """A finalist's architecture in full: the space's string form, or (for graph JSON, which
-    runs to thousands of characters) the choices the trial made, which determine it."""
-    arch = t.user_attrs["arch"]
-    return arch if not arch.startswith("{") else ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
-
-
-COLUMNS = ("trial", "round", "picked for", "score ± std", "true accuracy", "params", "seconds", "architecture")
-
-
-def final_table(rows: list[dict], tau: float | None, markdown: bool = False) -> str:
-    """The finalists, one row each: trial, round, why it was picked, score +- std, true
-    accuracy, params, seconds and architecture (last: the long one), then the Kendall tau.
-    Plain text for the terminal, where an architecture is copied whole into `hypernas train
-    --arch`; with `markdown`, a table for the dashboard's note, where an NB201 string's `|`
-    is escaped (it would split the cell)."""
-    cells = [[str(r["trial"]), str(r["round"]), r["reason"], f"{r['score']:.4f} ± {r['score_std']:.4f}",
-              f"{r['trained_accuracy']:.4f}", str(r["params"]), f"{r['seconds']:.1f}", r["arch"]] for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join([*c[:-1], "`" + c[-1].replace("|", "\\|") + "`"]) + " |" for c in cells]
-    else:
-        widths = [max(len(x) for x in column) for column in zip(COLUMNS, *cells)]
-        lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in (COLUMNS, *cells)]
-    lines.append("")
-    lines.append(f"Kendall tau between score and true accuracy over these {len(rows)}: "
-                 + ("n/a" if tau is None else f"{tau:.3f}"))
-    return "\n".join(lines)

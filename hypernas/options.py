@@ -117,7 +117,8 @@ def check_value(f: dataclasses.Field, kind: Any, value: Any, label: str) -> Any:
     for bound, test, words in (("low", lambda v, b: v >= b, ">="), ("high", lambda v, b: v <= b, "<="),
                                ("above", lambda v, b: v > b, ">"), ("below", lambda v, b: v < b, "<")):
         if meta.get(bound) is not None and not test(value, meta[bound]):
-            raise OptionError(f"{label} must be {what} {words} {meta[bound]:g}, got {value!r}")
+            shown = meta[bound] if isinstance(meta[bound], int) else f"{meta[bound]:g}"  # a seed's bound in full
+            raise OptionError(f"{label} must be {what} {words} {shown}, got {value!r}")
     choices = _choices(f)
     if choices is not None:
         bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]

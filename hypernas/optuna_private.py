@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from hypernas.errors import StorageError
+from hypernas.errors import StorageError, first_line
 
 # The system attribute in which Optuna's samplers keep a trial's constraints (`_CONSTRAINTS_KEY` of
 # `optuna.study._constrained_optimization`), and where optuna-dashboard reads them to grey infeasible trials.
@@ -87,8 +87,7 @@ def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_at
         session.commit()
     except Exception as err:  # a full disk, a locked or read-only database: one line, nothing half-written
         session.rollback()
-        raise StorageError(f"cannot write to study {study.study_name!r}: {type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise StorageError(f"cannot write to study {study.study_name!r}: {first_line(err)}") from None
     finally:
         session.close()
 

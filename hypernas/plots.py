@@ -33,7 +33,9 @@ def plot_study(study: optuna.Study, kind: str, path: str, space=None) -> str | N
     the trained accuracy's 95% interval, by final round) or `arch` (the best trained finalist,
     `hypernas.finals.best_trial`; `space` is needed only for a user's own space). Returns a
     line saying what was drawn, or None."""
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    from hypernas.study.attrs import completed
+
+    complete = completed(study)
     if not complete:
         raise HypernasError(f"study {study.study_name!r} has no completed trials to plot")
     if kind not in PLOTS:
@@ -165,19 +167,19 @@ def _ranking(study, complete, names, plt):
 
 
 def _interval(t: optuna.trial.FrozenTrial) -> tuple[float, float]:
-    """The trained accuracy's 95% interval over its test samples (Clopper-Pearson); the point
-    where the trial does not record how many (an older study)."""
-    from scipy import stats
+    """The trained accuracy's 95% interval as the final stage recorded it (`hypernas.certainty`:
+    over seeds, or the test sample's Wilson interval); else the test sample's, where the trial
+    records its size; else the point (an older study)."""
+    from hypernas.certainty import wilson
 
     acc, n = t.user_attrs["trained_accuracy"], t.user_attrs.get("trained_test_samples")
-    if not n:
-        return acc, acc
-    ci = stats.binomtest(round(acc * n), n).proportion_ci(0.95)
-    return ci.low, ci.high
+    if "trained_low" in t.user_attrs:  # held around the accuracy, whatever the storage holds
+        return min(t.user_attrs["trained_low"], acc), max(t.user_attrs["trained_high"], acc)
+    return wilson(acc, n) if n else (acc, acc)
 
 
 def _arch(study: optuna.Study, path: str, space) -> str:
-    from hypernas.finals import best_trial
+    from hypernas.finals import best_said, best_trial
     from hypernas.study.record import study_space, trial_graph
 
     best = best_trial(study)
@@ -189,4 +191,4 @@ def _arch(study: optuna.Study, path: str, space) -> str:
     trained = best.user_attrs.get("trained_accuracy")
     said = f"trained accuracy {trained:.4f}" if trained is not None else f"score {best.values[0]:.4f} (untrained)"
     draw_architecture(G, path, sketch=sketch, title=f"best trial {best.number}: {said}")
-    return f"trial {best.number}, the best trained finalist" if trained is not None else f"trial {best.number}"
+    return best_said(study, best)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from hypernas.batched import EXECUTIONS, run_programs
 from hypernas.compile import Program
-from hypernas.config import SPLITS
+from hypernas.config import MAX_SAMPLES, SPLITS
 from hypernas.data import Dataset
 from hypernas.errors import GraphError, OptionError, SpaceError, warn
 from hypernas.ghn.checkpoint import load_hypernet
@@ -83,8 +83,8 @@ class Scorer:
     def __init__(self, ghn: GraphHyperNetwork, data: Dataset, samples: int = 1, seed: int = 0,
                  batch: int = 64, device: str = "cpu", split: str = "val", space: "SpaceCheck | str | None" = LEARNED,
                  execution: str = "auto"):
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise OptionError(f"samples must be an integer >= 1, got {samples!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+            raise OptionError(f"samples must be an integer from 1 to {MAX_SAMPLES}, got {samples!r}")
         if split not in SPLITS:
             raise OptionError(f"score split must be one of {', '.join(SPLITS)}, not {split!r}")
         if ghn.ndim != data.ndim:
@@ -121,7 +121,7 @@ class Scorer:
         """Scores in input order; duplicates (by canonical hash) are computed once.
 
         Graphs may come already validated (`GraphInfo`), and with their hashes in `keys`.
-        `progress` shows a bar (architectures scored, rate, time left)."""
+        `progress` shows a bar (draws of an architecture scored, rate, time left)."""
         infos = [as_info(G) for G in graphs]
         if self.space is not None:
             for info in infos:
@@ -134,13 +134,12 @@ class Scorer:
             else:
                 todo[key] = info
         items = list(todo.items())
-        with tqdm(total=len(items), desc="score", unit="arch", disable=not progress) as bar:
+        with tqdm(total=len(items) * self.samples, desc="score", unit="draw", disable=not progress) as bar:
             for i in range(0, len(items), self.batch):
-                self._score_batch(items[i : i + self.batch])
-                bar.update(len(items[i : i + self.batch]))
+                self._score_batch(items[i : i + self.batch], bar)
         return [self.cache[k] for k in keys]
 
-    def _score_batch(self, items: list[tuple[str, GraphInfo]]) -> None:
+    def _score_batch(self, items: list[tuple[str, GraphInfo]], bar: tqdm) -> None:
         ndim = self.ghn.ndim
         infos = [info for _, info in items]
         batch = encode(infos, self.ghn.ops, ndim, self.ghn.config.s_max).to(self.device)
@@ -154,6 +153,7 @@ class Scorer:
             for j, logits in enumerate(outputs):
                 losses[j].append(F.cross_entropy(logits, self.y).item())
                 accs[j].append((logits.argmax(1) == self.y).float().mean().item())
+            bar.update(len(items))
         for j, (key, info) in enumerate(items):
             likelihoods = [math.exp(-loss) for loss in losses[j]]
             self.cache[key] = Score(

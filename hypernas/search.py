@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hypernas.budget import Measurer, Measures, check_meetable
-from hypernas.config import SearchConfig
+from hypernas.config import MAX_SEED, SearchConfig
 from hypernas.data import Dataset, load_dataset
 from hypernas.errors import HypernasError, SpaceError, StorageError
 from hypernas.finals import finalize
@@ -41,7 +41,7 @@ from hypernas.samplers import TimedSampler, make_sampler
 from hypernas.score import Scorer
 from hypernas.spaces import Space, get_space
 from hypernas.study.record import check_record, find_study, open_study, scored_record, study_record
-from hypernas.study.storage import open_storage, study_lock, worker_slot
+from hypernas.study.storage import check_not_gone, open_storage, study_lock, worker_slot
 from hypernas.study.sync import FINISHED, Mirror, Writer, shared_attrs
 
 STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
@@ -105,6 +105,7 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     if cfg.limits.active or "latency" in cfg.objectives:
         measurer = Measurer(cfg.limits, cfg.objectives, data.ndim, data.input_size, cfg.device)
         check_meetable(cfg.limits, measurer, space, options, data.in_channels, data.num_classes, progress)  # before training
+    check_not_gone(cfg.storage_url, cfg.study)  # before anything writes to a file the study vanished from
     storage = open_storage(cfg.storage_url)
     record = study_record(cfg, space, options, data)
     scored = scored_record(find_study(storage, cfg.study))
@@ -156,8 +157,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     timing = {"ask": 0.0, "score": 0.0, "bookkeeping": 0.0, "storage_wait": 0.0}
     start_all = time.perf_counter()
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
-        sampler = TimedSampler(make_sampler(cfg.sampler, cfg.seed + 7919 * index, space, cfg.sampler_options, graph_of,
-                                            cfg.limits.count))
+        seed = (cfg.seed + 7919 * index) % (MAX_SEED + 1)  # apart per worker, and a seed numpy takes
+        sampler = TimedSampler(make_sampler(cfg.sampler, seed, space, cfg.sampler_options, graph_of, cfg.limits.count))
         with _optuna_quiet():  # the mirror is ours, not the user's: no "A new study created in memory" line
             steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
         writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active, prune_copies=prune_copies)

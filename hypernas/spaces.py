@@ -26,7 +26,7 @@ from typing import Any
 
 import networkx as nx
 
-from hypernas.errors import GraphError, HypernasError, SpaceError, unknown_name
+from hypernas.errors import GraphError, HypernasError, SpaceError, shown, unknown_name
 from hypernas.graph import GraphInfo, canonical_hash, from_json, to_json, validate
 
 
@@ -83,6 +83,8 @@ class Space:
         if unknown:
             takes = ", ".join(sorted(self.options)) or "no options"
             raise SpaceError(f"space {self.name!r} does not take option(s) {sorted(unknown)}; it takes {takes}")
+        for key, value in options.items():
+            _check_option(self.name, key, value, self.options[key])
         return {**self.options, **options}
 
     def build(self, trial: Any, in_channels: int, num_classes: int, **options: Any) -> nx.DiGraph:
@@ -134,12 +136,18 @@ class Space:
 
         JSON must fit the data (`in_channels`, `num_classes`) unless `check_data` is False."""
         text = text.strip()
-        if text and not text.startswith(("{", "|")) and os.path.isfile(text):
-            try:
-                with open(text, encoding="utf-8") as f:
-                    text = f.read().strip()
-            except (OSError, UnicodeDecodeError) as err:
-                raise SpaceError(f"cannot read the architecture file {text!r}: {getattr(err, 'strerror', None) or err}") from None
+        if text and not text.startswith(("{", "|")):
+            if os.path.isdir(text):
+                raise SpaceError(f"{text!r} is a folder, not an architecture file")
+            if text.endswith(".json") and not os.path.isfile(text):
+                raise SpaceError(f"no architecture file {text!r}")
+            if os.path.isfile(text):
+                try:
+                    with open(text, encoding="utf-8") as f:
+                        text = f.read().strip()
+                except (OSError, UnicodeDecodeError) as err:
+                    raise SpaceError(f"cannot read the architecture file {text!r}: "
+                                     f"{getattr(err, 'strerror', None) or err}") from None
         if text.startswith("{"):
             G = from_json(text)
             info = validate(G)
@@ -148,8 +156,21 @@ class Space:
                 raise GraphError(f"the architecture takes {got[0]} input channels and predicts {got[1]} classes; the data has {in_channels} and {num_classes}")
             return G
         if self.parse is None:
-            raise SpaceError(f"space {self.name!r} reads architectures only as JSON, got {text[:60]!r}")
+            raise SpaceError(f"space {self.name!r} reads architectures only as JSON, got {shown(text, 60)}")
         return self.parse(text, in_channels=in_channels, num_classes=num_classes, **self.resolve_options(options))
+
+
+def _check_option(space: str, key: str, value: Any, default: Any) -> None:
+    """A space option takes the kind of its default (an int where the default is one, a float
+    also from an int), so that a mistyped value is refused by its name rather than failing
+    as a comparison somewhere inside the space. A default of None takes anything."""
+    if default is None:
+        return
+    kinds = {float: (int, float), tuple: (list, tuple)}.get(type(default), type(default))
+    if not isinstance(value, kinds) or (isinstance(value, bool) and not isinstance(default, bool)):
+        what = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+            type(default), f"a {type(default).__name__}")
+        raise SpaceError(f"space {space!r}: option {key} must be {what} (its default is {default!r}), got {value!r}")
 
 
 # Built-in spaces, imported only when asked for (no import side effects).
@@ -170,8 +191,9 @@ def recorded_space(recorded: Any, given: Space | None, where: str) -> Space:
         return given
     if isinstance(recorded, str) and recorded in BUILTIN:
         return get_space(recorded)
-    raise SpaceError(f"{where} was made with the space {recorded!r}, which is code: name it yourself with "
-                     f"--space {recorded} (hypernas never imports a file because a file it reads names it)")
+    raise SpaceError(f"{where} names the space {shown(recorded, 200)}, which is code, so it is refused: hypernas "
+                     "never imports a file because a record names it, as anyone who can write the record can name "
+                     "any file; to read the record, pass --space with a copy of that space you trust")
 
 
 def list_spaces() -> list[Space]:

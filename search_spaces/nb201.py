@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import networkx as nx
 
-from hypernas.errors import SpaceError
+from hypernas.errors import SpaceError, shown
 from hypernas.spaces import Sketch, Space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -39,18 +39,18 @@ def parse_string(text: str) -> Cell:
     """The cell of an NB201 string; a malformed string raises `SpaceError` saying why."""
     nodes = text.strip().split("+")
     if len(nodes) != 3:
-        raise SpaceError(f"an NB201 string has 3 '+'-separated nodes, got {len(nodes)}: {text!r}")
+        raise SpaceError(f"an NB201 string has 3 '+'-separated nodes, got {len(nodes)}: {shown(text)}")
     ops = {}
     for j, node in enumerate(nodes, start=1):
         parts = node.strip("|").split("|")
         if not (node.startswith("|") and node.endswith("|")) or len(parts) != j:
-            raise SpaceError(f"NB201 node {j} must be '|op~0|...|op~{j - 1}|' with {j} edge(s), got {node!r}")
+            raise SpaceError(f"NB201 node {j} must be '|op~0|...|op~{j - 1}|' with {j} edge(s), got {shown(node)}")
         for i, part in enumerate(parts):
             op, _, src = part.partition("~")
             if op not in OPS:
-                raise SpaceError(f"unknown NB201 op {op!r} in {text!r}; ops are {', '.join(OPS)}")
+                raise SpaceError(f"unknown NB201 op {shown(op)} in {shown(text)}; ops are {', '.join(OPS)}")
             if src != str(i):
-                raise SpaceError(f"NB201 edge into node {j} must come from node {i}, got {part!r}")
+                raise SpaceError(f"NB201 edge into node {j} must come from node {i}, got {shown(part)}")
             ops[i, j] = op
     return tuple(ops[e] for e in EDGES)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import subprocess
 
 import networkx as nx
 import numpy as np
@@ -71,3 +73,17 @@ def fails_cleanly(argv: list, capsys, *expected: str) -> str:
     for text in expected:
         assert text in err, err
     return err
+
+
+@contextlib.contextmanager
+def tmpfs(path, size: str):
+    """A small disk of its own mounted at `path` (made if need be), to fill up; skips where this
+    machine cannot mount one (no root)."""
+    path.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                      check=False).returncode:
+        pytest.skip("this machine cannot mount a tmpfs")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)

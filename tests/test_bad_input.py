@@ -220,11 +220,23 @@ def broken_checkpoint(files, kind: str) -> str:
         ckpt = torch.load(files["hypernet"], weights_only=True)
         ckpt["hyper"] = {**ckpt["hyper"], "ops": ["conv", "teleport"]}
         torch.save(ckpt, path)
+    elif kind in ("fit", "step"):
+        ckpt = torch.load(files["hypernet"], weights_only=True)
+        ckpt[kind] = {"fit": "x", "step": "many"}[kind]
+        torch.save(ckpt, path)
+    elif kind == "nan weights":
+        ckpt = torch.load(files["hypernet"], weights_only=True)
+        for weights in (ckpt["model"], ckpt["best"]["model"]):
+            for name, tensor in weights.items():
+                weights[name] = torch.full_like(tensor, float("nan"))
+        torch.save(ckpt, path)
     return str(path)
 
 
 CHECKPOINTS = [("corrupt", "corrupt or truncated"), ("truncated", "corrupt or truncated"),
-               ("damaged", "missing or malformed hyper"), ("other version", "does not match this version")]
+               ("damaged", "missing or malformed hyper"), ("other version", "does not match this version"),
+               ("fit", "missing or malformed fit"), ("step", "missing or malformed step"),
+               ("nan weights", "holds NaN or inf")]
 
 
 @pytest.mark.parametrize("kind, expected", CHECKPOINTS)
@@ -448,3 +460,89 @@ def test_every_good_checkpoint_still_loads(files):
     hypernet = load_hypernet(files["hypernet"], data=load_dataset(files["data"]))
     ghn, ckpt = hypernet.model, hypernet.checkpoint
     assert ckpt["space"] == "tiny_cnn" and ckpt["step"] == 2 and not ghn.training
+
+
+# ---- options checked before any work, each named --------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, toml, named", [
+    (["--sampler-option", "n_startup_trials=x"], "", "sampler option n_startup_trials must be an integer, got 'x'"),
+    ([], '[sampler_options]\ngamma = "a string"\n', "sampler option gamma must be"),
+    (["--sampler-option", "gama=0.1"], "", "sampler 'tpe' takes no option 'gama'"),
+    (["--sampler", "local", "--sampler-option", "startup=tpe", "--sampler-option",
+      'startup_options={"n_startup_trials": "x"}'], "",
+     "sampler option n_startup_trials must be an integer"),
+])
+def test_sampler_options_are_type_checked_before_any_training(extra, toml, named, files, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(toml)
+    fails_cleanly(search_args(files, tmp_path, **{"--hypernet": None, "--config": tmp_path / "s.toml"}) + extra, capsys,
+                  named)
+    assert not (tmp_path / "s").exists()  # no hypernetwork trained, no study made
+
+
+@pytest.mark.parametrize("option, named", [
+    ("channels=abc", "space 'nb201': option channels must be an integer (its default is 16), got 'abc'"),
+    ("cells=2.5", "option cells must be an integer"),
+])
+def test_space_options_are_type_checked_by_name(option, named, capsys):
+    fails_cleanly(["sample", "--space", "nb201", "--space-option", option], capsys, named)
+
+
+def test_an_arch_that_names_a_folder_or_a_missing_file_is_not_read_as_a_string(files, tmp_path, capsys):
+    base = ["draw", "--space", "nb201", "--out", tmp_path / "a.png", "--arch"]
+    fails_cleanly(base + [tmp_path], capsys, "is a folder, not an architecture file")
+    fails_cleanly(base + [tmp_path / "missing.json"], capsys, "no architecture file", "missing.json")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_the_seed_bound_is_printed_as_an_integer(tmp_path, capsys):
+    fails_cleanly(["search", "--space", "nb201", "--runs", tmp_path, "--seed", 2**32], capsys,
+                  "--seed must be an integer <= 4294967295, got 4294967296")
+
+
+@pytest.mark.parametrize("argv", [["train", "--space", "tiny_cnn", "--arch", "good.json", "--epochs", 1],
+                                  ["score", "--hypernet", "tiny_cnn.pt", "--archs", "good.json"]])
+def test_a_device_that_does_not_compute_is_refused(argv, files, capsys):
+    argv = [str(files["dir"] / a) if a in ("good.json", "tiny_cnn.pt") else a for a in argv]
+    fails_cleanly(argv + ["--dataset", files["data"], "--device", "meta"], capsys, "--device 'meta'", "cpu, cuda")
+
+
+@pytest.mark.parametrize("device, named", [("banana", "--device 'banana' is not a device"),
+                                           ("meta", "--device 'meta'"),
+                                           pytest.param("cuda", "no CUDA device", marks=pytest.mark.skipif(
+                                               torch.cuda.is_available(), reason="this machine has CUDA"))])
+def test_the_config_and_python_device_is_checked_as_the_flag_is(device, named, files, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(f'device = "{device}"\n')
+    fails_cleanly(search_args(files, tmp_path, **{"--config": tmp_path / "s.toml"}), capsys, named)
+    from hypernas.config import SearchConfig
+    from hypernas.errors import OptionError
+
+    with pytest.raises(OptionError, match=named):
+        SearchConfig(space="tiny_cnn", device=device)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("samples", [10**20, 1001, 0])
+def test_score_samples_are_bounded_as_the_search_bounds_them(samples, files, capsys):
+    fails_cleanly(["score", "--hypernet", files["hypernet"], "--archs", files["dir"] / "good.json", "--dataset",
+                   files["data"], "--samples", samples], capsys, "--samples must be an integer")
+
+
+def test_score_shows_progress_over_many_draws_of_few_architectures(files, capsys, monkeypatch):
+    from hypernas import cli
+
+    monkeypatch.setattr(cli, "PROGRESS_DRAWS", 3)
+    archs = files["dir"] / "good.json"
+    assert main(["score", "--hypernet", files["hypernet"], "--archs", str(archs), "--dataset", files["data"],
+                 "--samples", "4"]) == 0
+    assert "score:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hypernet", ["hypernet", "nb201_hypernet"])
+def test_a_line_of_deeply_nested_brackets_is_one_short_line(hypernet, files, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("[" * 200_000 + "\n"))
+    err = fails_cleanly(["score", "--hypernet", files[hypernet], "--archs", "-", "--dataset", files["data"]], capsys,
+                        "line 1")
+    assert len(err) < 500, len(err)

@@ -172,3 +172,29 @@ def test_labels_with_gaps_become_classes_0_to_k_minus_1_with_the_map_recorded(tm
         d = load_dataset(str(tmp_path / "d.npz"))
     assert d.num_classes == 3 and d.classes == (0, 2, 5) and set(d.y_train.tolist()) == {0, 1, 2}
     assert "labels 0, 2, 5 as classes 0..2" in d.summary()
+
+
+@pytest.mark.parametrize("batch, named", [([1, 2, 3], "not a CIFAR-10 batch"),
+                                          ({b"data": [[1]], b"labels": [0]}, "cannot read")])
+def test_a_cifar_batch_of_another_shape_is_refused(batch, named, tmp_path):
+    _write_cifar(tmp_path)
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump(batch, f)
+    with pytest.raises(DatasetError, match=named):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+def test_values_too_large_to_standardise_are_refused(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 1, 8)).astype(np.float32)
+    x[::2] = 3e38
+    x[1::2] = -3e38
+    np.savez(tmp_path / "huge.npz", x=x, y=np.arange(40) % 2)
+    with pytest.raises(DatasetError, match="too large to standardise"):
+        load_dataset(str(tmp_path / "huge.npz"))
+
+
+@pytest.mark.parametrize("labels", [np.zeros(40, dtype=int), np.full(40, 3), np.array(["cat"] * 40)])
+def test_data_of_one_class_is_refused(labels, tmp_path):
+    np.savez(tmp_path / "one.npz", x=np.random.default_rng(0).normal(size=(40, 1, 8)), y=labels)
+    with pytest.raises(DatasetError, match="one class"):
+        load_dataset(str(tmp_path / "one.npz"))

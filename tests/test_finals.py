@@ -216,26 +216,22 @@ def test_the_final_table_shows_each_picks_round_and_reason(rounded):
     assert "\\|" not in out and "final training" not in err  # no escapes in the terminal; progress=False is quiet
 
 
-def test_best_is_the_best_trained_finalist_for_export_and_plot(rounded, tmp_path, capsys):
+def test_best_is_the_pick_among_the_finalists_tied_with_the_best_for_export_and_plot(rounded, tmp_path, capsys):
     import json
-    import shutil
 
     from hypernas.cli import main
     from hypernas.finals import best_trial
-    from hypernas.optuna_private import annotate_trial
 
     cfg, result, *_ = rounded
-    shutil.copytree(cfg.runs, tmp_path / "copy")
-    copy = replace(cfg, runs=str(tmp_path / "copy"))
-    study = load_study(copy.storage_url, cfg.study)
-    by_score = [r["trial"] for r in sorted(result.final, key=lambda r: -r["score"])]
-    worst_scored = next(t for t in study.trials if t.number == by_score[-1])
-    annotate_trial(study, worst_scored, user_attrs={"trained_accuracy": 0.999})  # trained best, scored worst
-    assert best_trial(load_study(copy.storage_url, cfg.study)).number == by_score[-1]
-    assert main(["export", "--runs", copy.runs, "--study", cfg.study, "--out", str(tmp_path / "e")]) == 0
-    assert json.loads((tmp_path / "e" / "meta.json").read_text())["trial"] == by_score[-1]
-    assert main(["plot", "arch", "--runs", copy.runs, "--study", cfg.study, "--out", str(tmp_path / "a.png")]) == 0
-    assert f"trial {by_score[-1]}" in capsys.readouterr().out  # says which trial it drew, and why
+    study = load_study(cfg.storage_url, cfg.study)
+    tied = [r for r in result.final if r["tied"]]
+    smallest = min(tied, key=lambda r: (r["params"], result.final.index(r)))["trial"]  # --final-pick smallest
+    assert best_trial(study).number == smallest == study.user_attrs["final_picked"]
+    assert all(finalists(cfg)[r["trial"]]["trained_tied"] == r["tied"] for r in result.final)
+    assert main(["export", "--runs", cfg.runs, "--study", cfg.study, "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "meta.json").read_text())["trial"] == smallest
+    assert main(["plot", "arch", "--runs", cfg.runs, "--study", cfg.study, "--out", str(tmp_path / "a.png")]) == 0
+    assert f"trial {smallest}" in capsys.readouterr().out  # says which trial it drew, and why
 
 
 def test_the_ranking_plot_has_error_bars_marks_rounds_and_prints_no_nan(rounded, monkeypatch, tmp_path):

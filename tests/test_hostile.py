@@ -3,9 +3,11 @@ or a bad config is one line, and bounds are checked before work starts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import textwrap
 import weakref
@@ -13,7 +15,7 @@ import weakref
 import networkx as nx
 import pytest
 import torch
-from conftest import fails_cleanly, fit_config, small_nb201
+from conftest import GOOD_CELL, fails_cleanly, fit_config, small_nb201, tmpfs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,12 +95,20 @@ def test_a_pickled_object_is_refused_for_what_it_is(tmp_path, capsys):
 
 @pytest.mark.parametrize("url", ["postgresql+psycopg://user@host:1/db?password=hunter2",
                                  "postgresql+psycopg://user:hunter2@host:1/db",
-                                 "postgresql://u@h/db?sslmode=require&sslpassword=hunter2"])
-def test_passwords_are_masked_in_every_url_form(url, tmp_path, capsys):
-    assert "hunter2" not in redact(url)
+                                 "postgresql://u@h/db?sslmode=require&sslpassword=hunter2",
+                                 "postgresql+psycopg://u@127.0.0.1:1/db?dsn=password%3Dhunter2",
+                                 "postgresql+psycopg://u@127.0.0.1:1/db?dsn=host%3Dx%20password%20%3D%20%27hun%20ter2%27",
+                                 "postgresql+psycopg://u@127.0.0.1:1/db?dsn=postgresql%3A%2F%2Fv%3Ahunter2%40h%2Fd",
+                                 "postgresql+psycopg://u@127.0.0.1:1/db?dsn=sslpassword%3Dhunter2%20port%3D1",
+                                 "host=127.0.0.1 port=1 password=hunter2"])
+def test_passwords_are_masked_in_every_url_form(url, study, tmp_path, capsys):
+    secret = "hun ter2" if "hun%20ter2" in url else "hunter2"
+    assert secret not in redact(url) and "hunter2" not in redact(url)
     err = fails_cleanly(["search", "--space", "nb201", "--storage", url, "--runs", tmp_path, "--fit-steps", 1],
                         capsys, "cannot open storage")
-    assert "hunter2" not in err
+    assert "hunter2" not in err and "ter2" not in err
+    err = fails_cleanly(["export", "--storage", url, "--study", "h", "--out", tmp_path / "o"], capsys)
+    assert "hunter2" not in err and "ter2" not in err
 
 
 @pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/b", ".hidden", "x" * 200])
@@ -151,12 +161,8 @@ def test_a_study_on_read_only_media_can_be_read(study, tmp_path, capsys):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("this machine cannot mount a tmpfs")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    with tmpfs(tmp_path / "disk", "64k") as mount:
+        yield mount
 
 
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_file(small_disk, mnist1d):
@@ -171,6 +177,51 @@ def test_a_full_disk_during_a_study_write_is_one_line(small_disk, study, capsys)
     err = fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", small_disk,
                          "--study", "full", "--hypernet", study.hypernet_path, "--trials", 4, "--samples", 1], capsys)
     assert "full" in err or "No space" in err or "disk" in err, err
+
+
+def test_a_full_disk_during_hypernetwork_training_names_the_full_disk(tmp_path, mnist1d):
+    """A checkpoint larger than the free space: torch's writer reports it as its own error, which
+    must still read as the full disk it is."""
+    wide = fit_config(steps=1, meta_batch=1, batch_size=8, hidden=64, rounds=1, eval_archs=1)  # a 2 MB checkpoint
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        with pytest.raises(CheckpointError, match="cannot write checkpoint .*No space left on device"):
+            fit_hypernet(get_space("nb201"), OPTIONS, mnist1d, wide, out=str(disk / "h.pt"), progress=False)
+        assert list(disk.iterdir()) == []
+
+
+# ---- special files ------------------------------------------------------------------------------------------
+
+
+def special_file(path, kind: str) -> None:
+    """A FIFO, or a copy of /dev/null or /dev/full (a character device, made with mknod as root)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3 if kind == "null" else 7))
+        except PermissionError:
+            pytest.skip("making a device file needs root")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "null", "full", "folder"])
+@pytest.mark.parametrize("command", ["draw", "plot"])
+def test_draw_and_plot_never_replace_what_is_not_a_regular_file(kind, command, study, tmp_path, capsys):
+    out = tmp_path / "out"
+    special_file(out, kind)
+    before = os.lstat(out).st_mode
+    argv = {"draw": ["draw", "--space", "nb201", "--arch", GOOD_CELL, "--out", out],
+            "plot": ["plot", "history", "--runs", study.runs, "--study", "h", "--out", out]}[command]
+    fails_cleanly(argv, capsys, "is not a regular file")
+    assert os.lstat(out).st_mode == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_an_empty_out_is_refused_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    fails_cleanly(["draw", "--space", "nb201", "--arch", GOOD_CELL, "--out", ""], capsys, "no file name")
+    assert [p.name for p in tmp_path.iterdir()] == ["cwd"] and list((tmp_path / "cwd").iterdir()) == []
 
 
 # ---- config types -------------------------------------------------------------------------------------------
@@ -239,7 +290,7 @@ def test_a_worker_waiting_on_a_lock_says_so(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(storage_module, "WAIT_NOTE_SECONDS", (0.1, 10.0))
     storage = open_storage(f"sqlite:///{tmp_path}/s.db")
-    held = storage_module._Lock(storage, "hypernas:s:hypernet")
+    held = storage_module._Lock(storage, "s", "hypernet")
     assert held.try_acquire()
     import threading
 
@@ -248,6 +299,33 @@ def test_a_worker_waiting_on_a_lock_says_so(tmp_path, capsys, monkeypatch):
         pass
     err = capsys.readouterr().err
     assert "waiting for another worker's lock on study 's' (hypernet)" in err and "s so far" in err
+
+
+def test_a_lock_that_is_a_folder_is_one_line(study, tmp_path, capsys):
+    from hypernas.study.storage import _Lock
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    os.mkdir(_Lock(open_storage(url), "h", "hypernet").path)
+    fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--storage", url, "--study", "h",
+                   "--hypernet", study.hypernet_path, "--trials", 4, "--samples", 1, "--runs", tmp_path], capsys,
+                  "cannot lock study 'h'", "Is a directory")
+
+
+def test_a_second_worker_at_the_largest_seed_keeps_a_valid_seed(study, tmp_path):
+    """A worker's sampler seed is the search's seed moved by its slot; at the largest seed it wraps around."""
+    from dataclasses import replace
+
+    from hypernas.config import MAX_SEED
+    from hypernas.study.storage import _Lock
+
+    cfg = replace(study, runs=str(tmp_path / "runs"), seed=MAX_SEED, hypernet=study.hypernet_path, top_k=0)
+    first = _Lock(open_storage(cfg.storage_url), "h", "worker-0")  # another live worker holds slot 0
+    assert first.try_acquire()
+    try:
+        run_search(cfg, progress=False)
+    finally:
+        first.release()
+    assert len(load_study(cfg.storage_url, "h").get_trials()) == 4
 
 
 # ---- bounds ---------------------------------------------------------------------------------------------------
@@ -348,7 +426,7 @@ def test_load_refuses_a_malformed_meta_json(exported):
 
     meta = json.loads((exported / "meta.json").read_text())
     (exported / "meta.json").write_text(json.dumps({**meta, "ndim": "one"}))
-    with pytest.raises(CheckpointError, match="meta.json is malformed .*ndim"):
+    with pytest.raises(CheckpointError, match="meta.json is not the file that was exported"):  # its digest says so
         load(str(exported))
     (exported / "meta.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="is not an exported hypernas model"):
@@ -373,11 +451,110 @@ def test_load_refuses_an_edited_graph_or_nan_weights(exported):
     import hashlib
     import json
 
-    meta = json.loads((exported / "meta.json").read_text())  # a digest made to match: the NaNs are still refused
+    meta = json.loads((exported / "meta.json").read_text())  # digests made to match: the NaNs are still refused
     meta["weights_sha256"] = hashlib.sha256((exported / "weights.pt").read_bytes()).hexdigest()[:16]
+    del meta["meta_sha256"]
+    meta["meta_sha256"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     (exported / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="hold NaN or inf"):
         load(str(exported))
+
+
+def foreign_wal(db) -> None:
+    """Put the -wal file of another database beside `db`, as a copy or a restore can leave one."""
+    other = sqlite3.connect(db.parent / "other.db")
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("PRAGMA wal_autocheckpoint=0")  # the writes stay in other.db-wal
+    other.execute("CREATE TABLE notes (text)")
+    other.executemany("INSERT INTO notes VALUES (?)", [("x" * 100,)] * 200)
+    other.commit()
+    shutil.copy(db.parent / "other.db-wal", f"{db}-wal")
+    other.close()
+
+
+def test_a_study_that_vanished_from_its_file_is_not_made_anew(study, tmp_path, capsys):
+    """SQLite replays a -wal file from another database: the study seems gone, and a search
+    would silently start a new one in its place. The lock file of its writes remembers it."""
+    runs = tmp_path / "runs"
+    shutil.copytree(study.runs, runs)
+    db = runs / "h" / "study.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:  # the study whole in the file, its own -wal empty
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    foreign_wal(db)
+    before = db.read_bytes()
+    argv = ["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study", "h", "--hypernet",
+            study.hypernet_path, "--trials", 4, "--samples", 1]
+    fails_cleanly(argv, capsys, "study 'h' wrote trials to", "no longer holds it")
+    fails_cleanly(["export", "--runs", runs, "--study", "h", "--out", tmp_path / "o"], capsys, "no longer holds it")
+    assert db.read_bytes() == before  # nothing written: without the foreign -wal file the study is whole again
+    os.remove(f"{db}-wal")
+    assert len(load_study(f"sqlite:///{db}", "h").get_trials()) == 4
+
+
+def test_storage_errors_show_what_the_database_said(study, tmp_path, capsys):
+    """Not Optuna's "invalid data in the commit": the database's own words."""
+    runs = tmp_path / "runs"
+    shutil.copytree(study.runs, runs)
+    db = runs / "h" / "study.db"
+    raw = bytearray(db.read_bytes())
+    raw[4096 * 3:4096 * 6] = b"\xa5" * (4096 * 3)  # pages of the trials' tables, corrupt
+    db.write_bytes(bytes(raw))
+    for argv in (["export", "--runs", runs, "--study", "h", "--out", tmp_path / "o"],
+                 ["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study", "h",
+                  "--hypernet", study.hypernet_path, "--trials", 8, "--samples", 1]):
+        err = fails_cleanly(argv, capsys)
+        assert "invalid data in the commit" not in err and "malformed" in err, err
+
+
+def test_an_immutable_study_file_is_named_as_read_only(study, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(study.runs, runs)
+    db = runs / "h" / "study.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True, check=False).returncode:
+        pytest.skip("this machine cannot make a file immutable (chattr +i needs root and ext4 or alike)")
+    try:
+        err = fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study",
+                             "h", "--hypernet", study.hypernet_path, "--trials", 8, "--samples", 1, "--final-epochs", 1],
+                            capsys, "readonly database")
+        assert "invalid data in the commit" not in err
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://user:hunter2@127.0.0.1:1/db", "postgres-wrong-password",
+                                 "postgres-missing-database"])
+def test_postgres_errors_show_what_the_server_said(url, tmp_path, capsys):
+    pg = os.environ.get("HYPERNAS_TEST_POSTGRES")
+    if url.startswith("postgres-") and not pg:
+        pytest.skip("no PostgreSQL server: set HYPERNAS_TEST_POSTGRES")
+    from sqlalchemy.engine import make_url
+
+    said = {"postgresql": "Connection refused", "postgres-wrong-password": "password authentication failed",
+            "postgres-missing-database": "does not exist"}[url.split("+")[0]]
+    if url == "postgres-wrong-password":
+        url = make_url(pg).set(password="hunter2").render_as_string(hide_password=False)
+    elif url == "postgres-missing-database":
+        url = make_url(pg).set(database="hypernas_no_such_db").render_as_string(hide_password=False)
+    for argv in (["export", "--storage", url, "--study", "h", "--out", tmp_path / "o"],
+                 ["plot", "history", "--storage", url, "--study", "h", "--out", tmp_path / "p.png"]):
+        err = fails_cleanly(argv, capsys, said)
+        assert "invalid data in the commit" not in err and "hunter2" not in err
+
+
+def test_a_full_disk_while_scoring_names_the_full_disk(study, tmp_path, capsys):
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        shutil.copytree(os.path.join(study.runs, "h"), disk / "h", ignore=shutil.ignore_patterns("final", "artifacts"))
+        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 16_000))
+        from hypernas.cli import main
+
+        assert main(["search", "--space", "nb201", "--channels", "2", "--cells", "1", "--runs", str(disk), "--study",
+                     "h", "--hypernet", study.hypernet_path, "--trials", "200", "--trial-batch", "50", "--samples", "1",
+                     "--final-epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err.startswith("hypernas: error: ") and "invalid data in the commit" not in err, err
+    assert "full" in err or "No space" in err, err
 
 
 def test_a_locked_study_is_one_line(study, tmp_path, capsys):
@@ -390,6 +567,32 @@ def test_a_locked_study_is_one_line(study, tmp_path, capsys):
     try:
         fails_cleanly(["search", "--space", "nb201", "--channels", 2, "--cells", 1, "--runs", runs, "--study", "h",
                        "--hypernet", study.hypernet_path, "--trials", 8, "--samples", 1], capsys, "locked")
+        # nor read past the lock as if the file were on read-only media: its pages may be half written
+        fails_cleanly(["export", "--runs", runs, "--study", "h", "--out", tmp_path / "o"], capsys, "locked")
+        fails_cleanly(["plot", "history", "--runs", runs, "--study", "h", "--out", tmp_path / "h.png"], capsys, "locked")
     finally:
         con.execute("ROLLBACK")
         con.close()
+
+
+def test_an_allocation_that_fails_is_one_line(monkeypatch, capsys):
+    import sys
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 4000000000 bytes")
+
+    monkeypatch.setattr(sys.modules["hypernas.train"], "train", out_of_memory)  # the module, not the function
+    fails_cleanly(["train", "--space", "nb201", "--arch", GOOD_CELL, "--channels", 2, "--cells", 1], capsys,
+                  "out of memory", "can't allocate memory")
+
+
+def test_the_memory_free_to_this_process_heeds_its_address_space_limit():
+    import sys
+
+    code = ("import resource; from hypernas.device import available_bytes; "
+            "limit = 2**31 + 2**30; resource.setrlimit(resource.RLIMIT_AS, (limit, limit)); "
+            "print(available_bytes() < limit)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert proc.stdout.strip() == "True", proc.stderr

@@ -17,7 +17,7 @@ from hypernas.cli import main
 from hypernas.config import SearchConfig
 from hypernas.data import load_dataset
 from hypernas.errors import GraphError
-from hypernas.finals import final_table
+from hypernas.final_table import final_table
 from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
 from hypernas.search import run_search
@@ -136,10 +136,11 @@ def test_nb201_is_drawn_as_its_cell_and_macro_as_its_blocks(tmp_path, capsys):
 
 def test_the_final_table_keeps_nb201_strings_in_their_column():
     rows = [{"trial": 3, "arch": GOOD_CELL, "score": 0.5, "score_std": 0.01, "trained_accuracy": 0.9, "params": 10,
-             "seconds": 1.0, "round": 1, "reason": "score #1"}]
+             "seconds": 1.0, "round": 1, "reason": "score #1", "low": 0.88, "high": 0.92, "runs": 1,
+             "interval": "test sample", "best": True, "tied": True, "picked": True, "rule": "smallest"}]
     line = final_table(rows, None, markdown=True).splitlines()[2]  # the dashboard's note
     cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
-    assert len(cells) == 8 and cells[-1].strip().replace("\\|", "|") == f"`{GOOD_CELL}`"  # whole, not cut
+    assert len(cells) == 10 and cells[-1].strip().replace("\\|", "|") == f"`{GOOD_CELL}`"  # whole, not cut
     plain = final_table(rows, None).splitlines()  # the terminal's: copied as it is into `hypernas train --arch`
     assert plain[0].split()[:3] == ["trial", "round", "picked"] and plain[1].endswith(f"  {GOOD_CELL}")
 
@@ -186,7 +187,7 @@ def test_score_shows_progress_on_long_input(searched, tmp_path, capsys):
     archs.write_text(capsys.readouterr().out)
     assert main(["score", "--hypernet", cfg.hypernet_path, "--archs", str(archs), "--samples", "1"]) == 0
     err = capsys.readouterr().err
-    assert "score:" in err and "arch/s" in err or "s/arch" in err
+    assert "score:" in err and ("draw/s" in err or "s/draw" in err)
 
 
 def test_warnings_read_as_one_line_each(tmp_path):

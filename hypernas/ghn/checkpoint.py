@@ -20,12 +20,15 @@ from typing import Any
 
 import torch
 
-from hypernas.errors import CheckpointError, HypernasError, warn
+from hypernas.errors import CheckpointError, HypernasError, first_line, warn
 from hypernas.files import save_file
 
 FORMAT = "hypernas-hypernet"
 # What every reader relies on: key -> type. `fit` and `optimizer` matter only to resume.
 REQUIRED = {"space": str, "space_options": dict, "data": dict, "hyper": dict, "model": dict}
+# What readers take where it is there (older checkpoints lack some), checked as strictly.
+OPTIONAL = {"fit": dict, "step": int, "skipped": int, "loss_ema": (int, float, type(None)), "world_size": int,
+            "best": dict}
 DATA_KEYS = ("dataset", "val_fraction", "split_seed")  # enough to load the data again
 
 
@@ -64,19 +67,26 @@ def _read(path: str) -> tuple[dict, str]:
         raise CheckpointError(f"cannot read checkpoint {path!r}: it is corrupt or truncated, or not a checkpoint "
                               "(not a file of plain tensors)") from None
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {_first_line(err)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {first_line(err)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a hypernas hypernetwork checkpoint")
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(ckpt.get(key), kind)]
+    wrong += [key for key, kind in OPTIONAL.items() if key in ckpt and (
+        not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool) or (kind is int and ckpt[key] < 0))]
     wrong += [f"data.{key}" for key in DATA_KEYS if isinstance(ckpt.get("data"), dict) and key not in ckpt["data"]]
+    steps = ckpt["fit"].get("steps", 0) if isinstance(ckpt.get("fit"), dict) else 0
+    wrong += ["fit.steps"] if isinstance(steps, bool) or not isinstance(steps, int) else []
     if wrong:
         raise CheckpointError(f"checkpoint {path!r} is damaged or from another version of hypernas: "
                               f"missing or malformed {', '.join(wrong)}")
     return ckpt, hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _first_line(err: Exception) -> str:
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+def non_finite(state: dict) -> list[str]:
+    """The names of a state dict's floating-point tensors that hold NaN or inf.
+
+    Usage: bad = non_finite(model.state_dict())"""
+    return [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
 
 
 def check_data(ckpt: dict, data, path: str) -> None:
@@ -124,11 +134,15 @@ def load_hypernet(path: str, data=None, device: str = "cpu") -> Hypernet:
         hyper = dict(ckpt["hyper"])
         ops, ndim = tuple(hyper.pop("ops")), hyper.pop("ndim")
         ghn = GraphHyperNetwork(HyperConfig(**hyper), ops, ndim)
-        ghn.load_state_dict(ckpt["best"]["model"] if "best" in ckpt else ckpt["model"])
+        weights = ckpt["best"]["model"] if "best" in ckpt else ckpt["model"]
+        ghn.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError, KeyError, HypernasError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # torch's are multi-line
         raise CheckpointError(f"checkpoint {path!r} does not match this version of hypernas: {detail[:300]}") from None
     ghn.learned = {"space": ckpt["space"], "space_options": ckpt["space_options"]}  # what its scorer checks graphs by
+    bad = non_finite(weights)
+    if bad:  # every score would be NaN
+        raise CheckpointError(f"checkpoint {path!r} holds NaN or inf weights ({', '.join(bad[:3])}); it will not be used")
     return Hypernet(ghn.to(device).eval(), ckpt, path, digest)
 
 

@@ -12,7 +12,9 @@ Usage:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +27,21 @@ __all__ = ["SAMPLERS", "LocalSearchSampler", "RegularizedEvolutionSampler", "Tim
 @dataclass(frozen=True)
 class _Entry:
     build: Callable[..., Any]  # (seed, space, options, graph_of) -> sampler
+    cls: str  # "module:Class": its keyword arguments are the sampler's options
     single_objective: bool
     constrained: bool = False  # takes Optuna's constraints_func
+    own: tuple[str, ...] = ()  # options the builder reads itself, not the class
 
 
 SAMPLERS: dict[str, _Entry] = {}
 LOCAL_STARTUPS = ("random", "tpe", "gp", "wlgp")  # grid and evolution keep state that local moves would confuse
+SET_BY_THE_SEARCH = ("self", "seed", "constraints_func", "graph_of", "search_space", "startup")  # not options
 
 
-def _register(name: str, single_objective: bool = False, constrained: bool = False) -> Callable:
+def _register(name: str, cls: str, single_objective: bool = False, constrained: bool = False,
+              own: tuple[str, ...] = ()) -> Callable:
     def add(build: Callable) -> Callable:
-        SAMPLERS[name] = _Entry(build, single_objective, constrained)
+        SAMPLERS[name] = _Entry(build, cls, single_objective, constrained, own)
         return build
 
     return add
@@ -56,7 +62,7 @@ def _optuna(cls: str, implementation: Any = None) -> Callable:
     return build
 
 
-@_register("tpe", constrained=True)
+@_register("tpe", "optuna.samplers:TPESampler", constrained=True)
 def _tpe(seed, space, options, graph_of):
     # Optuna's TPE, its proposals exactly, fitted once per batch: hypernas.optuna_private says why
     from hypernas.optuna_private import HistoryTPESampler
@@ -65,11 +71,11 @@ def _tpe(seed, space, options, graph_of):
 
 
 for _name, _cls in (("gp", "GPSampler"), ("nsga2", "NSGAIISampler")):
-    _register(_name, constrained=True)(_optuna(_cls))
-_register("random")(_optuna("RandomSampler"))
+    _register(_name, f"optuna.samplers:{_cls}", constrained=True)(_optuna(_cls))
+_register("random", "optuna.samplers:RandomSampler")(_optuna("RandomSampler"))
 
 
-@_register("grid", single_objective=True)
+@_register("grid", "optuna.samplers:GridSampler", single_objective=True)
 def _grid(seed, space, options, graph_of):
     import optuna
 
@@ -78,14 +84,15 @@ def _grid(seed, space, options, graph_of):
     return optuna.samplers.GridSampler(search_space=space.grid, seed=seed, **options)
 
 
-@_register("evolution", single_objective=True)
+@_register("evolution", "hypernas.samplers.evolution:RegularizedEvolutionSampler", single_objective=True)
 def _evolution(seed, space, options, graph_of):
     from hypernas.samplers.evolution import RegularizedEvolutionSampler
 
     return RegularizedEvolutionSampler(seed=seed, **options)
 
 
-@_register("local", single_objective=True)
+@_register("local", "hypernas.samplers.local:LocalSearchSampler", single_objective=True,
+           own=("startup", "startup_options"))
 def _local(seed, space, options, graph_of):
     from hypernas.samplers.local import LocalSearchSampler
 
@@ -100,7 +107,7 @@ def _local(seed, space, options, graph_of):
     return LocalSearchSampler(seed=seed, **options)
 
 
-@_register("wlgp", single_objective=True)
+@_register("wlgp", "hypernas.samplers.wlgp:WLGPSampler", single_objective=True)
 def _wlgp(seed, space, options, graph_of):
     from hypernas.samplers.wlgp import WLGPSampler
 
@@ -140,12 +147,86 @@ def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | Non
     if name not in SAMPLERS:
         raise unknown_name("sampler", name, list(SAMPLERS))
     options = dict(options or {})
+    check_options(name, options)
     if limits and (SAMPLERS[name].constrained or name == "local"):
         options["constraints_func"] = _Constraints(limits)
-    try:
-        return SAMPLERS[name].build(seed, space, options, graph_of)
-    except TypeError as err:  # a misspelt or foreign option: name it, do not ignore it
-        raise OptionError(f"sampler {name!r} does not take these options {sorted(options)}: {err}") from None
+    return SAMPLERS[name].build(seed, space, options, graph_of)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse an option the sampler does not take, or one of the wrong kind, by its name, before
+    any work: a sampler's constructor takes `n_startup_trials="x"` without a word and fails
+    only at its first decision, after the hypernetwork's training. The kinds are read from the
+    constructor's type hints; options come from TOML and JSON, so none can be a Python object.
+
+    Usage: check_options("tpe", {"n_startup_trials": 20})"""
+    hints = _hints(SAMPLERS[name].cls)
+    takes = sorted({*hints} - set(SET_BY_THE_SEARCH) | set(SAMPLERS[name].own))
+    for key, value in options.items():
+        if key not in takes:
+            raise OptionError(f"sampler {name!r} takes no option {key!r}; it takes {', '.join(takes) or 'none'}")
+        fits, what = _kind(Any if key in SAMPLERS[name].own else hints[key])  # the builder checks its own
+        if not fits(value):
+            raise OptionError(f"sampler option {key} must be {what}, got {value!r}")
+
+
+class _Unresolved(type):
+    def __getattr__(cls, name: str) -> type:
+        return cls
+
+    def __getitem__(cls, item: Any) -> type:
+        return cls
+
+
+class _PythonObject(metaclass=_Unresolved):
+    """What a type hint names that only type checkers import (Optuna's `BaseMutation`, say):
+    some Python object, which no config can give."""
+
+
+def _hints(target: str) -> dict[str, Any]:
+    """The type hints of the keyword arguments of `module:Class`. Optuna imports some of the
+    names its hints use only for type checkers, so `typing.get_type_hints` fails on them; each
+    hint is evaluated with such names read as `_PythonObject`."""
+    import builtins
+    import collections.abc
+    import importlib
+    import inspect
+
+    module, _, name = target.partition(":")
+    module = importlib.import_module(module)
+
+    class Names(dict):
+        def __missing__(self, key: str) -> Any:
+            spaces = (vars(module), vars(builtins), vars(typing), vars(collections.abc))
+            return next((space[key] for space in spaces if key in space), _PythonObject)
+
+    parameters = inspect.signature(getattr(module, name).__init__).parameters
+    return {key: Any if p.annotation is p.empty else eval(p.annotation, {}, Names())
+            if isinstance(p.annotation, str) else p.annotation for key, p in parameters.items()}
+
+
+def _kind(hint: Any) -> tuple[Callable[[Any], bool], str]:
+    """(whether a value from TOML or JSON fits a type hint, the hint in words)."""
+    origin = typing.get_origin(hint) or hint
+    if hint is Any:
+        return (lambda v: True), "anything"
+    if origin in (typing.Union, types.UnionType):
+        parts = [_kind(h) for h in typing.get_args(hint)]
+        return (lambda v: any(fits(v) for fits, _ in parts)), " or ".join(w for _, w in parts if w != "null")
+    if origin is typing.Literal:
+        return (lambda v: v in typing.get_args(hint)), f"one of {', '.join(map(repr, typing.get_args(hint)))}"
+    simple = {type(None): (lambda v: v is None, "null"), bool: (lambda v: isinstance(v, bool), "true or false"),
+              int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+              float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+              str: (lambda v: isinstance(v, str), "a string")}
+    if origin in simple:
+        return simple[origin]
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return (lambda v: isinstance(v, Mapping)), "a table"
+    if isinstance(origin, type) and issubclass(origin, Sequence) and origin is not str:
+        return (lambda v: isinstance(v, (list, tuple))), "a list"
+    shown = "object" if origin is _PythonObject else getattr(origin, "__name__", origin)
+    return (lambda v: False), f"a Python {shown} (which no config can give)"
 
 
 class TimedSampler:

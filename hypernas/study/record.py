@@ -22,14 +22,17 @@ import networkx as nx
 import optuna
 
 from hypernas.config import OBJECTIVES, SearchConfig
-from hypernas.errors import StorageError
+from hypernas.errors import StorageError, first_line
 from hypernas.graph import from_json
 from hypernas.spaces import Space, recorded_space
+from hypernas.study.attrs import check_kinds, checked_attrs
 from hypernas.study.storage import redact
 
 # Not what the scores depend on: free to change on a resume (the sampler may change mid-study).
 FREE = ("dataset", "hypernet", "sampler", "sampler_options", "warm_start", "run_dir", "run_token", "search_timing",
-        "finalists", "finalists_kendall_tau", "infeasible_trials")
+        "finalists", "finalists_kendall_tau", "infeasible_trials",
+        # More seeds, a longer race or another pick rule add trainings or re-pick; none changes a result.
+        "final_seeds", "final_race", "final_pick", "final_picked", "final_picked_by", "final_tied")
 
 
 def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -40,17 +43,20 @@ def study_record(cfg: SearchConfig, space: Space, options: dict[str, Any], data:
             "input_mean": list(data.input_mean), "input_std": list(data.input_std),
             "objectives": list(cfg.objectives), "score_split": cfg.score_split, "samples": cfg.samples,
             "seed": cfg.seed, "final_epochs": cfg.final_epochs, "final_rounds": cfg.final_rounds,
-            "final_init": cfg.final_init, "sampler": cfg.sampler,
+            "final_init": cfg.final_init, "final_seeds": cfg.final_seeds, "final_race": cfg.final_race,
+            "final_pick": cfg.final_pick, "sampler": cfg.sampler,
             "sampler_options": cfg.sampler_options, "warm_start": cfg.warm_start, **cfg.limits.record(),
             "run_dir": os.path.abspath(cfg.run_dir)}
 
 
 def find_study(storage: Any, name: str) -> optuna.Study | None:
-    """The study of that name in `storage`, or None."""
+    """The study of that name in `storage`, its attributes checked (`checked_attrs`), or None."""
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
+    checked_attrs(study)
+    return study
 
 
 def scored_record(study: optuna.Study | None) -> dict[str, Any]:
@@ -63,10 +69,13 @@ def scored_record(study: optuna.Study | None) -> dict[str, Any]:
 
 
 def check_record(name: str, recorded: dict[str, Any], record: dict[str, Any]) -> None:
-    """Refuse a run that would add trials scored under another setup, naming what changed."""
+    """Refuse a run that would add trials scored under another setup, naming what changed. A
+    key the study lacks was not set when it was scored (a limit it had none of, say): None."""
+    if not recorded:
+        return
     for key, value in record.items():
-        if key not in FREE and key in recorded and recorded[key] != value:
-            raise StorageError(f"study {name!r} was scored with {key} = {recorded[key]!r}, this run asks for "
+        if key not in FREE and recorded.get(key) != value:
+            raise StorageError(f"study {name!r} was scored with {key} = {recorded.get(key)!r}, this run asks for "
                                f"{value!r}; pick another --study, or the original options")
 
 
@@ -84,13 +93,13 @@ def open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet
     except Exception as err:  # the database refused: full disk, read-only, locked, corrupt
         if type(err).__module__.split(".")[0] not in ("sqlalchemy", "optuna", "sqlite3", "psycopg"):
             raise
-        raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise StorageError(f"study {cfg.study!r} in {redact(cfg.storage_url)}: {first_line(err)}") from None
 
 
 def _open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hypernet: Any,
                 directions: list[str]) -> optuna.Study:
     study = optuna.create_study(study_name=cfg.study, storage=storage, directions=directions, load_if_exists=True)
+    checked_attrs(study)  # another worker's, or anyone's who can write the storage
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(f"study {cfg.study!r} has directions {study.directions}, not {directions}")
     record = {**record, "hypernet": os.path.abspath(hypernet.path), "hypernet_sha256": hypernet.sha256}
@@ -98,7 +107,7 @@ def _open_study(cfg: SearchConfig, storage: Any, record: dict[str, Any], hyperne
     if "run_token" not in study.user_attrs:  # names its files apart from any other study's in the same folder
         record["run_token"] = uuid.uuid4().hex[:8]
     for key, value in record.items():
-        if study.user_attrs.get(key) != value:
+        if key not in study.user_attrs or study.user_attrs[key] != value:  # None too: no limit is a setting
             study.set_user_attr(key, value)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -118,5 +127,6 @@ def trial_graph(study: optuna.Study, trial: optuna.trial.FrozenTrial, space: Spa
     if arch.startswith("{"):
         return from_json(arch)
     attrs = study.user_attrs
+    check_kinds(attrs, {}, f"study {study.study_name!r}", required=("in_channels", "num_classes", "space_options"))
     space = study_space(study, space)
     return space.from_text(arch, attrs["in_channels"], attrs["num_classes"], **attrs["space_options"])

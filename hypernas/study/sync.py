@@ -28,8 +28,9 @@ import time
 
 import optuna
 
-from hypernas.errors import StorageError
+from hypernas.errors import StorageError, first_line
 from hypernas.optuna_private import CONSTRAINTS_KEY, storage_of, study_id_of, trial_id_of
+from hypernas.study.attrs import check_trial, completed
 from hypernas.study.storage import study_lock
 
 TOLD = "hypernas:told"  # a stored PRUNED trial's system attribute: the values the sampler was told
@@ -91,7 +92,7 @@ def count_done(study: optuna.Study, distinct: bool, limited: bool = False) -> in
 def first_of_each(study: optuna.Study) -> dict[str, int]:
     """Architecture hash -> the number of its first completed trial within the limits."""
     first: dict[str, int] = {}
-    for t in sorted(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.number):
+    for t in sorted(completed(study), key=lambda t: t.number):
         if t.user_attrs.get("feasible", True):
             first.setdefault(t.user_attrs.get("hash"), t.number)
     return first
@@ -203,7 +204,7 @@ class Writer:
 
     def _raise(self) -> None:
         if self.error is not None:
-            raise StorageError(f"writing trials to the storage failed: {self.error}") from self.error
+            raise StorageError(f"writing trials to the storage failed: {first_line(self.error)}") from None
 
 
 class Mirror:
@@ -227,7 +228,8 @@ class Mirror:
         trials = self.study.get_trials(deepcopy=False)
         self.known = len(trials)
         mine = self.writer.stored()  # read after the trials: a batch written meanwhile is known by now
-        new = [steered(t) for t in trials if t.state.is_finished() and t.number not in mine]
+        new = [steered(check_trial(self.study.study_name, t)) for t in trials
+               if t.state.is_finished() and t.number not in mine]
         self.steer.add_trials(new)
         mirrored = self.steer.get_trials(deepcopy=False)[-len(new):] if new else []
         with self.writer.lock:
