@@ -30,6 +30,8 @@ import optuna
 import pytest
 from conftest import fit_config
 
+from hypernas.final_table import COLUMNS
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -143,8 +145,7 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
             note = page.locator("table").filter(has_text="true accuracy")
             expect(note).to_be_visible(timeout=WAIT_MS)
             header = [c.strip() for c in note.locator("th").all_inner_texts()]
-            assert header == ["trial", "round", "picked for", "score ± std", "true accuracy", "params", "seconds",
-                              "architecture"]
+            assert header == list(COLUMNS)
             rows = note.locator("tbody tr")
             expect(rows).to_have_count(len(result.final), timeout=WAIT_MS)
             for k, row in enumerate(result.final):
@@ -152,7 +153,8 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
                 assert cells[-1] == row["arch"] and cells[0] == str(row["trial"]), cells
                 assert cells[1:3] == [str(row["round"]), row["reason"]], cells
                 assert cells[3] == f"{row['score']:.4f} ± {row['score_std']:.4f}", cells
-                assert cells[4] == f"{row['trained_accuracy']:.4f}", cells
+                assert cells[4] == f"{row['trained_accuracy']:.4f} [{row['low']:.4f}, {row['high']:.4f}]", cells
+                assert cells[5] == str(row["runs"]), cells
             expect(page.get_by_text(f"over these {len(result.final)}")).to_be_visible(timeout=WAIT_MS)
             page.screenshot(path=str(shots["note"]))
 

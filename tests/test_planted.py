@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import fails_cleanly, fit_config
 
+from hypernas.cli import main
 from hypernas.config import SearchConfig
 from hypernas.errors import HypernasError
 from hypernas.export import export_trial, load
@@ -110,7 +111,11 @@ def test_a_planted_hypernetwork_path_is_not_read_unless_it_is_the_one_scored_wit
     other = tmp_path / "other.pt"
     other.write_bytes(b"not the hypernetwork")
     s.set_user_attr("hypernet", str(other))
-    fails_cleanly(export_argv(cfg, tmp_path, untrained), capsys, "is not the one the study was scored with")
+    # The run directory's own hypernetwork is preferred (a moved run), so the planted file is not read...
+    assert main([str(a) for a in export_argv(cfg, tmp_path, untrained)]) == 0
+    # ...and without it, the planted file is refused by its digest before it is parsed.
+    os.remove(os.path.join(cfg.runs, "p", "hypernet.pt"))
+    fails_cleanly(export_argv(cfg, tmp_path / "again", untrained), capsys, "is not the one the study was scored with")
 
 
 def test_an_input_too_large_for_memory_is_refused_before_it_is_made(copy, tmp_path, capsys):
