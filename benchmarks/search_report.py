@@ -16,8 +16,6 @@ import os
 import statistics
 from dataclasses import dataclass
 
-import optuna
-
 from benchmarks.core.report import command
 from benchmarks.core.tables import merged_table
 from benchmarks.core.truths import TRUTHS
@@ -25,6 +23,7 @@ from hypernas.config import sqlite_url
 from hypernas.errors import OptionError
 from hypernas.options import check, option
 from hypernas.study import load_study
+from hypernas.study.sync import FINISHED
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,17 @@ class Config:
 def run(config: Config) -> dict:
     storage = config.storage or sqlite_url(os.path.join(config.runs, config.study))
     study = load_study(storage, config.study, read_only=True)
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    finalists = [t.user_attrs["trained_accuracy"] for t in complete if "trained_accuracy" in t.user_attrs]
+    finished = study.get_trials(deepcopy=False, states=FINISHED)  # a duplicate or a trial over a limit is PRUNED
+    finalists = [t.user_attrs["trained_accuracy"] for t in finished if "trained_accuracy" in t.user_attrs]
     timing = study.user_attrs.get("search_timing", {})
     table = merged_table(TRUTHS[config.truth].tables)
     total = timing.get("total") or float("nan")
     return {
-        "trials": len(complete), "distinct": sum("duplicate_of" not in t.user_attrs for t in complete),
-        "search_seconds": total,
-        "fraction_scoring": timing.get("score", 0) / total, "fraction_sampler": timing.get("ask", 0) / total,
+        "trials": len(finished), "distinct": sum("duplicate_of" not in t.user_attrs for t in finished),
+        "infeasible": sum(not t.user_attrs.get("feasible", True) for t in finished), "search_seconds": total,
+        # the sampler's own seconds; "ask" also builds the networks it was asked for (older studies: ask only)
+        "fraction_scoring": timing.get("score", 0) / total,
+        "fraction_sampler": timing.get("sampler", timing.get("ask", 0)) / total,
         "fraction_storage_and_bookkeeping": (timing.get("storage_wait", 0) + timing.get("bookkeeping", 0)) / total,
         "storage_writer_busy_seconds": timing.get("storage_busy"),
         "finalists": finalists, "best_finalist": max(finalists, default=None),

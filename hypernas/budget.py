@@ -4,7 +4,8 @@ Parameters and FLOPs come from the graph, without torch. Latency is measured on 
 device, on the form a user deploys: the network traced (`torch.jit.trace`; hypernas's own
 graph interpreter runs several times slower), timed by `torch.utils.benchmark` (a warm-up,
 then blocks of batch-1 passes, on for longer while they vary), as the median of the blocks
-with their interquartile range beside it. A network over a latency limit by less than a margin, or by
+with their interquartile range beside it; on one CPU thread in the thread's CPU time, which
+another process taking the core does not inflate. A network over a latency limit by less than a margin, or by
 less than its own spread, is measured again before it is called infeasible, keeping the lowest
 median: another process on the machine only ever adds time. A spread that large for its value
 says the machine is busy, and the search says so once. Latencies are cached by canonical hash
@@ -22,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,7 +159,8 @@ def latency_conditions(device: str) -> str:
     import torch
 
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-    return (f"median (interquartile range: latency_spread_ms) of blocks of batch-1 forward passes over "
+    clock = "the thread's CPU time" if where == "cpu" and torch.get_num_threads() == 1 else "wall time"
+    return (f"median (interquartile range: latency_spread_ms) of blocks of batch-1 forward passes, in {clock}, over "
             f"{LATENCY_SECONDS:g} to {LATENCY_MAX_SECONDS:g} s after a warm-up (torch.utils.benchmark), of the network "
             f"traced (torch.jit.trace), on {where}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
 
@@ -183,7 +186,11 @@ def time_latency(info: GraphInfo, ndim: int, input_size: tuple[int, ...], device
         traced = torch.jit.trace(model, x, check_trace=False)  # the graph is fixed: checking would trace it twice
         for _ in range(LATENCY_WARMUP):  # TorchScript profiles its first runs, then optimises the graph
             traced(x)
-        timer = benchmark.Timer("model(x)", globals={"model": traced, "x": x}, num_threads=torch.get_num_threads())
+        # On one CPU thread the pass runs in this thread, so its CPU time is its latency on an idle core,
+        # and another process taking the core adds nothing to it (wall time would count the wait).
+        clock = time.thread_time if device == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
+        timer = benchmark.Timer("model(x)", globals={"model": traced, "x": x}, num_threads=torch.get_num_threads(),
+                                timer=clock)
         m = timer.adaptive_autorange(LATENCY_STEADY, min_run_time=LATENCY_SECONDS, max_run_time=LATENCY_MAX_SECONDS)
     return Latency(1000 * m.median, 1000 * m.iqr, len(m.times))
 

@@ -46,6 +46,7 @@ def test_nb201_skeleton_is_configurable_and_defaults_to_the_original():
     assert param_count(nb201.build(("none",) * 6, 3, 10), 2) == 73_306
 
 
+@pytest.mark.slow  # a minute: every one of the 15,625 cells built and hashed
 def test_nb201_enumerates_all_cells_into_the_documented_classes():
     """15,625 cells. The graph hash gives 5,425 classes; NB201's tree conventions give 6,466 and 5,390.
 
