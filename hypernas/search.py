@@ -44,7 +44,7 @@ from hypernas.study.record import check_record, find_study, open_study, scored_r
 from hypernas.study.storage import check_not_gone, open_storage, study_lock, worker_slot
 from hypernas.study.sync import FINISHED, Mirror, Writer, shared_attrs
 
-STALE_TRIALS = 2000  # with `distinct`, stop after this many trials in a row found nothing new
+STALE_TRIALS = 2000  # stop after this many trials in a row found nothing new (the space looks exhausted)
 
 
 @dataclass
@@ -223,7 +223,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
                 print(f"stopping the search at --timeout {cfg.timeout:g} s, after {done} {unit}s")
                 break
             if stale >= STALE_TRIALS:
-                warnings.warn(f"stopping at {done} distinct architectures: the last {stale} trials found nothing new, "
+                warnings.warn(f"stopping at {done} {unit}s: the last {stale} trials found nothing new, "
                               f"so the space (or the sampler's reach) looks exhausted")
                 break
             t0 = time.perf_counter()
