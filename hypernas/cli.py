@@ -206,13 +206,14 @@ def score(args: argparse.Namespace) -> None:
     from hypernas.score import Scorer, SpaceCheck
     from hypernas.spaces import recorded_space
 
-    read_mapping(SearchConfig, {"samples": args.samples}, "command line", flag_of)  # bounded as the search's
+    samples = SearchConfig.samples if args.samples is None else args.samples
+    read_mapping(SearchConfig, {"samples": samples}, "command line", flag_of)  # bounded as the search's
     hypernet = load_hypernet(args.hypernet, device=args.device)
     ckpt = hypernet.checkpoint
     data = _load_data(args) if args.dataset else load_dataset_like(ckpt["data"], args.data_dir)
     check_data(ckpt, data, args.hypernet)
     space = recorded_space(ckpt["space"], _user_space(args), f"checkpoint {args.hypernet!r}")
-    scorer = Scorer(hypernet.model, data, samples=args.samples, seed=args.seed, device=args.device, split=args.split,
+    scorer = Scorer(hypernet.model, data, samples=samples, seed=args.seed, device=args.device, split=args.split,
                     space=SpaceCheck(space, ckpt["space_options"], data.in_channels, data.num_classes))
     warn_unfinished(hypernet)
     graphs, texts = [], []
@@ -224,7 +225,7 @@ def score(args: argparse.Namespace) -> None:
         except HypernasError as err:
             raise HypernasError(f"{args.archs} line {number}: {err}") from None
         texts.append(line.strip())
-    long = len(graphs) * args.samples > PROGRESS_DRAWS
+    long = len(graphs) * samples > PROGRESS_DRAWS
     for text, result in zip(texts, scorer.score(graphs, progress=not args.json and long)):
         if args.json:
             print(json.dumps({"arch": text, **result.to_dict()}))
@@ -363,8 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hypernet", required=True, help="a checkpoint written by train-hypernet or search")
     p.add_argument("--space", help="the checkpoint's own space file (path/to/file.py:function), if it has one")
     p.add_argument("--archs", required=True, help="file with one architecture per line, or - for stdin")
-    p.add_argument("--samples", type=int, default=3, help="draws of the hypernetwork's noise per architecture "
-                                                          "[default: 3]")
+    add_flags(p, SearchConfig, only=("samples",))  # the search's option: one default, one bound
     p.add_argument("--split", choices=SPLITS, default="val",
                    help="score on the validation slice or on training samples [default: val]")
     p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")

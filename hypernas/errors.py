@@ -10,7 +10,6 @@ Usage:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 
@@ -93,18 +92,3 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known))}.")
-
-
-def require_int(label: str, value: Any, low: int | None = None) -> None:
-    """Raise `HypernasError` unless `value` is an int (not a bool) of at least `low`. Options
-    come from TOML files and the command line: say which one is wrong before it turns into a
-    division by zero or an empty batch deep inside a run."""
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        raise OptionError(f"{label} must be an integer" + (f" >= {low}" if low is not None else "") + f", got {value!r}")
-
-
-def require_number(label: str, value: Any, zero_ok: bool = True) -> None:
-    """Raise `HypernasError` unless `value` is a finite number >= 0 (> 0 without `zero_ok`)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf \
-            or (value == 0 and not zero_ok):
-        raise OptionError(f"{label} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")

@@ -11,6 +11,7 @@ from conftest import DEAD_CELL, GOOD_CELL, fit_config, small_nb201
 
 from hypernas import cli, score
 from hypernas.cli import main
+from hypernas.config import SearchConfig
 from hypernas.errors import HypernasError
 from hypernas.ghn.fit import fit_hypernet
 from hypernas.score import Scorer
@@ -90,6 +91,8 @@ def test_score_command(checkpoint, tmp_path, capsys):
     assert {"score", "score_std", "accuracy", "accuracy_std", "loss", "loss_std", "params", "flops", "hash"} <= set(rows[0])
     assert main(["score", "--hypernet", checkpoint, "--archs", str(archs)]) == 0
     assert "±" in capsys.readouterr().out
+    assert main(["score", "--hypernet", checkpoint, "--archs", str(archs), "--json"]) == 0  # the search's default draws
+    assert {json.loads(line)["samples"] for line in capsys.readouterr().out.splitlines()} == {SearchConfig.samples}
     assert main(["score", "--hypernet", checkpoint, "--archs", str(archs), "--json", "--samples", "2",
                  "--split", "train"]) == 0
     on_train = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
