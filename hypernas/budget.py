@@ -1,6 +1,6 @@
 """Deployment limits: a network's parameters, FLOPs and latency, measured before it is scored.
 
-Parameters and FLOPs come from the graph, without torch. Latency is measured on the search's
+Parameters and FLOPs are counted from the graph, without building a network. Latency is measured on the search's
 device, on the form a user deploys: the network traced (`torch.jit.trace`; hypernas's own
 graph interpreter runs several times slower), timed by `torch.utils.benchmark` (a warm-up,
 then blocks of batch-1 passes, on for longer while they vary), as the median of the blocks

@@ -97,3 +97,12 @@ def test_optunas_private_api_is_used_in_one_module():
             continue
         text = path.read_text()
         assert not [p for p in private if p in text], path
+
+
+def test_the_readme_layout_names_every_module():
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    missing = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.name != "__init__.py" and p.name not in layout]
+    assert not missing, f"README's layout does not name {missing}"
