@@ -291,7 +291,7 @@ def canonical_hash(G: nx.DiGraph | GraphInfo) -> str:
     return _digest(*sorted(label.values()))
 
 
-# ---- costs counted from the graph, no network built----------------------------------------------------------------
+# ---- costs counted from the graph, no network built ----------------------------------------
 
 
 def param_count(G: nx.DiGraph | GraphInfo, ndim: int) -> int:
