@@ -36,7 +36,8 @@ from hypernas.graph import GraphInfo, flops, param_count
 LATENCY_SECONDS, LATENCY_MAX_SECONDS = 0.05, 0.25  # timed per look: at least, and at most while the blocks vary
 LATENCY_STEADY = 0.1  # blocks whose interquartile range is below this share of their median need no more
 LATENCY_WARMUP = 3  # untimed passes first
-LATENCY_MARGIN = 0.25  # a network over the limit by less than this share of it is measured again,
+LATENCY_MARGIN = 1.0  # a network over the limit by less than this share of it is measured again (on a shared
+# machine one look can take twice as long as the next, whatever its own spread says),
 LATENCY_SPREADS = 3  # and so is one within this many of its spreads of the limit,
 LATENCY_LOOKS = 3  # at most this many measurements in all
 BUSY_SPREAD = 0.25  # an interquartile range above this share of the median: the machine looks busy
