@@ -38,6 +38,7 @@ from hypernas.errors import HypernasError, HypernasWarning, OptionError, first_l
 from hypernas.options import SuggestingParser, add_flags, build, flag_of, given_flags, read_mapping
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+STUDY_OPTIONS = ("storage", "study", "runs")  # SearchConfig's, shared by export and plot
 DATA_OPTIONS = ("dataset", "layout", "data_dir", "val_fraction")  # SearchConfig's, shared by every command that reads data
 PROGRESS_DRAWS = 64  # `score` shows a progress bar beyond this many draws (architectures times --samples)
 
@@ -62,6 +63,14 @@ def _space_args(p: argparse.ArgumentParser, with_space: bool = True) -> None:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     add_flags(p, SearchConfig, only=DATA_OPTIONS)
+
+
+def _run_args(p: argparse.ArgumentParser, seed: bool = True, device: bool = True) -> None:
+    """--seed and --device of the commands beside the search, with the search's defaults."""
+    if seed:
+        p.add_argument("--seed", type=_seed, default=SearchConfig.seed, help=f"[default: {SearchConfig.seed}]")
+    if device:
+        p.add_argument("--device", default=SearchConfig.device, help=f"[default: {SearchConfig.device}]")
 
 
 def _seed(text: str) -> int:
@@ -324,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(p)
     _data_args(p)
     p.add_argument("-n", type=int, default=5, help="architectures to print [default: 5]")
-    p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
+    _run_args(p, device=False)
     p.add_argument("--format", choices=["auto", "json"], default="auto",
                    help="the space's string form where it has one, else JSON [default: auto]")
     p.add_argument("--in-channels", type=int, default=1, help="used when no --dataset is given [default: 1]")
@@ -337,8 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, TrainConfig)
     p.add_argument("--init-from", metavar="HYPERNET.pt",
                    help="start from this hypernetwork's predicted weights instead of random ones")
-    p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
-    p.add_argument("--device", default="cpu", help="[default: cpu]")
+    _run_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = subcommand("draw", draw)
@@ -357,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, FitConfig)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
-    p.add_argument("--device", default="cpu", help="[default: cpu]")
+    _run_args(p, seed=False)
     p.add_argument("--threads", type=int, help="torch CPU threads")
 
     p = subcommand("score", score)
@@ -367,9 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, SearchConfig, only=("samples",))  # the search's option: one default, one bound
     p.add_argument("--split", choices=SPLITS, default="val",
                    help="score on the validation slice or on training samples [default: val]")
-    p.add_argument("--seed", type=_seed, default=0, help="[default: 0]")
+    _run_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--device", default="cpu", help="[default: cpu]")
     _data_args(p)
 
     p = subcommand("search", search)
@@ -386,9 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = subcommand(name, fn)
         if name == "plot":
             p.add_argument("kind", choices=["history", "pareto", "ranking", "arch"])
-        p.add_argument("--storage", help="Optuna storage URL [default: the run directory's SQLite file]")
-        p.add_argument("--study", default="hypernas", help="[default: hypernas]")
-        p.add_argument("--runs", help="the folder of run directories [default: runs]")
+        add_flags(p, SearchConfig, only=STUDY_OPTIONS)
+        p.set_defaults(study=SearchConfig.study)  # --runs stays None unless given: _run_dir tells the two apart
         p.add_argument("--space", help="the study's own space file (path/to/file.py:function), if it has one")
         p.add_argument("--out", required=True, help="output folder (export) or PNG file (plot)")
         if name == "export":

@@ -113,3 +113,23 @@ def test_search_help_is_grouped_and_every_generated_flag_is_in_its_group(capsys)
     assert {"--max-params", "--max-flops", "--max-latency"} == titles["limits"]
     assert "--fit-steps" in titles["hypernetwork"] and "--top-k" in titles["final stage"]
     assert all(f.metadata.get("group") for f in dataclasses.fields(SearchConfig))  # declared once, on each field
+
+
+def test_options_shared_with_the_search_have_its_default_on_every_command():
+    from hypernas.cli import build_parser
+    from hypernas.config import FitConfig, SearchConfig
+
+    commands = build_parser().subcommands
+    shared = {"seed": SearchConfig.seed, "device": SearchConfig.device, "study": SearchConfig.study,
+              "samples": None, "storage": None, "runs": None}  # None: unset, the search's default applies
+    seen = set()
+    for name, parser in commands.items():
+        if name == "search":
+            continue
+        for action in parser._actions:
+            if action.dest in shared:
+                seen.add(action.dest)
+                # None: a config's flag, unset unless given, so that its field's default applies
+                assert parser.get_default(action.dest) in (shared[action.dest], None), (name, action.dest)
+    assert seen == set(shared)
+    assert FitConfig.seed == SearchConfig.seed  # train-hypernet's --seed is FitConfig's
