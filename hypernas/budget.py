@@ -1,18 +1,18 @@
 """Deployment limits: a network's parameters, FLOPs and latency, measured before it is scored.
 
-Parameters and FLOPs are counted from the graph, without building a network. Latency is measured on the search's
-device, on the form a user deploys: the network traced (`torch.jit.trace`; hypernas's own
-graph interpreter runs several times slower), timed by `torch.utils.benchmark` (a warm-up,
-then blocks of batch-1 passes, on for longer while they vary), as the median of the blocks
-with their interquartile range beside it; on one CPU thread in the thread's CPU time, which
-another process taking the core does not inflate. A network over a latency limit by less than a margin, or by
-less than its own spread, is measured again before it is called infeasible, keeping the lowest
-median: another process on the machine only ever adds time. A spread that large for its value
-says the machine is busy, and the search says so once. Latencies are cached by canonical hash
-(equivalent networks run alike) and recorded with how they were measured. A network over a
-limit is never scored by the hypernetwork: it is told to the sampler as infeasible, with its
-constraint values (Optuna's convention: each at most 0 when met), so the sampler learns where
-the feasible region is.
+Parameters and FLOPs are counted from the graph, without building a network. Latency is
+measured on the search's device, on the form a user deploys: the network traced
+(`torch.jit.trace`; hypernas's own graph interpreter runs several times slower), timed by
+`torch.utils.benchmark` (a warm-up, then blocks of batch-1 passes, on for longer while they
+vary), as the median of the blocks with their interquartile range beside it; on one CPU thread
+in the thread's CPU time, which another process taking the core does not inflate. A network
+over a latency limit by less than the limit itself, or by less than its own spread, is measured
+again before it is called infeasible, keeping the lowest median: another process on the
+machine only ever adds time. A spread that large for its value says the machine is busy, and
+the search says so once. Latencies are cached by canonical hash (equivalent networks run
+alike) and recorded with how they were measured. A network over a limit is never scored by the
+hypernetwork: it is told to the sampler as infeasible, with its constraint values (Optuna's
+convention: each at most 0 when met), so the sampler learns where the feasible region is.
 
 Usage:
     limits = Limits(max_params=20_000, max_latency=None)
@@ -36,8 +36,9 @@ from hypernas.graph import GraphInfo, flops, param_count
 LATENCY_SECONDS, LATENCY_MAX_SECONDS = 0.05, 0.25  # timed per look: at least, and at most while the blocks vary
 LATENCY_STEADY = 0.1  # blocks whose interquartile range is below this share of their median need no more
 LATENCY_WARMUP = 3  # untimed passes first
-LATENCY_MARGIN = 1.0  # a network over the limit by less than this share of it is measured again (on a shared
-# machine one look can take twice as long as the next, whatever its own spread says),
+# A network over the limit by less than this share of it is measured again: on a shared machine
+# one look can take twice as long as the next, whatever its own spread says;
+LATENCY_MARGIN = 1.0
 LATENCY_SPREADS = 3  # and so is one within this many of its spreads of the limit,
 LATENCY_LOOKS = 3  # at most this many measurements in all
 BUSY_SPREAD = 0.25  # an interquartile range above this share of the median: the machine looks busy

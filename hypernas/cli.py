@@ -65,12 +65,13 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     add_flags(p, SearchConfig, only=DATA_OPTIONS)
 
 
-def _run_args(p: argparse.ArgumentParser, seed: bool = True, device: bool = True) -> None:
-    """--seed and --device of the commands beside the search, with the search's defaults."""
-    if seed:
-        p.add_argument("--seed", type=_seed, default=SearchConfig.seed, help=f"[default: {SearchConfig.seed}]")
-    if device:
-        p.add_argument("--device", default=SearchConfig.device, help=f"[default: {SearchConfig.device}]")
+def _run_args(p: argparse.ArgumentParser, *names: str) -> None:
+    """--seed, --device and --threads (run-time only: no TOML key) as every command takes them."""
+    flags = {"seed": {"type": _seed, "default": SearchConfig.seed, "help": f"[default: {SearchConfig.seed}]"},
+             "device": {"default": SearchConfig.device, "help": f"[default: {SearchConfig.device}]"},
+             "threads": {"type": int, "help": "torch CPU threads"}}
+    for name in names:
+        p.add_argument(f"--{name}", **flags[name])
 
 
 def _seed(text: str) -> int:
@@ -333,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     _space_args(p)
     _data_args(p)
     p.add_argument("-n", type=int, default=5, help="architectures to print [default: 5]")
-    _run_args(p, device=False)
+    _run_args(p, "seed")
     p.add_argument("--format", choices=["auto", "json"], default="auto",
                    help="the space's string form where it has one, else JSON [default: auto]")
     p.add_argument("--in-channels", type=int, default=1, help="used when no --dataset is given [default: 1]")
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, TrainConfig)
     p.add_argument("--init-from", metavar="HYPERNET.pt",
                    help="start from this hypernetwork's predicted weights instead of random ones")
-    _run_args(p)
+    _run_args(p, "seed", "device")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = subcommand("draw", draw)
@@ -365,8 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, FitConfig)
     p.add_argument("--out", required=True, help="checkpoint path, e.g. runs/NAME/hypernet.pt")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
-    _run_args(p, seed=False)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    _run_args(p, "device", "threads")
 
     p = subcommand("score", score)
     p.add_argument("--hypernet", required=True, help="a checkpoint written by train-hypernet or search")
@@ -375,19 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, SearchConfig, only=("samples",))  # the search's option: one default, one bound
     p.add_argument("--split", choices=SPLITS, default="val",
                    help="score on the validation slice or on training samples [default: val]")
-    _run_args(p)
+    _run_args(p, "seed", "device")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     _data_args(p)
 
     p = subcommand("search", search)
     groups = add_flags(p, SearchConfig, grouped=True)  # in sections; --space among them, as the TOML key `space`
     searching = groups["search"]
-    searching.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags "
-                                            "override it")
+    searching.add_argument("--config", help="a study config (TOML), e.g. studies/nb201_mnist1d.toml; flags override it")
     _space_args(searching, with_space=False)
     searching.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
                            help="a keyword argument of the sampler ([sampler_options] in TOML)")
-    searching.add_argument("--threads", type=int, help="torch CPU threads")
+    _run_args(searching, "threads")
 
     for name, fn in (("export", export), ("plot", plot)):
         p = subcommand(name, fn)
