@@ -46,10 +46,9 @@ def final_table(rows: list[dict], tau: float | None, markdown: bool = False) -> 
     else:
         widths = [max(len(x) for x in column) for column in zip(COLUMNS, *cells)]
         lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in (COLUMNS, *cells)]
-    lines.append("")
-    lines += verdict_lines(rows)
-    lines.append(f"Kendall tau between score and true accuracy over these {len(rows)}: "
-                 + ("n/a" if tau is None else f"{tau:.3f}"))
+    said = [*verdict_lines(rows), f"Kendall tau between score and true accuracy over these {len(rows)}: "
+            + ("n/a" if tau is None else f"{tau:.3f}")]
+    lines += ["", ("\n\n" if markdown else "\n").join(said)]  # markdown runs lines into one paragraph
     return "\n".join(lines)
 
 

@@ -156,6 +156,9 @@ def test_dashboard_shows_the_study_its_trials_and_the_finalists_drawing(tmp_path
                 assert cells[4] == f"{row['trained_accuracy']:.4f} [{row['low']:.4f}, {row['high']:.4f}]", cells
                 assert cells[5] == str(row["runs"]), cells
             expect(page.get_by_text(f"over these {len(result.final)}")).to_be_visible(timeout=WAIT_MS)
+            tau = page.locator("p", has_text="Kendall tau between")  # a paragraph of its own, as each verdict line
+            expect(tau).to_have_count(1, timeout=WAIT_MS)
+            expect(tau).not_to_contain_text("95% intervals")
             page.screenshot(path=str(shots["note"]))
 
             # The trial list, opened at the finalist: every trial listed, its attributes, its drawing.
