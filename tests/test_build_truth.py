@@ -18,6 +18,7 @@ DEV_TABLE = DEFAULT_TABLE.replace(".csv", "_dev.csv")
 EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_seeds2-5.csv")
 DEV_EXTRA_SEEDS = DEFAULT_TABLE.replace(".csv", "_dev_seeds2-5.csv")
 DIGITS_TABLE = DEFAULT_TABLE.replace("mnist1d", "digits")
+TABLES_20K = [table_path("nb201_mnist1d_20k_even.csv"), table_path("nb201_mnist1d_20k_odd.csv")]  # two shards
 
 
 def rows(path):
@@ -25,7 +26,7 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS, DEV_EXTRA_SEEDS, DIGITS_TABLE])
+@pytest.mark.parametrize("path", [DEFAULT_TABLE, DEV_TABLE, EXTRA_SEEDS, DEV_EXTRA_SEEDS, DIGITS_TABLE, *TABLES_20K])
 def test_stored_hashes_match_the_current_canonical_hash(path):
     for r in rows(path):
         assert canonical_hash(nb201.from_string(r["arch"], 1, 10, **PROTOCOL)) == r["hash"], r["arch"]
@@ -38,6 +39,15 @@ def test_the_tables_are_the_documented_draws():
     exclude = {r["hash"] for r in rows(DEFAULT_TABLE)}
     assert draw_archs(space, 80, 1, exclude) == [r["arch"] for r in rows(DEV_TABLE) if r["seed"] == "0"]
     assert draw_archs(space, 100, 0) == [r["arch"] for r in rows(DIGITS_TABLE) if r["seed"] == "0"]  # the first 100
+
+
+def test_the_20k_tables_are_the_reference_cells_in_order_each_with_its_shards_seeds():
+    reference = draw_archs(get_space("nb201"), 300, 0)
+    for path, parity in zip(TABLES_20K, (0, 1)):
+        table = rows(path)
+        archs = list(dict.fromkeys(r["arch"] for r in table))  # in the order they were trained
+        assert len(archs) >= 20 and archs == reference[:len(archs)]
+        assert {int(r["seed"]) % 2 for r in table} == {parity} and max(int(r["seed"]) for r in table) <= 15
 
 
 def test_shards_split_the_jobs_exactly_once():
