@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_bench_budget import tiny
 
 from benchmarks import budget, finals, init
@@ -18,6 +19,7 @@ def test_simulated_rounds_take_the_model_and_the_labels():
     assert finals.simulate_rounds(rows, truth, truth, 6, 2) == 0.9  # the labels of round 1 lead it to the best
 
 
+@pytest.mark.slow  # 70 s: budget, finals and init, each training hypernetworks and networks
 def test_small_runs_report_every_strategy_with_its_interval(tmp_path):
     budget.run(budget.Config(judged=tiny(tmp_path, trainings=2, limit=24), resamples=10))  # trains them
     (result,) = finals.run(finals.Config(judged=tiny(tmp_path, trainings=2, limit=24), resamples=10))

@@ -10,6 +10,7 @@ import torch
 from benchmarks import speed
 
 
+@pytest.mark.slow  # 45 s: it trains a hypernetwork, then times scoring and training
 def test_without_a_checkpoint_it_trains_one_and_reports_scoring_and_training(tmp_path, capsys):
     md = tmp_path / "out" / "speed.md"
     rows = speed.main(["--spaces", "nb201", "--layers", "mp,transformer", "--archs", "8", "--repeats", "1",

@@ -4,6 +4,7 @@ or a bad config is one line, and bounds are checked before work starts."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -557,7 +558,11 @@ def test_a_full_disk_while_scoring_names_the_full_disk(study, tmp_path, capsys):
     assert "full" in err or "No space" in err, err
 
 
-def test_a_locked_study_is_one_line(study, tmp_path, capsys):
+def test_a_locked_study_is_one_line(study, tmp_path, capsys, monkeypatch):
+    from hypernas.study import storage
+
+    # one attempt, not the five that outlast workers racing to make a study's tables: the same error, sooner
+    monkeypatch.setattr(storage, "_rdb_storage", functools.partial(storage._rdb_storage, attempts=1))
     runs = tmp_path / "runs"
     shutil.copytree(study.runs, runs)
     db = runs / "h" / "study.db"
