@@ -20,13 +20,12 @@ Usage:
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
 import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import optuna
@@ -73,26 +72,16 @@ class Config:
             check_objectives(sampler, len(self.objectives))
 
 
-def resume(config: Config, sampler: str, trials: int, folder: str) -> dict[str, float]:
+def resume(config: Config, sampler: str, trials: int, folder: str, stale_trials: float = search.STALE_TRIALS
+           ) -> dict[str, float]:
     """The search loop on the study in `folder/study.db`, from where it stands to `trials`; seconds per step."""
     cfg = SearchConfig(space="nb201", space_options=OPTIONS, sampler=sampler, trials=trials, trial_batch=config.trial_batch,
                        objectives=config.objectives, top_k=0)
     directions = ["maximize"] + ["minimize"] * (len(config.objectives) - 1)
     study = optuna.create_study(storage=open_storage(sqlite_url(folder)), study_name="study", directions=directions,
                                 load_if_exists=True)
-    return search.search_loop(cfg, study, get_space("nb201"), OPTIONS, 1, 10, StandInScorer(), progress=False)
-
-
-@contextlib.contextmanager
-def _unstopped() -> Iterator[None]:
-    """The search loop without its stop on a run of duplicates: NB201 at this size has about
-    5,400 distinct networks, so a study of 10,000 trials is mostly duplicates, as a long search
-    of it is, and random sampling meets 2,000 in a row before it gets there."""
-    kept, search.STALE_TRIALS = search.STALE_TRIALS, float("inf")
-    try:
-        yield
-    finally:
-        search.STALE_TRIALS = kept
+    return search.search_loop(cfg, study, get_space("nb201"), OPTIONS, 1, 10, StandInScorer(), progress=False,
+                              stale_trials=stale_trials)
 
 
 def run(config: Config) -> dict:
@@ -101,8 +90,9 @@ def run(config: Config) -> dict:
     with tempfile.TemporaryDirectory(prefix="hypernas-sampler-overhead-") as folder:
         grown, at = os.path.join(folder, "grown"), {}
         for n in sorted(config.trials):  # one study grown by the random sampler, kept at each length
-            with _unstopped():
-                resume(config, "random", n, grown)
+            # never stopped by a run of duplicates: NB201 at this size has about 5,400 distinct networks, so
+            # a study of 10,000 trials is mostly duplicates (as a long search of it is), met 2,000 in a row early
+            resume(config, "random", n, grown, stale_trials=math.inf)
             at[n] = shutil.copy(os.path.join(grown, "study.db"), os.path.join(folder, f"at{n}.db"))
         for n in config.trials:
             for sampler in config.samplers:

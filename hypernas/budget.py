@@ -156,12 +156,21 @@ class Measurer:
         return "; ".join(over)
 
 
+def _clock(device: str):
+    """What a latency is timed in. On one CPU thread the pass runs in this thread, so its CPU time
+    is its latency on an idle core, and another process taking the core adds nothing to it (wall
+    time would count the wait)."""
+    import torch
+
+    return time.thread_time if device == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
+
+
 def latency_conditions(device: str) -> str:
     """How a latency was measured: what, where, with how many threads, with which torch."""
     import torch
 
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-    clock = "the thread's CPU time" if where == "cpu" and torch.get_num_threads() == 1 else "wall time"
+    clock = "the thread's CPU time" if _clock(device) is time.thread_time else "wall time"
     return (f"median (interquartile range: latency_spread_ms) of blocks of batch-1 forward passes, in {clock}, over "
             f"{LATENCY_SECONDS:g} to {LATENCY_MAX_SECONDS:g} s after a warm-up (torch.utils.benchmark), of the network "
             f"traced (torch.jit.trace), on {where}, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
@@ -188,11 +197,8 @@ def time_latency(info: GraphInfo, ndim: int, input_size: tuple[int, ...], device
         traced = torch.jit.trace(model, x, check_trace=False)  # the graph is fixed: checking would trace it twice
         for _ in range(LATENCY_WARMUP):  # TorchScript profiles its first runs, then optimises the graph
             traced(x)
-        # On one CPU thread the pass runs in this thread, so its CPU time is its latency on an idle core,
-        # and another process taking the core adds nothing to it (wall time would count the wait).
-        clock = time.thread_time if device == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
         timer = benchmark.Timer("model(x)", globals={"model": traced, "x": x}, num_threads=torch.get_num_threads(),
-                                timer=clock)
+                                timer=_clock(device))
         m = timer.adaptive_autorange(LATENCY_STEADY, min_run_time=LATENCY_SECONDS, max_run_time=LATENCY_MAX_SECONDS)
     return Latency(1000 * m.median, 1000 * m.iqr, len(m.times))
 

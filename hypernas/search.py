@@ -133,7 +133,8 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
 
 def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str, Any], in_channels: int,
                 num_classes: int, scorer, progress: bool = True, initial: list[dict] | None = None,
-                measurer: Measurer | None = None, prune_copies: bool = False) -> dict[str, float]:
+                measurer: Measurer | None = None, prune_copies: bool = False,
+                stale_trials: float = STALE_TRIALS) -> dict[str, float]:
     """Ask, build, deduplicate, score and tell until `study` holds `cfg.trials` completed trials
     (distinct architectures with `cfg.distinct`); returns seconds per phase. Several processes
     may run it on one study at once: together they reach the total exactly.
@@ -145,7 +146,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     its latency where an objective asks for it; without it the scorer's sizes are used.
     `prune_copies` stores duplicates PRUNED (`hypernas.study.sync.stored`), so that the
     dashboard's charts and "best trials" show each network once; the benchmarks replay this
-    loop with duplicates complete, as their per-trial figures count them.
+    loop with duplicates complete, as their per-trial figures count them. `stale_trials` in a row
+    that find nothing new stop it (`math.inf`: never, to grow a study past its space's size).
 
     Usage: search_loop(cfg, study, get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10, scorer)
     """
@@ -168,7 +170,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
             if mirror.known == 0:
                 for params in initial or []:
                     steer.enqueue_trial(params)
-            _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress, measurer)
+            _batches(cfg, mirror, done, space, options, (in_channels, num_classes), scorer, timing, progress, measurer,
+                     stale_trials)
         finally:
             start = time.perf_counter()
             writer.close()  # flush what was scored, also on Ctrl-C
@@ -207,7 +210,8 @@ def _told(cfg: SearchConfig, s: Any, m: Measures | None, degenerate: bool) -> tu
     return [score] + [others[o] for o in cfg.objectives[1:]], attrs
 
 
-def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing, progress, measurer) -> None:
+def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing, progress, measurer,
+             stale_trials) -> None:
     steer, writer, cache = mirror.steer, mirror.writer, mirror.cache
     stale = 0  # trials in a row that found no new architecture
     started = time.perf_counter()
@@ -222,7 +226,7 @@ def _batches(cfg, mirror: Mirror, done: int, space, options, io, scorer, timing,
             if cfg.timeout is not None and time.perf_counter() - started >= cfg.timeout:
                 print(f"stopping the search at --timeout {cfg.timeout:g} s, after {done} {unit}s")
                 break
-            if stale >= STALE_TRIALS:
+            if stale >= stale_trials:
                 warnings.warn(f"stopping at {done} {unit}s: the last {stale} trials found nothing new, "
                               f"so the space (or the sampler's reach) looks exhausted")
                 break
