@@ -4,8 +4,8 @@
 them, `hypernas.budget.time_latency`, the lowest of `LATENCY_LOOKS` looks each), and the limit is
 set at the `--quantile` of those latencies, so that many networks sit near it. Then a fresh
 `Measurer` (the search's: more looks near the limit, the lowest kept) decides each network's
-feasibility twice: on the quiet
-machine, and beside `--busy` processes that each keep a core spinning. Beside the busy
+feasibility twice: on the quiet machine, and beside `--busy` processes that each keep a core
+spinning. Beside the busy
 processes each network is also timed once more with a single look, the way a limit was
 decided before the second look. What it reports: the feasible sets, the networks they disagree
 on, and whether each disagreement lies within the spread recorded beside its latency (its
