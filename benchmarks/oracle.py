@@ -1,6 +1,6 @@
 """`python -m benchmarks.oracle`: the steering of `hypernas search`, measured on NAS-Bench-201's CIFAR-10 table.
 
-The search loop is the one `hypernas search` runs (`hypernas.search.search_loop`: ask, build,
+The search loop is the one `hypernas search` runs (`hypernas.loop.search_loop`: ask, build,
 hash, deduplicate, score, tell, store), with the hypernetwork replaced by a lookup of each
 cell's 200-epoch CIFAR-10 test accuracy in the shipped table. The space is `nb201` with its
 default skeleton (C=16, N=5) on CIFAR-10's input (3 channels, 10 classes).
@@ -51,9 +51,9 @@ from hypernas.errors import CheckpointError
 from hypernas.ghn.checkpoint import file_digest, load_checkpoint, load_hypernet
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.initial_design import synflow_design
+from hypernas.loop import search_loop
 from hypernas.options import check, option, read_mapping
-from hypernas.score import Score, Scorer
-from hypernas.search import search_loop
+from hypernas.score import NetworkScorer, Score, Scorer
 from hypernas.spaces import get_space
 from search_spaces import nb201
 
@@ -98,7 +98,7 @@ CANDIDATES, _TUNED_NAME = load_candidates()
 TUNED = CANDIDATES[_TUNED_NAME]  # chosen on the development objectives by a criterion fixed in advance
 
 
-class TableScorer:
+class TableScorer(NetworkScorer):
     """A stand-in for the hypernetwork's `Scorer`: each architecture's score is its table
     accuracy, found through the NB201 string the space wrote on the graph (`arch`)."""
 

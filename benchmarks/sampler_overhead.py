@@ -1,7 +1,7 @@
 """`python -m benchmarks.sampler_overhead`: a sampler's own seconds per trial, as a search uses it, against the study's length.
 
 For each sampler and each study length N, a study in SQLite that already holds N finished
-trials is resumed by `hypernas.search.search_loop`, the loop `hypernas search` runs, for
+trials is resumed by `hypernas.loop.search_loop`, the loop `hypernas search` runs, for
 `--asks` more trials, asked in batches of `--trial-batch`. The space is NB201 at C=8, N=1; the
 scorer is a stand-in that costs next to nothing (a network's score is a fixed pseudo-random
 value of its hash), so what is measured is the search's own machinery. Reported per trial: the
@@ -31,12 +31,12 @@ from dataclasses import dataclass
 import optuna
 
 from benchmarks.core.report import command, table
-from hypernas import search
+from hypernas import loop
 from hypernas.config import SearchConfig, sqlite_url
 from hypernas.graph import GraphInfo, param_count
 from hypernas.options import check, option
 from hypernas.samplers import SAMPLERS, check_objectives
-from hypernas.score import Score
+from hypernas.score import NetworkScorer, Score
 from hypernas.spaces import get_space
 from hypernas.study.storage import open_storage
 
@@ -44,7 +44,7 @@ OPTIONS = {"channels": 8, "cells": 1}
 LOOP_STEPS = ("ask", "score", "bookkeeping", "storage_wait")  # the search loop's per-batch steps (ask holds the sampler)
 
 
-class StandInScorer:
+class StandInScorer(NetworkScorer):
     """A scorer for timing the loop around it: a fixed pseudo-random score per network."""
 
     def score(self, infos: list[GraphInfo], keys: list[str]) -> list[Score]:
@@ -72,7 +72,7 @@ class Config:
             check_objectives(sampler, len(self.objectives))
 
 
-def resume(config: Config, sampler: str, trials: int, folder: str, stale_trials: float = search.STALE_TRIALS
+def resume(config: Config, sampler: str, trials: int, folder: str, stale_trials: float = loop.STALE_TRIALS
            ) -> dict[str, float]:
     """The search loop on the study in `folder/study.db`, from where it stands to `trials`; seconds per step."""
     cfg = SearchConfig(space="nb201", space_options=OPTIONS, sampler=sampler, trials=trials, trial_batch=config.trial_batch,
@@ -80,7 +80,7 @@ def resume(config: Config, sampler: str, trials: int, folder: str, stale_trials:
     directions = ["maximize"] + ["minimize"] * (len(config.objectives) - 1)
     study = optuna.create_study(storage=open_storage(sqlite_url(folder)), study_name="study", directions=directions,
                                 load_if_exists=True)
-    return search.search_loop(cfg, study, get_space("nb201"), OPTIONS, 1, 10, StandInScorer(), progress=False,
+    return loop.search_loop(cfg, study, get_space("nb201"), OPTIONS, 1, 10, StandInScorer(), progress=False,
                               stale_trials=stale_trials)
 
 

@@ -26,6 +26,7 @@ import hashlib
 import math
 import statistics
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import networkx as nx
 import torch
@@ -65,6 +66,15 @@ class Score:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class NetworkScorer(Protocol):
+    """What the search loop scores with: the hypernetwork's `Scorer` here, or a benchmark's
+    table oracle, which answers each network with its known accuracy."""
+
+    def score(self, graphs: list[GraphInfo], keys: list[str]) -> list[Score]:
+        """One `Score` per network, in order; `keys` are their canonical hashes."""
+        ...
 
 
 LEARNED = "learned"  # Scorer's default `space`: the one the hypernetwork learned, as its checkpoint records

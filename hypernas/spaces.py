@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+import optuna
 
 from hypernas.errors import GraphError, HypernasError, SpaceError, shown, unknown_name
 from hypernas.graph import GraphInfo, canonical_hash, from_json, to_json, validate
@@ -158,6 +160,36 @@ class Space:
         if self.parse is None:
             raise SpaceError(f"space {self.name!r} reads architectures only as JSON, got {shown(text, 60)}")
         return self.parse(text, in_channels=in_channels, num_classes=num_classes, **self.resolve_options(options))
+
+
+@dataclass(frozen=True)
+class Networks:
+    """One space's networks for one data shape, its options resolved: what the search builds
+    each trial with, and what a sampler that reads graphs (`wlgp`) is handed. Its `key` names
+    the space, the options and the shape, so that caches keyed on it are shared only between
+    builders that make the same networks.
+
+    Usage:
+        networks = Networks(get_space("nb201"), {"channels": 8, "cells": 1}, 1, 10)
+        G, info = networks.build(trial); info = networks({"edge_0": "none", ...})
+    """
+
+    space: Space
+    options: dict[str, Any]
+    in_channels: int
+    num_classes: int
+
+    def build(self, trial: Any) -> tuple[nx.DiGraph, GraphInfo]:
+        """The trial's network and its validation (`Space.build_info`)."""
+        return self.space.build_info(trial, self.in_channels, self.num_classes, **self.options)
+
+    def __call__(self, params: dict[str, Any]) -> GraphInfo:
+        """The network that `params` choose."""
+        return self.build(optuna.trial.FixedTrial(params))[1]
+
+    @property
+    def key(self) -> tuple:
+        return self.space.name, json.dumps(self.options, sort_keys=True, default=str), self.in_channels, self.num_classes
 
 
 def _check_option(space: str, key: str, value: Any, default: Any) -> None:

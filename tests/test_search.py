@@ -424,15 +424,15 @@ def test_create_model_follows_the_data(mnist1d):
 def test_a_run_of_duplicates_stops_the_search_and_says_how_many_trials_it_holds(tmp_path):
     """The space looks exhausted after `stale_trials` trials in a row found nothing new; the
     warning counts trials (architectures with --distinct), whichever the search counts."""
-    import hypernas.search as search
     from benchmarks.sampler_overhead import StandInScorer
     from hypernas.config import sqlite_url
+    from hypernas.loop import search_loop
     from hypernas.study.storage import open_storage
 
     cfg = SearchConfig(space="nb201", space_options={"channels": 2, "cells": 1}, trials=50, trial_batch=4, top_k=0)
     study = optuna.create_study(storage=open_storage(sqlite_url(str(tmp_path))), study_name="s", direction="maximize")
     cell = {f"edge_{i}_{j}": "nor_conv_3x3" for j in range(1, 4) for i in range(j)}
     with pytest.warns(UserWarning, match=r"stopping at 4 trials: the last 3 trials found nothing new"):
-        search.search_loop(cfg, study, get_space("nb201"), cfg.space_options, 1, 10, StandInScorer(), progress=False,
-                           initial=[cell] * 8, stale_trials=3)
+        search_loop(cfg, study, get_space("nb201"), cfg.space_options, 1, 10, StandInScorer(), progress=False,
+                    initial=[cell] * 8, stale_trials=3)
     assert len(study.get_trials()) == 4  # the first batch: one network and its 3 copies

@@ -9,15 +9,14 @@ from hypernas.errors import HypernasError
 from hypernas.graph import canonical_hash, simplify
 from hypernas.samplers import make_sampler
 from hypernas.samplers.wlgp import WLGPSampler
-from hypernas.spaces import get_space
+from hypernas.spaces import Networks, get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = get_space("nb201")
 TINY = {"channels": 4, "cells": 1}
 
 
-def graph_of(params):
-    return SPACE.build_info(optuna.trial.FixedTrial(params), 1, 3, **TINY)[1]
+graph_of = Networks(SPACE, SPACE.resolve_options(TINY), 1, 3)
 
 
 def convs(trial) -> float:
@@ -29,8 +28,13 @@ def convs(trial) -> float:
 BEST = convs(optuna.trial.FixedTrial(dict.fromkeys(SPACE.grid, "nor_conv_3x3")))
 
 
-def run(seed: int, n: int = 20) -> optuna.Study:
-    study = optuna.create_study(direction="maximize", sampler=WLGPSampler(graph_of, n_startup_trials=5, seed=seed))
+def keyless(params):
+    """`graph_of` as a plain function: it has no `Networks` key, so its sampler caches alone."""
+    return graph_of(params)
+
+
+def run(seed: int, n: int = 20, networks=graph_of) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=WLGPSampler(networks, n_startup_trials=5, seed=seed))
     study.optimize(convs, n_trials=n)
     return study
 
@@ -43,8 +47,8 @@ def sub_convs(trial) -> float:
     return convs(optuna.trial.FixedTrial({name: trial.suggest_categorical(name, SUB) for name in SPACE.grid}))
 
 
-def run_all(seed: int, n: int = 20) -> optuna.Study:
-    sampler = WLGPSampler(graph_of, n_startup_trials=5, pool="all", seed=seed)
+def run_all(seed: int, n: int = 20, networks=graph_of) -> optuna.Study:
+    sampler = WLGPSampler(networks, n_startup_trials=5, pool="all", seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(sub_convs, n_trials=n)
     return study
@@ -60,21 +64,19 @@ def test_same_seed_same_sequence_and_no_network_twice():
 
 
 def test_the_bag_cache_changes_nothing(monkeypatch):
-    """Bags are cached per process and context, and the cache starts afresh when full: the
-    sequence is the same either way."""
+    """Bags are cached per process and `Networks` key, and the cache starts afresh when full:
+    the sequence is the same either way."""
     import hypernas.samplers.wlgp as wlgp
 
-    alone = [t.params for t in run(1, n=12).trials]  # no context: a cache of its own
-    try:
-        graph_of.context = ("test", "shared")
-        assert [t.params for t in run(1, n=12).trials] == alone
-        assert [t.params for t in run(1, n=12).trials] == alone  # every bag from the shared cache
-        monkeypatch.setattr(wlgp, "CACHE_LIMIT", 5)
-        graph_of.context = ("test", "small")
-        assert [t.params for t in run(1, n=12).trials] == alone
-        assert len(wlgp._SHARED[("test", "small")]) <= 5
-    finally:
-        del graph_of.context
+    alone = [t.params for t in run(1, n=12, networks=keyless).trials]
+    monkeypatch.setattr(wlgp, "_SHARED", {})
+    assert [t.params for t in run(1, n=12).trials] == alone
+    assert graph_of.key in wlgp._SHARED
+    assert [t.params for t in run(1, n=12).trials] == alone  # every bag from the shared cache
+    monkeypatch.setattr(wlgp, "CACHE_LIMIT", 5)
+    monkeypatch.setattr(wlgp, "_SHARED", {})
+    assert [t.params for t in run(1, n=12).trials] == alone
+    assert len(wlgp._SHARED[graph_of.key]) <= 5
 
 
 def test_the_model_finds_what_the_graph_explains():
@@ -87,24 +89,21 @@ def test_the_model_finds_what_the_graph_explains():
     assert sum(max(t.value for t in study.trials) == BEST for study in random) <= 1
 
 
-def test_pool_all_lists_the_space_and_follows_the_model():
+def test_pool_all_lists_the_space_and_follows_the_model(monkeypatch):
     """EI over every unseen cell: seeded, never a network twice (nor one equivalent to a trial
     before), and the best network in every seed; listing per process changes nothing."""
     import hypernas.samplers.wlgp as wlgp
 
-    a = run_all(0)
-    assert [t.params for t in a.trials] == [t.params for t in run_all(0).trials]
+    a = run_all(0, networks=keyless)
+    assert [t.params for t in a.trials] == [t.params for t in run_all(0, networks=keyless).trials]
     hashes = [canonical_hash(graph_of(t.params)) for t in a.trials[5:]]
     assert len(set(hashes)) == len(hashes) and not set(hashes) & {canonical_hash(graph_of(t.params)) for t in a.trials[:5]}
     assert [max(t.value for t in run_all(seed).trials) for seed in range(3)] == [BEST] * 3
-    try:
-        graph_of.context = ("test", "listed")
-        assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]
-        (listing,) = wlgp._SPACES[("test", "listed")].values()
-        assert len(listing.row) == 3 ** 6 and len(listing.params) < 3 ** 6  # equivalent cells share a row
-        assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]  # from the shared listing
-    finally:
-        del graph_of.context
+    monkeypatch.setattr(wlgp, "_SPACES", {})
+    assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]
+    (listing,) = wlgp._SPACES[graph_of.key].values()
+    assert len(listing.row) == 3 ** 6 and len(listing.params) < 3 ** 6  # equivalent cells share a row
+    assert [t.params for t in run_all(0).trials] == [t.params for t in a.trials]  # from the shared listing
 
 
 def test_local_search_hands_a_local_optimum_to_the_listed_space():

@@ -16,7 +16,7 @@ that the canonical hash also reads.
 Works on spaces whose parameters are all categorical (NB201's edges); single objective.
 
 Usage:
-    sampler = WLGPSampler(graph_of=lambda p: space.build_info(optuna.trial.FixedTrial(p), 3, 10)[1], seed=0)
+    sampler = WLGPSampler(graph_of=Networks(space, space.resolve_options({}), 3, 10), seed=0)
     sampler = WLGPSampler(graph_of=..., pool="all", seed=0)  # EI over the whole space
 """
 
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from hypernas.errors import HypernasError
 from hypernas.graph import GraphInfo, canonical_hash, simplify
 from hypernas.samplers.common import check_single_objective
+from hypernas.spaces import Networks
 
 _SHARED: dict[Any, dict] = {}  # context -> params -> bags, see `WLGPSampler`
 _SPACES: dict[Any, dict] = {}  # context -> space -> its listing, for `pool="all"`
@@ -68,10 +69,10 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         self.pool = pool
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._rng = np.random.default_rng(None if seed is None else [seed, 3])
-        # params -> (hash, WL bags by depth). A `graph_of` that names its `context` (the space,
-        # its options and the data's shape) shares them with every sampler of that context in
-        # this process, as a benchmark's seeds do: building the networks is most of this sampler's time.
-        self._context = getattr(graph_of, "context", None)
+        # params -> (hash, WL bags by depth). Given a `Networks`, whose key names the space, its
+        # options and the data's shape, they are shared with every sampler of that key in this
+        # process, as a benchmark's seeds do: building the networks is most of this sampler's time.
+        self._context = graph_of.key if isinstance(graph_of, Networks) else None
         self._bags: dict[tuple, tuple[str, list[Counter]] | None] = (
             {} if self._context is None else _SHARED.setdefault(self._context, {}))
         self._listings: dict[tuple, Listing] = {} if self._context is None else _SPACES.setdefault(self._context, {})

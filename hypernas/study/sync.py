@@ -118,7 +118,7 @@ class Writer:
         self.full = False
         self.numbers: dict[int, int] = {}  # mirror trial number -> storage trial number
         self.redirect: dict[int, int] = {}  # storage number of a trial stored as another worker's duplicate -> that one
-        self.lock = threading.Lock()  # guards `numbers`, which the mirror reads from the main thread
+        self.lock = threading.Lock()  # guards `numbers`, which the main thread reads and adds to (`adopt`)
         self.busy = 0.0  # seconds spent writing
         self.thread = threading.Thread(target=self._run, name="hypernas-storage-writer", daemon=True)
         self.thread.start()
@@ -180,6 +180,12 @@ class Writer:
         t.user_attrs = {**t.user_attrs, "duplicate_of": first, "duplicate": True}
         return t
 
+    def adopt(self, numbers: dict[int, int]) -> None:
+        """Other workers' trials the mirror took in: mirror number -> storage number, so that a
+        duplicate of one of them is stored pointing at it, and it is never taken in twice."""
+        with self.lock:
+            self.numbers.update(numbers)
+
     def stored(self) -> set[int]:
         """Storage numbers of the trials this process wrote or took in."""
         with self.lock:
@@ -232,9 +238,7 @@ class Mirror:
                if t.state.is_finished() and t.number not in mine]
         self.steer.add_trials(new)
         mirrored = self.steer.get_trials(deepcopy=False)[-len(new):] if new else []
-        with self.writer.lock:
-            for t, m in zip(new, mirrored):
-                self.writer.numbers[m.number] = t.number
+        self.writer.adopt({m.number: t.number for t, m in zip(new, mirrored)})
         for t, m in zip(new, mirrored):
             if t.state == optuna.trial.TrialState.COMPLETE and "duplicate_of" not in t.user_attrs:
                 self.cache.setdefault(t.user_attrs["hash"], (t.values, m.number, shared_attrs(t.user_attrs)))
