@@ -55,7 +55,7 @@ MACRO_FIT = FitConfig(steps=1000, meta_batch=8, hyper=HyperConfig(layer="transfo
 TRUTHS = {
     "nb201_mnist1d": Truth(("nb201_mnist1d.csv", "nb201_mnist1d_seeds2-5.csv"), "nb201", "mnist1d",
                            FitConfig(steps=1500, meta_batch=8), test="1,000 test samples"),  # the README's configuration
-    # the reference cells again, 16 seeds each tested on 20,000 extra samples of the generator (docs/history.md);
+    # the first 143 reference cells again, 24 seeds each tested on 20,000 extra samples of the generator (docs/history.md);
     # built in cell order by two shards (even and odd seeds), so the cells both hold whole are the table
     "nb201_mnist1d_20k": Truth(("nb201_mnist1d_20k_even.csv", "nb201_mnist1d_20k_odd.csv"), "nb201", "mnist1d",
                                FitConfig(steps=1500, meta_batch=8), "nb201_mnist1d", test="20,000 extra test samples"),
