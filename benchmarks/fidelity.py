@@ -42,7 +42,7 @@ from benchmarks.core.truths import Judged, Loaded, describe, load
 from hypernas.config import TrainConfig
 from hypernas.errors import OptionError
 from hypernas.ghn.checkpoint import file_digest, load_hypernet
-from hypernas.ghn.start import predicted_start, score_batch
+from hypernas.ghn.start import predicted_start, scoring_samples
 from hypernas.options import check, option
 from hypernas.rungs import SIGNALS, RungResult, cost, successive_halving
 from hypernas.train import train
@@ -107,7 +107,7 @@ def rung_trainer(loaded: Loaded, config: Config, cache: RungCache, hypernet: str
     without the validation slice, from the hypernetwork's prediction (or random weights)."""
     ghn = load_hypernet(hypernet, data=loaded.data).model if hypernet else None
     start_name = file_digest(hypernet) if hypernet else "random"
-    x = score_batch(loaded.data)
+    x = scoring_samples(loaded.data)[0]
 
     def measure(i: int, epochs: int) -> RungResult:
         def compute() -> RungResult:

@@ -24,7 +24,7 @@ from benchmarks.core.stats import paired_bootstrap
 from benchmarks.core.truths import Judged, Loaded, load
 from hypernas.config import TrainConfig
 from hypernas.ghn.checkpoint import load_hypernet
-from hypernas.ghn.start import predicted_start, score_batch
+from hypernas.ghn.start import predicted_start, scoring_samples
 from hypernas.options import check, option
 from hypernas.train import train
 
@@ -44,7 +44,7 @@ class Config:
 def evaluate(loaded: Loaded) -> dict:
     data = loaded.data
     ghn = load_hypernet(loaded.hypernets[0], data=data).model
-    x = score_batch(data)
+    x = scoring_samples(data)[0]
     acc = {(init, e): [] for init in ("random", "hypernet") for e in EPOCHS}  # per network: mean over the seeds
     jobs = [(G, e) for G in loaded.graphs for e in EPOCHS]
     for G, epochs in tqdm(jobs, desc=f"init {loaded.name}", unit="network"):

@@ -165,11 +165,11 @@ def train(args: argparse.Namespace) -> None:
     start = None
     if args.init_from:  # the hypernetwork's prediction as the start, for its own space and data only
         from hypernas.ghn.checkpoint import check_space, load_hypernet
-        from hypernas.ghn.start import predicted_start, score_batch
+        from hypernas.ghn.start import predicted_start, scoring_samples
 
         hypernet = load_hypernet(args.init_from, data=data, device=args.device)
         check_space(hypernet.checkpoint, space.name, space.resolve_options(space_options(args)), args.init_from)
-        start = predicted_start(hypernet.model, G, score_batch(data))
+        start = predicted_start(hypernet.model, G, scoring_samples(data)[0])
     r = train_arch(G, data, config, seed=args.seed, device=args.device, progress=not args.json, init=start)
     out = {"test_accuracy": r.test_accuracy, "test_loss": r.test_loss, "params": r.params,
            "seconds": round(r.seconds, 2), "epochs": config.epochs, "seed": args.seed, "dataset": data.name}

@@ -171,7 +171,7 @@ def _predicted_weights(model: GraphModule, G, attrs: dict, path: str) -> None:
     from hypernas.errors import DatasetError
     from hypernas.ghn.checkpoint import file_digest, load_hypernet
     from hypernas.ghn.model import predict_weights
-    from hypernas.ghn.start import predicted_start, score_batch
+    from hypernas.ghn.start import predicted_start, scoring_samples
 
     check_kinds(attrs, {}, "the study", required=("hypernet_sha256", "dataset", "val_fraction", "split_seed"))
     recorded = attrs["hypernet_sha256"]
@@ -190,7 +190,7 @@ def _predicted_weights(model: GraphModule, G, attrs: dict, path: str) -> None:
         model.batch_stats = True
         warn(f"the export normalises each batch by itself (BatchNorm on batch statistics): {err}")
         return
-    predicted_start(hypernet.model, G, score_batch(data, attrs.get("score_split", "val")))(model)
+    predicted_start(hypernet.model, G, scoring_samples(data, attrs.get("score_split", "val"))[0])(model)
 
 
 def _digest(raw: bytes) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -35,7 +36,7 @@ from hypernas.drawing import draw_architecture
 from hypernas.errors import HypernasError, OptionError, warn
 from hypernas.files import save_file
 from hypernas.final_table import final_table, shown_arch
-from hypernas.ghn.start import predicted_start, score_batch
+from hypernas.ghn.start import predicted_start, scoring_samples
 from hypernas.optuna_private import (
     annotate_trial,
     attach_artifact,
@@ -174,9 +175,20 @@ def warn_if_degenerate_leads(study: optuna.Study) -> None:
              "longer (--fit-steps). Degenerate networks are never finalists")
 
 
-def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[optuna.trial.FrozenTrial], dict]]:
-    """The final trainings, round by round: (round, its trials, what was said of them: `reasons`,
-    trial number -> why it was picked, and the model's predictions).
+@dataclass
+class Round:
+    """One round of final trainings: its trials, why each was picked (trial number -> reason),
+    the model's prediction for each where a model picked them (trial number -> (mean, sd)),
+    and how well that model predicted the labels it was fitted on (`loo`, leave-one-out)."""
+    number: int
+    trials: list[optuna.trial.FrozenTrial]
+    reasons: dict[int, str]
+    predictions: dict[int, tuple[float, float]] = field(default_factory=dict)
+    loo: dict | None = None
+
+
+def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[Round]:
+    """The final trainings, round by round.
 
     Round 1 takes in turn from the score's order and the size's. Each later round refits
     `hypernas.recalibrate`'s model on the accuracies trained so far (read back from the trials,
@@ -185,7 +197,7 @@ def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[o
     if len(study.directions) > 1 or cfg.final_rounds == 1:
         chosen = candidates(study, cfg.top_k)
         why = (lambda i: "spread along the front") if len(study.directions) > 1 else (lambda i: f"score #{i}")
-        yield 1, chosen, {"reasons": {t.number: why(i) for i, t in enumerate(chosen, start=1)}}
+        yield Round(1, chosen, {t.number: why(i) for i, t in enumerate(chosen, start=1)})
         return
     pool = pool_of(study)  # in trial-number order, so a tie in score goes to the lower number
     X = rank_features([t.user_attrs for t in pool])
@@ -195,14 +207,14 @@ def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[tuple[int, list[o
 
     scores, sizes = [t.values[0] for t in pool], [t.user_attrs["params"] for t in pool]
     for r, (picks, model) in enumerate(rounds_of(X, scores, sizes, cfg.top_k, cfg.final_rounds, trained), start=1):
-        said = {"reasons": {pool[i].number: reason for i, reason in model.get("reasons", {}).items()}}
+        this = Round(r, [pool[i] for i in picks], {pool[i].number: why for i, why in model.get("reasons", {}).items()})
         if "mean" in model:
-            said["loo"] = leave_one_out(X[model["fitted"]], model["labels"])
+            this.loo = leave_one_out(X[model["fitted"]], model["labels"])
             for i in picks:
                 mean, std = float(model["mean"][i]), float(model["std"][i])
-                said[pool[i].number] = (mean, std)
-                said["reasons"][pool[i].number] = f"predicted {mean:.3f} ± {std:.3f}"
-        yield r, [pool[i] for i in picks], said
+                this.predictions[pool[i].number] = (mean, std)
+                this.reasons[pool[i].number] = f"predicted {mean:.3f} ± {std:.3f}"
+        yield this
 
 
 def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
@@ -218,18 +230,18 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
     rows, fits, trials = [], {}, []
     warn_if_degenerate_leads(study)
     with tqdm(total=cfg.top_k * cfg.final_seeds, desc="final training", unit="run", disable=not progress) as bar:
-        for r, picks, said in rounds(cfg, study):
-            if "loo" in said:
-                fits[str(r)] = said["loo"]
+        for this in rounds(cfg, study):
+            if this.loo is not None:
+                fits[str(this.number)] = this.loo
                 study.set_user_attr("final_model", fits)  # per round: how well it predicted the labels it had
-            for t in picks:
+            for t in this.trials:
                 t = check_trial(study.study_name, fresh_trial(study, t))
-                reason = said["reasons"][t.number]
+                reason = this.reasons[t.number]
                 if "trained_accuracy" not in t.user_attrs:
-                    prediction = said.get(t.number)
-                    extra = {"final_round": r, "final_reason": reason}
-                    if prediction:
-                        extra.update(predicted_accuracy=round(prediction[0], 4), predicted_std=round(prediction[1], 4))
+                    extra = {"final_round": this.number, "final_reason": reason}
+                    if t.number in this.predictions:
+                        mean, std = this.predictions[t.number]
+                        extra.update(predicted_accuracy=round(mean, 4), predicted_std=round(std, 4))
                     _train_finalist(cfg, study, t, data, space, store, hypernet, extra)
                     t = fresh_trial(study, t)
                 bar.update()
@@ -237,7 +249,7 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
                     t = _train_again(cfg, study, t, data, space, hypernet)
                     bar.update()
                 trials.append(t)
-                rows.append({"trial": t.number, "arch": shown_arch(t), "score": t.values[0], "round": r,
+                rows.append({"trial": t.number, "arch": shown_arch(t), "score": t.values[0], "round": this.number,
                              "reason": reason, "score_std": t.user_attrs["score_std"],
                              "params": t.user_attrs["params"]})
         if trials:
@@ -312,7 +324,7 @@ def _train_run(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.FrozenTri
     G = trial_graph(study, t, space)
     start = None
     if cfg.final_init == "hypernet":
-        start = predicted_start(hypernet, G, score_batch(data, cfg.score_split))
+        start = predicted_start(hypernet, G, scoring_samples(data, cfg.score_split)[0])
     return G, train(G, data, TrainConfig(epochs=cfg.final_epochs), seed=seed, device=cfg.device, progress=False,
                     init=start)
 

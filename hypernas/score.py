@@ -41,6 +41,7 @@ from hypernas.errors import GraphError, OptionError, SpaceError, warn
 from hypernas.ghn.checkpoint import load_hypernet
 from hypernas.ghn.encode import encode
 from hypernas.ghn.model import GraphHyperNetwork, predict_weights
+from hypernas.ghn.start import scoring_samples
 from hypernas.graph import GraphInfo, as_info, canonical_hash, flops, param_count
 from hypernas.ops import RunContext
 from hypernas.spaces import recorded_space
@@ -103,8 +104,7 @@ class Scorer:
         if execution not in EXECUTIONS:
             raise OptionError(f"execution must be one of {', '.join(EXECUTIONS)}, not {execution!r}")
         self.batch, self.device, self.execution = batch, device, execution  # how a batch's networks run
-        n = len(data.x_val)  # the train split is in random order (data.py): its first n are a random sample
-        x, y = (data.x_val, data.y_val) if split == "val" else (data.x_train[:n], data.y_train[:n])
+        x, y = scoring_samples(data, split)
         self.x, self.y = x.to(device), y.to(device)
         self.space = SpaceCheck.learned_by(ghn, data) if space == LEARNED else space
         self.cache: dict[str, Score] = {}

@@ -5,7 +5,7 @@ predicted weights against 17.4% from random ones). BatchNorm's running statistic
 the statistics of the batch the score was computed on, as the score saw them.
 
 Usage:
-    start = predicted_start(ghn, G, score_batch(data, "val"))
+    start = predicted_start(ghn, G, scoring_samples(data, "val")[0])
     result = train(G, data, init=start)
 """
 
@@ -20,10 +20,12 @@ from hypernas.compile import GraphModule
 from hypernas.graph import validate
 
 
-def score_batch(data, split: str = "val") -> torch.Tensor:
-    """The inputs a score is computed on (`hypernas.score`): the validation slice, or as many
-    training samples."""
-    return data.x_val if split == "val" else data.x_train[: len(data.x_val)]
+def scoring_samples(data, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs and labels a score is computed on (`hypernas.score`), decided here alone: the
+    validation slice, or as many training samples (the train split is in random order, so
+    its first ones are a random sample)."""
+    n = len(data.x_val)
+    return (data.x_val, data.y_val) if split == "val" else (data.x_train[:n], data.y_train[:n])
 
 
 def predicted_start(ghn, G: nx.DiGraph, x: torch.Tensor) -> Callable[[GraphModule], None]:
