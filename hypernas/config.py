@@ -171,6 +171,15 @@ class SearchConfig:
                              choices=PICKS, group="final stage")
     final_init: str = option("random", "start each final training from random weights, or from the "
                                        "hypernetwork's prediction", choices=("random", "hypernet"), group="final stage")
+    rungs: tuple[int, ...] | None = option(None, "epochs of short trainings between the score and the finals, e.g. "
+                                                  "1,3: successive halving from the predicted weights, ranked on the "
+                                                  "validation slice; the finals take its survivors [default: off]",
+                                           group="rungs")
+    rung_pool: int = option(15, "the best scored architectures the first rung trains", low=2, group="rungs")
+    rung_keep: float = option(1 / 3, "the share of a rung promoted to the next (0.333: a third)", above=0, high=1,
+                              group="rungs")
+    rung_signal: str = option("loss", "what a rung ranks by on the validation slice: loss (finer with few samples) "
+                                      "or accuracy", choices=("loss", "accuracy"), group="rungs")
     seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED,
                        group="search")
     device: str = option("cpu", "cpu, cuda or cuda:N", group="search")
@@ -190,6 +199,8 @@ class SearchConfig:
         if self.final_race and self.final_seeds < 2:
             raise OptionError("final_race compares intervals over training seeds: give final_seeds 2 or more "
                               "(--final-seeds 2)")
+        if self.rungs is not None:
+            self._check_rungs()
         if self.warm_start > self.warm_pool:
             raise OptionError(f"warm_start {self.warm_start} is more than the pool it is drawn from ({self.warm_pool})")
         from hypernas.device import check_device
@@ -197,6 +208,20 @@ class SearchConfig:
 
         check_objectives(self.sampler, len(self.objectives))
         check_device(self.device)  # from a flag, a study config or Python alike
+
+    def _check_rungs(self) -> None:
+        from hypernas.rungs import check_schedule, survivors
+
+        check_schedule(self.rungs)
+        if len(self.objectives) > 1:
+            raise OptionError("rungs rank by one validation signal: with several objectives the finalists spread "
+                              "along the front instead (drop --rungs or the extra objectives)")
+        if self.final_rounds > 1:
+            raise OptionError("rungs and final_rounds are two ways to pick the finalists: use one of them")
+        left = survivors(self.rung_pool, self.rungs, self.rung_keep)
+        if left < self.top_k:
+            raise OptionError(f"rungs over a pool of {self.rung_pool} keeping {self.rung_keep:g} leave {left} "
+                              f"survivors, fewer than top_k {self.top_k}: raise rung_pool or rung_keep, or lower top_k")
 
     @property
     def limits(self):

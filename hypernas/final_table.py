@@ -37,15 +37,19 @@ def final_table(rows: list[dict], tau: float | None, markdown: bool = False) -> 
     pick among the tied, and the Kendall tau. Plain text for the terminal, where an architecture
     is copied whole into `hypernas train --arch`; with `markdown`, a table for the dashboard's
     note, where an NB201 string's `|` is escaped (it would split the cell)."""
+    columns = COLUMNS
     cells = [[str(r["trial"]), str(r["round"]), r["reason"], f"{r['score']:.4f} ± {r['score_std']:.4f}",
               f"{r['trained_accuracy']:.4f} [{r['low']:.4f}, {r['high']:.4f}]", str(r["runs"]), _tie_mark(r),
               str(r["params"]), f"{r['seconds']:.1f}", r["arch"]] for r in rows]
+    if any("rungs" in r for r in rows):  # after rungs: each finalist's validation accuracy after each
+        columns = (*COLUMNS[:3], "rungs: validation accuracy", *COLUMNS[3:])
+        cells = [[*c[:3], r.get("rungs", ""), *c[3:]] for c, r in zip(cells, rows)]
     if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join([*c[:-1], "`" + c[-1].replace("|", "\\|") + "`"]) + " |" for c in cells]
     else:
-        widths = [max(len(x) for x in column) for column in zip(COLUMNS, *cells)]
-        lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in (COLUMNS, *cells)]
+        widths = [max(len(x) for x in column) for column in zip(columns, *cells)]
+        lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in (columns, *cells)]
     said = [*verdict_lines(rows), f"Kendall tau between score and true accuracy over these {len(rows)}: "
             + ("n/a" if tau is None else f"{tau:.3f}")]
     lines += ["", ("\n\n" if markdown else "\n").join(said)]  # markdown runs lines into one paragraph

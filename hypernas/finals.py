@@ -47,6 +47,7 @@ from hypernas.optuna_private import (
     trial_id_of,
 )
 from hypernas.recalibrate import leave_one_out, rank_features, rounds_of
+from hypernas.rung_stage import run_rungs, rung_history
 from hypernas.study.attrs import check_trial, completed, weights_name
 from hypernas.study.record import trial_graph
 from hypernas.study.storage import study_lock
@@ -187,13 +188,18 @@ class Round:
     loo: dict | None = None
 
 
-def rounds(cfg: SearchConfig, study: optuna.Study) -> Iterator[Round]:
+def rounds(cfg: SearchConfig, study: optuna.Study, survivors: list | None = None) -> Iterator[Round]:
     """The final trainings, round by round.
 
-    Round 1 takes in turn from the score's order and the size's. Each later round refits
+    After rungs, one round takes their `survivors` ((trial, why) pairs, best first). Otherwise
+    round 1 takes in turn from the score's order and the size's. Each later round refits
     `hypernas.recalibrate`'s model on the accuracies trained so far (read back from the trials,
     so a resumed run recomputes the same rounds) and takes the untrained architectures of
     largest predicted accuracy."""
+    if survivors is not None:
+        chosen = [t for t, _ in survivors[:cfg.top_k]]
+        yield Round(1, chosen, {t.number: f"rungs #{i}" for i, t in enumerate(chosen, start=1)})
+        return
     if len(study.directions) > 1 or cfg.final_rounds == 1:
         chosen = candidates(study, cfg.top_k)
         why = (lambda i: "spread along the front") if len(study.directions) > 1 else (lambda i: f"score #{i}")
@@ -229,8 +235,11 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
     store = FileSystemArtifactStore(store_dir)
     rows, fits, trials = [], {}, []
     warn_if_degenerate_leads(study)
+    survivors = None
+    if cfg.rungs:
+        survivors = run_rungs(cfg, study, candidates(study, cfg.rung_pool), data, space, hypernet, progress)
     with tqdm(total=cfg.top_k * cfg.final_seeds, desc="final training", unit="run", disable=not progress) as bar:
-        for this in rounds(cfg, study):
+        for this in rounds(cfg, study, survivors):
             if this.loo is not None:
                 fits[str(this.number)] = this.loo
                 study.set_user_attr("final_model", fits)  # per round: how well it predicted the labels it had
@@ -251,7 +260,7 @@ def _finalize(cfg: SearchConfig, study: optuna.Study, data: Dataset, space: Any,
                 trials.append(t)
                 rows.append({"trial": t.number, "arch": shown_arch(t), "score": t.values[0], "round": this.number,
                              "reason": reason, "score_std": t.user_attrs["score_std"],
-                             "params": t.user_attrs["params"]})
+                             "params": t.user_attrs["params"], **({"rungs": rung_history(t)} if cfg.rungs else {})})
         if trials:
             settled = _race_and_settle(cfg, study, trials, data, space, hypernet, bar)
             trials = [fresh_trial(study, t) for t in trials]

@@ -9,7 +9,9 @@ release that moves one of them fails that test by name instead of a search at ru
 - A trial's storage id (`FrozenTrial._trial_id`): the only key the storage takes.
 - Attributes of a finished trial: the final training's result (`trained_accuracy`) and its
   drawing belong on the trial they check, but Optuna's API refuses to change a finished
-  trial. They are written with Optuna's own table models, in one transaction.
+  trial. They are written with Optuna's own table models, in one transaction. So are the
+  rungs' results as intermediate values (`Trial.report` takes a running trial only), where the
+  dashboard draws them as learning curves.
 - The artifact attribute prefix (`optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX`), with which
   optuna-dashboard finds a trial's artifacts.
 - TPE's fit (`TPESampler._sample` and the helpers it calls): TPE refits both densities on the
@@ -26,8 +28,10 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -69,13 +73,27 @@ def set_trial_system_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, 
     storage_of(study).set_trial_system_attr(trial_id_of(trial), key, value)
 
 
+@contextlib.contextmanager
+def _transaction(study: optuna.Study) -> Iterator[Any]:
+    """A session of the study's database, committed at the end; on any error rolled back (a
+    full disk, a locked or read-only database) and said in one line: nothing half-written."""
+    session = rdb_of(storage_of(study)).scoped_session()
+    try:
+        yield session
+        session.commit()
+    except Exception as err:
+        session.rollback()
+        raise StorageError(f"cannot write to study {study.study_name!r}: {first_line(err)}") from None
+    finally:
+        session.close()
+
+
 def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_attrs: dict[str, Any] | None = None,
                    system_attrs: dict[str, Any] | None = None) -> None:
     """Add attributes to a trial that has already finished, in one transaction."""
     from optuna.storages._rdb import models
 
-    session = rdb_of(storage_of(study)).scoped_session()
-    try:
+    with _transaction(study) as session:
         for model, attrs in ((models.TrialUserAttributeModel, user_attrs or {}),
                              (models.TrialSystemAttributeModel, system_attrs or {})):
             for key, value in attrs.items():
@@ -84,12 +102,22 @@ def annotate_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, user_at
                     session.add(model(trial_id=trial_id_of(trial), key=key, value_json=json.dumps(value)))
                 else:
                     row.value_json = json.dumps(value)
-        session.commit()
-    except Exception as err:  # a full disk, a locked or read-only database: one line, nothing half-written
-        session.rollback()
-        raise StorageError(f"cannot write to study {study.study_name!r}: {first_line(err)}") from None
-    finally:
-        session.close()
+
+
+def report_finished(study: optuna.Study, trial: optuna.trial.FrozenTrial, step: int, value: float) -> None:
+    """An intermediate value of a finished trial at `step` (replacing one already there), as
+    `Trial.report` writes it for a running one."""
+    from optuna.storages._rdb import models
+
+    model = models.TrialIntermediateValueModel
+    stored, kind = model.intermediate_value_to_stored_repr(value)
+    with _transaction(study) as session:
+        row = session.query(model).filter_by(trial_id=trial_id_of(trial), step=step).one_or_none()
+        if row is None:
+            session.add(model(trial_id=trial_id_of(trial), step=step, intermediate_value=stored,
+                              intermediate_value_type=kind))
+        else:
+            row.intermediate_value, row.intermediate_value_type = stored, kind
 
 
 def save_trial_note(study: optuna.Study, trial: optuna.trial.FrozenTrial, body: str) -> None:

@@ -22,6 +22,8 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
+from hypernas.errors import OptionError
+
 SIGNALS = ("loss", "accuracy")  # what a rung ranks by
 INITS = ("hypernet", "random")  # where a rung's training starts
 
@@ -53,6 +55,20 @@ def promoted(n: int, keep: float) -> int:
     return max(1, math.ceil(n * keep - 1e-9))
 
 
+def survivors(pool: int, schedule: Sequence[int], keep: float) -> int:
+    """How many of a pool of `pool` come through every rung (the last rung promotes none away)."""
+    alive = pool
+    for _ in schedule[:-1]:
+        alive = promoted(alive, keep)
+    return alive
+
+
+def check_schedule(schedule: Sequence[int]) -> None:
+    """Refuse rungs that are not increasing epochs from 1: a later rung must train longer."""
+    if not schedule or list(schedule) != sorted(set(schedule)) or schedule[0] < 1:
+        raise OptionError(f"rungs must be increasing epochs from 1, like 1,3; got {','.join(map(str, schedule))}")
+
+
 def cost(pool: int, schedule: Sequence[int], keep: float) -> int:
     """The epochs the rungs train in all for a pool of `pool` candidates."""
     total, alive = 0, pool
@@ -69,11 +85,10 @@ def successive_halving(candidates: Sequence[Hashable], schedule: Sequence[int], 
     epochs)` trains one for a rung; `known` holds results a resumed run already has
     ({candidate: {epochs: RungResult}}), which are used instead of training again."""
     if signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {', '.join(SIGNALS)}, not {signal!r}")
+        raise OptionError(f"signal must be one of {', '.join(SIGNALS)}, not {signal!r}")
     if not 0 < keep <= 1:
-        raise ValueError(f"keep must lie in (0, 1], got {keep}")
-    if list(schedule) != sorted(set(schedule)) or not schedule or schedule[0] < 1:
-        raise ValueError(f"rungs must be increasing epochs >= 1, got {list(schedule)}")
+        raise OptionError(f"keep must lie in (0, 1], got {keep}")
+    check_schedule(schedule)
     outcome = Outcome([], {c: dict((known or {}).get(c, {})) for c in candidates})
     alive = list(candidates)
     for r, epochs in enumerate(schedule):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hypernas.errors import OptionError
 from hypernas.rungs import RungResult, cost, promoted, successive_halving
 
 
@@ -37,9 +38,9 @@ def test_accuracy_may_rank_instead_of_loss_and_bad_schedules_are_refused():
     assert outcome.survivors == ["a", "b", "c", "d", "e", "f"]  # one rung: everyone survives it, ranked
     assert promoted(6, 1 / 3) == 2 and promoted(1, 0.1) == 1
     for schedule in ((3, 1), (), (0, 2), (2, 2)):
-        with pytest.raises(ValueError, match="increasing"):
+        with pytest.raises(OptionError, match="increasing"):
             successive_halving(["a"], schedule, 0.5, quality)
-    with pytest.raises(ValueError, match="keep"):
+    with pytest.raises(OptionError, match="keep"):
         successive_halving(["a"], (1,), 0.0, quality)
-    with pytest.raises(ValueError, match="signal"):
+    with pytest.raises(OptionError, match="signal"):
         successive_halving(["a"], (1,), 0.5, quality, signal="vibes")

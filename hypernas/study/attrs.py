@@ -66,6 +66,12 @@ TOKEN: Kind = (lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,6
                "a plain token (letters, digits, '_' and '-')")
 PATH: Kind = (lambda v: isinstance(v, str) and os.path.isabs(v), "an absolute path")
 
+# A trial's rung results (`hypernas.rung_stage`): epochs (as JSON keys, digits) -> the validation loss and accuracy.
+RUNG_RESULTS: Kind = (lambda v: isinstance(v, Mapping) and all(
+    isinstance(e, str) and e.isdigit() and isinstance(r, Mapping) and set(r) == {"loss", "accuracy"}
+    and _number(0)[0](r["loss"]) and _number(0, 1)[0](r["accuracy"]) for e, r in v.items()),
+    "a table of epochs -> {loss, accuracy}")
+
 STUDY: dict[str, Kind] = {
     "space": TEXT, "space_options": TABLE, "dataset": TEXT, "sha256": TEXT, "in_channels": _int(1),
     "input_size": _list(_int(1), "a list of 1 or 2 positive integers", (1, 2)), "num_classes": _int(2),
@@ -80,7 +86,7 @@ STUDY: dict[str, Kind] = {
     "run_dir": PATH, "hypernet": PATH, "hypernet_sha256": TEXT, "run_token": TOKEN, "search_timing": TABLE,
     "finalists": _int(0), "finalists_kendall_tau": _optional(_number(-1, 1)), "infeasible_trials": _int(0),
     "final_model": TABLE, "final_seeds": _int(1), "final_race": _int(0), "final_pick": _one_of(*PICKS),
-    "final_picked": _int(0), "final_picked_by": _one_of(*PICKS), "final_tied": _int(1),
+    "final_picked": _int(0), "final_picked_by": _one_of(*PICKS), "final_tied": _int(1), "rungs": TABLE,
 }
 TRIAL: dict[str, Kind] = {
     "arch": TEXT, "hash": TEXT, "duplicate": FLAG, "duplicate_of": _int(0), "error": (lambda v: isinstance(v, str),
@@ -92,7 +98,8 @@ TRIAL: dict[str, Kind] = {
     "trained_weights": TEXT, "trained_init": _one_of("random", "hypernet"), "final_round": _int(1),
     "final_reason": TEXT, "trained_runs": _list(_number(0, 1), "a list of accuracies from 0 to 1"),
     "trained_low": _number(0, 1), "trained_high": _number(0, 1), "trained_interval": _one_of("seeds", "test sample"),
-    "trained_tied": FLAG, "trained_test_samples": _int(1), "degenerate": FLAG,
+    "trained_tied": FLAG, "trained_test_samples": _int(1), "degenerate": FLAG, "rung_results": RUNG_RESULTS,
+    "rung_stopped": TEXT, "rung_init": _one_of("random", "hypernet"),
 }
 # What an export's meta.json holds, of the kinds the study held them in (`hypernas.export`).
 META: dict[str, Kind] = {
