@@ -62,3 +62,31 @@ def test_a_value_out_of_range_is_one_error_line(name, capsys):
     assert exit_.value.code == 2
     line = _error_line(capsys)
     assert "error:" in line and key.replace("_", "-") in line.replace("_", "-"), line
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every `python -m benchmarks.NAME ...` that BENCHMARKS.md, the README and the history
+    print in backticks or code blocks, as (NAME, its flags)."""
+    import pathlib
+    import re
+    import shlex
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    found = []
+    for doc in ("BENCHMARKS.md", "README.md"):
+        text = (root / doc).read_text()
+        for line in re.findall(r"python -m benchmarks\.(\w+)([^`\n]*)", text):
+            name, rest = line
+            rest = rest.split("&&")[0].split(";")[0].split("|")[0].split(">")[0]  # the command alone
+            if not name.islower() or re.search(r"\.\.\.|\$|&|\bK/|\b[A-Z]{3,}\b", rest) or not rest.strip():
+                continue  # a pattern (NAME, ARM, ...), a shell loop, or the bench named without a command
+            found.append((name, shlex.split(rest.replace("\\", ""))))
+    return found
+
+
+@pytest.mark.parametrize("name, argv", documented_commands(), ids=lambda v: v if isinstance(v, str) else None)
+def test_every_documented_bench_command_parses_as_written(name, argv):
+    from benchmarks.core.report import parse
+
+    bench = importlib.import_module(f"benchmarks.{name}")
+    parse(bench.Config, argv, f"python -m benchmarks.{name}", bench.__doc__)  # exits 2 on a flag it lacks

@@ -51,6 +51,21 @@ def test_the_20k_tables_are_the_reference_cells_in_order_each_with_its_shards_se
         assert seeds == set(range(parity, 24, 2)) and len(table) == 143 * 12  # every cell with each of its seeds
 
 
+def test_the_macro_20k_tables_are_the_reference_networks_in_order_whole_but_the_last():
+    """Built in the background across sittings: each shard's file is a prefix of the reference
+    draw, every network but the one under way with all of its shard's seeds."""
+    paths = [table_path(f"macro_mnist1d_20k_{parity}.csv") for parity in ("even", "odd")]
+    trained = [list(dict.fromkeys(r["arch"] for r in rows(path))) for path in paths]
+    reference = draw_archs(get_space("macro"), max(map(len, trained)), 0)
+    for path, archs, parity in zip(paths, trained, (0, 1)):
+        assert len(archs) >= 30 and archs == reference[:len(archs)]
+        seeds = {}
+        for r in rows(path):
+            seeds.setdefault(r["arch"], []).append(int(r["seed"]))
+        assert all(seeds[a] == list(range(parity, 16, 2)) for a in archs[:-1])
+        assert seeds[archs[-1]] == list(range(parity, 16, 2))[:len(seeds[archs[-1]])]
+
+
 def test_shards_split_the_jobs_exactly_once():
     cells, seeds = ["a", "b", "c", "d", "e"], (2, 3)
     shards = [jobs(cells, seeds, (k, 3)) for k in range(3)]

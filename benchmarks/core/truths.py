@@ -64,6 +64,10 @@ TRUTHS = {
     # the transformer layer: chosen for macro networks on the development table (docs/history.md)
     "macro_mnist1d_small": Truth(("macro_mnist1d_small.csv",), "macro", "mnist1d_small", MACRO_FIT,
                                  test="3,000 test samples"),
+    # the first reference macro networks again, on the reference task (twice `mnist1d_small`'s training data), 16
+    # seeds each tested on 20,000 extra samples (docs/history.md); built like nb201_mnist1d_20k, whole cells only
+    "macro_mnist1d_20k": Truth(("macro_mnist1d_20k_even.csv", "macro_mnist1d_20k_odd.csv"), "macro", "mnist1d",
+                               MACRO_FIT, test="20,000 extra test samples"),
     "macro_mnist1d_small_dev": Truth(("macro_mnist1d_small_dev.csv",), "macro", "mnist1d_small", MACRO_FIT,
                                      "macro_mnist1d_small", development=True, test="3,000 test samples"),
     "nb201_mnist1d_dev": Truth(("nb201_mnist1d_dev.csv", "nb201_mnist1d_dev_seeds2-5.csv"), "nb201", "mnist1d",
