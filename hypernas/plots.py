@@ -19,7 +19,7 @@ import warnings
 import optuna
 
 from hypernas.drawing import draw_architecture, pyplot, save_figure
-from hypernas.errors import HypernasError
+from hypernas.errors import HypernasError, OptionError
 
 PLOTS = ("history", "pareto", "ranking", "arch")
 UNITS = {"latency": "latency (ms per batch-1 pass)", "params": "parameters", "flops": "FLOPs (multiply-accumulates)"}
@@ -39,7 +39,7 @@ def plot_study(study: optuna.Study, kind: str, path: str, space=None) -> str | N
     if not complete:
         raise HypernasError(f"study {study.study_name!r} has no completed trials to plot")
     if kind not in PLOTS:
-        raise HypernasError(f"unknown plot {kind!r}; choose from {', '.join(PLOTS)}")
+        raise OptionError(f"unknown plot {kind!r}; choose from {', '.join(PLOTS)}")
     if kind == "arch":
         return _arch(study, path, space)
     plt = pyplot()
@@ -97,7 +97,7 @@ def _history(study, complete, names, plt):
 
 def _pareto(study, complete, names, plt):
     if len(study.directions) < 2:
-        raise HypernasError("a Pareto plot needs a study with two objectives (--objectives score,params)")
+        raise OptionError("a Pareto plot needs a study with two objectives (--objectives score,params)")
     from optuna.visualization.matplotlib import plot_pareto_front
 
     second = UNITS.get(names[1], names[1])

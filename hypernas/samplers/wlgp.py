@@ -39,7 +39,7 @@ from scipy import sparse
 from scipy.stats import norm
 from tqdm.auto import tqdm
 
-from hypernas.errors import HypernasError
+from hypernas.errors import HypernasError, OptionError, SpaceError
 from hypernas.graph import GraphInfo, canonical_hash, simplify
 from hypernas.samplers.common import check_single_objective
 from hypernas.spaces import Networks
@@ -62,9 +62,9 @@ class WLGPSampler(optuna.samplers.BaseSampler):
     def __init__(self, graph_of: Callable[[dict[str, Any]], GraphInfo] | None = None, n_startup_trials: int = 10,
                  top: int = 3, n_random: int = 50, pool: str = "near", seed: int | None = None):
         if not isinstance(n_startup_trials, int) or n_startup_trials < 2:
-            raise HypernasError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
+            raise OptionError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
         if pool not in POOLS:
-            raise HypernasError(f"pool is one of {', '.join(POOLS)}, got {pool!r}")
+            raise OptionError(f"pool is one of {', '.join(POOLS)}, got {pool!r}")
         self.graph_of, self.n_startup_trials, self.top, self.n_random = graph_of, n_startup_trials, top, n_random
         self.pool = pool
         self._random = optuna.samplers.RandomSampler(seed=seed)
@@ -88,11 +88,11 @@ class WLGPSampler(optuna.samplers.BaseSampler):
             return {}
         space = intersection_search_space(complete)
         if not all(isinstance(d, CategoricalDistribution) for d in space.values()):
-            raise HypernasError("the wlgp sampler needs a space whose parameters are all categorical")
+            raise SpaceError("the wlgp sampler needs a space whose parameters are all categorical")
         if self.pool == "all":
             size = _size(space)
             if size > LIST_LIMIT:
-                raise HypernasError(f'pool="all" lists the whole space, at most {LIST_LIMIT:,} parameter combinations; '
+                raise SpaceError(f'pool="all" lists the whole space, at most {LIST_LIMIT:,} parameter combinations; '
                                     f'this one has {size:,}: use pool="near"')
         return space
 
@@ -101,7 +101,7 @@ class WLGPSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         if self.graph_of is None:
-            raise HypernasError("the wlgp sampler needs graph_of, the function that builds a trial's network")
+            raise OptionError("the wlgp sampler needs graph_of, the function that builds a trial's network")
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         if self.pool == "all":
             return self._sample_listed(study, search_space, sign)
