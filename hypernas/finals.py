@@ -370,5 +370,7 @@ def _train_finalist(cfg: SearchConfig, study: optuna.Study, t: optuna.trial.Froz
     # drawing at full size (the artifact card is a thumbnail).
     save_trial_note(study, t, f"**Trained: test accuracy {r.test_accuracy:.4f}** after {cfg.final_epochs} epoch(s), "
                               f"{r.seconds:.1f} s (round {extra['final_round']}, picked for {extra['final_reason']}); "
-                              f"score {t.values[0]:.4f} ± {t.user_attrs['score_std']:.4f} predicted.\n\n"
+                              f"score {t.values[0]:.4f} ± {t.user_attrs['score_std']:.4f} predicted."
+                              + (f" Rungs, validation accuracy: {rung_history(t)}." if "rung_results" in t.user_attrs
+                                 else "") + "\n\n"
                               f"![trial {t.number}](/artifacts/{study_id_of(study)}/{trial_id_of(t)}/{artifact})")

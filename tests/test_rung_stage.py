@@ -76,6 +76,12 @@ def test_every_rung_result_is_an_intermediate_value_and_the_table_shows_the_hist
 
     table = final_table(result.final, result.tau)
     assert "rungs: validation accuracy" in table.splitlines()[0] and result.final[0]["rungs"] in table
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    study = load_study(cfg.storage_url, cfg.study)
+    finalist = study.trials[result.final[0]["trial"]]
+    note = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), finalist._trial_id)
+    assert f"Rungs, validation accuracy: {result.final[0]['rungs']}." in note["body"]  # the trial's dashboard note
 
 
 def test_the_rungs_never_train_an_architecture_over_the_limits(tmp_path, searched):
