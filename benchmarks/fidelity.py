@@ -39,13 +39,12 @@ from benchmarks.core.picks import random_picks
 from benchmarks.core.report import command, compared, mean_sd, table
 from benchmarks.core.stats import bootstrap
 from benchmarks.core.truths import Judged, Loaded, describe, load
-from hypernas.config import TrainConfig
 from hypernas.errors import OptionError
 from hypernas.ghn.checkpoint import file_digest, load_hypernet
 from hypernas.ghn.start import predicted_start, scoring_samples
 from hypernas.options import check, option
+from hypernas.rung_stage import rung_training
 from hypernas.rungs import SIGNALS, RungResult, cost, successive_halving
-from hypernas.train import train
 
 FINAL_EPOCHS = 6
 STRATEGIES = ("score", "size", "rungs", "rungs_random", "halving")
@@ -113,9 +112,7 @@ def rung_trainer(loaded: Loaded, config: Config, cache: RungCache, hypernet: str
         def compute() -> RungResult:
             G = loaded.graphs[i]
             init = predicted_start(ghn, G, x) if ghn is not None else None
-            r = train(G, loaded.data, TrainConfig(epochs=epochs, lr=config.lr), seed=config.seed, progress=False,
-                      holdout_val=True, init=init)
-            return RungResult(epochs, r.test_loss, r.test_accuracy)  # measured on the validation slice
+            return rung_training(G, loaded.data, epochs, init, config.seed, lr=config.lr)
 
         row = {"truth": loaded.name, "start": start_name, "arch": loaded.table.archs[i], "epochs": epochs,
                "lr": config.lr, "seed": config.seed}

@@ -24,6 +24,7 @@ from typing import Any
 from hypernas.certainty import PICKS
 from hypernas.errors import OptionError
 from hypernas.options import build, check, merge, option, read_mapping
+from hypernas.rungs import SIGNALS, check_schedule, survivors
 
 OBJECTIVES = {"score": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}  # -> direction
 LAYOUTS = ("ncl", "nlc", "nchw", "nhwc", "nhw")  # how an .npz's x is laid out (`hypernas.data`)
@@ -179,7 +180,7 @@ class SearchConfig:
     rung_keep: float = option(1 / 3, "the share of a rung promoted to the next (0.333: a third)", above=0, high=1,
                               group="rungs")
     rung_signal: str = option("loss", "what a rung ranks by on the validation slice: loss (finer with few samples) "
-                                      "or accuracy", choices=("loss", "accuracy"), group="rungs")
+                                      "or accuracy", choices=SIGNALS, group="rungs")
     seed: int = option(0, "seed of the sampler, the scores' noise draws and the final training", low=0, high=MAX_SEED,
                        group="search")
     device: str = option("cpu", "cpu, cuda or cuda:N", group="search")
@@ -210,8 +211,6 @@ class SearchConfig:
         check_device(self.device)  # from a flag, a study config or Python alike
 
     def _check_rungs(self) -> None:
-        from hypernas.rungs import check_schedule, survivors
-
         check_schedule(self.rungs)
         if len(self.objectives) > 1:
             raise OptionError("rungs rank by one validation signal: with several objectives the finalists spread "

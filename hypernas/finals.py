@@ -188,16 +188,17 @@ class Round:
     loo: dict | None = None
 
 
-def rounds(cfg: SearchConfig, study: optuna.Study, survivors: list | None = None) -> Iterator[Round]:
+def rounds(cfg: SearchConfig, study: optuna.Study,
+           survivors: list[optuna.trial.FrozenTrial] | None = None) -> Iterator[Round]:
     """The final trainings, round by round.
 
-    After rungs, one round takes their `survivors` ((trial, why) pairs, best first). Otherwise
+    After rungs, one round takes their `survivors` (best first). Otherwise
     round 1 takes in turn from the score's order and the size's. Each later round refits
     `hypernas.recalibrate`'s model on the accuracies trained so far (read back from the trials,
     so a resumed run recomputes the same rounds) and takes the untrained architectures of
     largest predicted accuracy."""
     if survivors is not None:
-        chosen = [t for t, _ in survivors[:cfg.top_k]]
+        chosen = survivors[:cfg.top_k]
         yield Round(1, chosen, {t.number: f"rungs #{i}" for i, t in enumerate(chosen, start=1)})
         return
     if len(study.directions) > 1 or cfg.final_rounds == 1:

@@ -19,8 +19,10 @@ Usage:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import networkx as nx
 import optuna
 from tqdm.auto import tqdm
 
@@ -44,10 +46,21 @@ def rung_history(t: optuna.trial.FrozenTrial) -> str:
     return ", ".join(f"{e} ep {r.accuracy:.3f}" for e, r in sorted(known_results(t).items()))
 
 
+def rung_training(G: nx.DiGraph, data: Dataset, epochs: int, start: Callable | None = None, seed: int = 0,
+                  device: str = "cpu", lr: float = TrainConfig.lr) -> RungResult:
+    """One rung: `epochs` of the reference protocol on the train split without the validation
+    slice, from `start` (`predicted_start`, or random weights for None), judged on that slice.
+
+    Usage: rung_training(G, data, 1, predicted_start(ghn, G, scoring_samples(data)[0]))"""
+    r = train(G, data, TrainConfig(epochs=epochs, lr=lr), seed=seed, device=device, progress=False, holdout_val=True,
+              init=start)
+    return RungResult(epochs, r.test_loss, r.test_accuracy)  # test_*: the validation slice, with holdout_val
+
+
 def run_rungs(cfg: SearchConfig, study: optuna.Study, pool: list[optuna.trial.FrozenTrial], data: Dataset,
-              space: Any, hypernet: Any, progress: bool = True) -> list[tuple[optuna.trial.FrozenTrial, str]]:
+              space: Any, hypernet: Any, progress: bool = True) -> list[optuna.trial.FrozenTrial]:
     """Successive halving over `pool` (best scored first, which breaks ties), each result on its
-    trial; returns the survivors, best first, each with why it came through."""
+    trial; returns the survivors, best first."""
     trials = {t.number: check_trial(study.study_name, fresh_trial(study, t)) for t in pool}
     init = "hypernet" if hypernet is not None else "random"
     x = scoring_samples(data, cfg.score_split)[0] if hypernet is not None else None
@@ -60,13 +73,11 @@ def run_rungs(cfg: SearchConfig, study: optuna.Study, pool: list[optuna.trial.Fr
             t = trials[number]
             G = trial_graph(study, t, space)
             start = predicted_start(hypernet, G, x) if hypernet is not None else None
-            r = train(G, data, TrainConfig(epochs=epochs), seed=cfg.seed, device=cfg.device, progress=False,
-                      holdout_val=True, init=start)
-            result = RungResult(epochs, r.test_loss, r.test_accuracy)  # measured on the validation slice
+            result = rung_training(G, data, epochs, start, cfg.seed, cfg.device)
             results = {str(e): {"loss": v.loss, "accuracy": v.accuracy}
                        for e, v in {**known_results(t), epochs: result}.items()}
             annotate_trial(study, t, user_attrs={"rung_results": results, "rung_init": init})
-            report_finished(study, t, epochs, r.test_accuracy)
+            report_finished(study, t, epochs, result.accuracy)
             trials[number] = fresh_trial(study, t)
             bar.update(epochs)
             return result
@@ -76,4 +87,4 @@ def run_rungs(cfg: SearchConfig, study: optuna.Study, pool: list[optuna.trial.Fr
         outcome = successive_halving(list(trials), cfg.rungs, cfg.rung_keep, measure, cfg.rung_signal, known)
     for number, why in outcome.stopped.items():
         annotate_trial(study, trials[number], user_attrs={"rung_stopped": why})
-    return [(fresh_trial(study, trials[n]), outcome.stopped[n]) for n in outcome.survivors]
+    return [trials[n] for n in outcome.survivors]  # the final stage reads each afresh before it trains it
