@@ -10,7 +10,7 @@ duplicates from its cache by canonical hash, for every method alike, as it does 
 The curves are also reported per trial (every trial a query, as in the published
 baselines), from the same runs. Regret = the table's best accuracy minus the best found.
 
-Methods (each through the same loop, one trial per ask):
+Methods (each through the same loop, one trial per ask unless `--trial-batch` says more):
 - random, tpe (Optuna's defaults), nsga2 (population 20): Optuna's samplers;
 - evolution: regularized evolution, population 10, sample 3 (`hypernas.samplers`);
 - tuned (`TUNED`): the candidate that won on the development objectives (below), chosen by a
@@ -27,6 +27,7 @@ the mean regrets at 50 and 100 queries; docs/history.md says how each round was 
 
 Usage:
     python -m benchmarks.oracle --seeds 20 --queries 200 --out-md runs/oracle/oracle.md --out-png runs/oracle/oracle.png
+    python -m benchmarks.oracle --methods tpe --trial-batch 16   # asked as a search asks, 16 at a time
     python -m benchmarks.oracle --dev-hypernet runs/rank_e2e/hypernet.pt --seed-offset 1000 --methods tpe,tpe_mv,...
 """
 
@@ -249,6 +250,7 @@ class Config:
     dev_hypernet: str | None = option(None, "score with this nb201 hypernetwork's development table instead of the "
                                             "CIFAR-10 table")
     warm_pool: int | None = option(None, f"override the warm-started methods' synflow pool ({BASE.warm_pool})", low=1)
+    trial_batch: int = option(BASE.trial_batch, "trials asked together, as `hypernas search --trial-batch`", low=1)
     threads: int = option(1, "torch threads (synflow of the warm start)", low=1)
     out_png: str | None = option(None, "also draw the regret curves to this PNG")
 
@@ -260,6 +262,7 @@ def run(config: Config) -> dict:
     methods = ALL_METHODS
     if config.warm_pool:
         methods = {m: replace(cfg, warm_pool=config.warm_pool) if cfg.warm_start else cfg for m, cfg in methods.items()}
+    methods = {m: replace(cfg, trial_batch=config.trial_batch) for m, cfg in methods.items()}
     torch.set_num_threads(config.threads)
     table = hypernet_table(config.dev_hypernet) if config.dev_hypernet else load_cifar10_table()
     networks = hypernet_networks(config.dev_hypernet) if config.dev_hypernet else CIFAR10

@@ -259,9 +259,9 @@ def search(args: argparse.Namespace) -> None:
     result = run_search(load_search_config(args.config, overrides, flag_of))
     t = result.timing
     if t.get("total"):
-        print(f"search phase {t['total']:.1f}s: scoring {t['score']:.1f}s, sampler {t['ask']:.1f}s, "
-              f"bookkeeping {t['bookkeeping']:.1f}s, waiting for storage {t['storage_wait']:.1f}s "
-              f"(the background writer was busy {t['storage_busy']:.1f}s)")
+        print(f"search phase {t['total']:.1f}s: scoring {t['score']:.1f}s, sampler {t['sampler']:.1f}s, "
+              f"building and bookkeeping {t['ask'] - t['sampler'] + t['bookkeeping']:.1f}s, "
+              f"waiting for storage {t['storage_wait']:.1f}s (the background writer was busy {t['storage_busy']:.1f}s)")
 
 
 def _storage_url(args: argparse.Namespace) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -59,7 +59,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
     start_all = time.perf_counter()
     with worker_slot(storage_of(study), study.study_name) as index:  # a rerun after a crash keeps index and seed
         seed = (cfg.seed + 7919 * index) % (MAX_SEED + 1)  # apart per worker, and a seed numpy takes
-        sampler = TimedSampler(make_sampler(cfg.sampler, seed, space, cfg.sampler_options, networks, cfg.limits.count))
+        sampler = TimedSampler(make_sampler(cfg.sampler, seed, space, cfg.sampler_options, networks, cfg.limits.count,
+                                             batch=cfg.trial_batch))
         with _optuna_quiet():  # the mirror is ours, not the user's: no "A new study created in memory" line
             steer = optuna.create_study(directions=[d for d in study.directions], sampler=sampler)
         writer = Writer(study, cfg.trials, cfg.distinct, limited=cfg.limits.active, prune_copies=prune_copies)
@@ -73,7 +74,8 @@ def search_loop(cfg: SearchConfig, study: optuna.Study, space, options: dict[str
         finally:
             with timer("storage_wait"):
                 writer.close()  # flush what was scored, also on Ctrl-C
-    return {**timer.seconds, "sampler": sampler.seconds,  # inside "ask", which also builds the asked networks
+    return {**timer.seconds, "sampler": sampler.seconds, "sampler_cpu": sampler.cpu_seconds,  # inside "ask",
+            # which also builds the asked networks
             "storage_busy": writer.busy, "total": time.perf_counter() - start_all}
 
 
@@ -114,6 +116,7 @@ class _Loop:
     stale_trials: float
     done: int = 0
     stale: int = 0
+    told: list = field(default_factory=list)  # the last batch's finished trials, not yet handed to the writer
 
     @property
     def unit(self) -> str:
@@ -123,23 +126,35 @@ class _Loop:
         cfg, started = self.cfg, time.perf_counter()
         with tqdm(total=cfg.trials, initial=min(self.done, cfg.trials), desc="search", unit=self.unit,
                   disable=not progress) as bar:
-            while not self.finished(started):
-                with timer("ask"):
-                    asked = self.ask()
-                if not asked:
-                    continue  # others filled the room meanwhile: the storage's count decides, in `finished`
-                with timer("bookkeeping"):
-                    new = self.dedupe(asked)
-                    measures = self.check_limits(new)
-                with timer("score"):
-                    scores = self.score(new, measures)
-                with timer("bookkeeping"):
-                    batch = self.tell(asked, new, measures, scores)
+            try:
+                while not self.finished(started):
+                    with timer("ask"):
+                        asked = self.ask()
+                    with timer("storage_wait"):
+                        self.write()  # the last batch, written while this one is scored (below)
+                    if not asked:
+                        continue  # others filled the room meanwhile: the storage's count decides, in `finished`
+                    with timer("bookkeeping"):
+                        new = self.dedupe(asked)
+                        measures = self.check_limits(new)
+                    with timer("score"):
+                        scores = self.score(new, measures)
+                    with timer("bookkeeping"):
+                        self.told = self.tell(asked, new, measures, scores)
+                    bar.update(min(self.done, cfg.trials) - bar.n)
+                    best = max((v[0] for v, *_ in self.mirror.cache.values()), default=float("nan"))
+                    bar.set_postfix(best=f"{best:.4f}", unique=len(self.mirror.cache), refresh=False)
+            finally:
                 with timer("storage_wait"):
-                    self.mirror.writer.put(batch)
-                bar.update(min(self.done, cfg.trials) - bar.n)
-                best = max((v[0] for v, *_ in self.mirror.cache.values()), default=float("nan"))
-                bar.set_postfix(best=f"{best:.4f}", unique=len(self.mirror.cache), refresh=False)
+                    self.write()  # also on Ctrl-C: what was scored is kept
+
+    def write(self) -> None:
+        """The last told batch handed to the background writer. It is handed over after the next
+        batch was asked, so that the writer's Python work runs beside scoring, whose torch calls
+        release the interpreter lock, and not beside the sampler, which needs it throughout."""
+        if self.told:
+            self.mirror.writer.put(self.told)
+            self.told = []
 
     def finished(self, started: float) -> bool:
         """The total reached (by the storage's count), `--timeout` passed, or the space exhausted."""
@@ -147,6 +162,7 @@ class _Loop:
         if writer.full:
             return True
         if self.done >= cfg.trials:  # by this worker's count; the storage's decides
+            self.write()  # counted with the rest
             self.mirror.sync()  # others' trials, taken in now so that they are not counted twice below
             self.done = writer.counted()
             if self.done >= cfg.trials:

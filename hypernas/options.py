@@ -232,6 +232,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] 
         if default is not _NO_DEFAULT and default is not None:
             help_text += f" [default: {','.join(map(str, default)) if isinstance(default, tuple) else default}]"
         flag, dest = flag_of(path), "_".join(path)
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %: "95% interval" is no placeholder
         if base is bool:
             target.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

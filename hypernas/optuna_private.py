@@ -14,10 +14,12 @@ release that moves one of them fails that test by name instead of a search at ru
   dashboard draws them as learning curves.
 - The artifact attribute prefix (`optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX`), with which
   optuna-dashboard finds a trial's artifacts.
-- TPE's fit (`TPESampler._sample` and the helpers it calls): TPE refits both densities on the
-  whole history at every trial, so a study of n trials costs O(n^2); `HistoryTPESampler` keeps
-  the fit of the finished trials while they are unchanged (a batch of asks), which no public
-  hook allows.
+- TPE's fit (`TPESampler._sample_relative`, `_sample` and the helpers they call): TPE refits
+  both densities on the whole history at every ask, so a study of n trials costs O(n^2);
+  `BatchTPESampler` fits once per batch of asks on a bounded history, which no public hook
+  allows.
+- Finished trials written in one transaction (`add_trials_at_once`): `Study.add_trials` makes
+  one per trial, a query per parameter and attribute, and the search writes thousands.
 - A finished trial's dashboard note: `optuna_dashboard.save_note` takes a running trial (it
   reads `trial.study`); the versioned write under it takes the ids.
 
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from hypernas.errors import StorageError, first_line
+from hypernas.errors import OptionError, StorageError, first_line
 
 # The system attribute in which Optuna's samplers keep a trial's constraints (`_CONSTRAINTS_KEY` of
 # `optuna.study._constrained_optimization`), and where optuna-dashboard reads them to grey infeasible trials.
@@ -120,6 +122,52 @@ def report_finished(study: optuna.Study, trial: optuna.trial.FrozenTrial, step: 
             row.intermediate_value, row.intermediate_value_type = stored, kind
 
 
+def add_trials_at_once(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Finished trials added to the study, numbered in order, in one transaction of its database.
+
+    `Study.add_trials` makes a transaction per trial, with a query per parameter and attribute:
+    24 ms a trial on SQLite, all of it Python, which holds the lock the search's main thread
+    needs to score and sample. Here the rows are those `RDBStorage` writes, made with Optuna's
+    table models and flushed together. A storage that is not a database takes `add_trials`.
+    """
+    from optuna import distributions
+    from optuna.storages._rdb import models
+
+    if not isinstance(rdb_of(storage_of(study)), optuna.storages.RDBStorage):
+        study.add_trials(trials)
+        return
+    study_id = study_id_of(study)
+    with _transaction(study) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # as Optuna numbers a trial
+        number = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id).count()
+        first: dict[str, Any] = {}  # a parameter's first distribution in the study, as `set_trial_param` checks
+        for t in trials:
+            for name, distribution in t.distributions.items():
+                if name not in first:
+                    previous = session.query(models.TrialParamModel).join(models.TrialModel).filter(
+                        models.TrialModel.study_id == study_id, models.TrialParamModel.param_name == name).first()
+                    first[name] = distribution if previous is None else \
+                        distributions.json_to_distribution(previous.distribution_json)
+                distributions.check_distribution_compatibility(first[name], distribution)
+            row = models.TrialModel(study_id=study_id, number=number, state=t.state, datetime_start=t.datetime_start,
+                                    datetime_complete=t.datetime_complete)
+            number += 1
+            row.values = [models.TrialValueModel(objective=i, value=stored, value_type=kind) for i, (stored, kind)
+                          in enumerate(map(models.TrialValueModel.value_to_stored_repr, t.values or []))]
+            row.params = [models.TrialParamModel(param_name=name, param_value=t.distributions[name].to_internal_repr(v),
+                                                 distribution_json=distributions.distribution_to_json(t.distributions[name]))
+                          for name, v in t.params.items()]
+            row.user_attributes = [models.TrialUserAttributeModel(key=k, value_json=json.dumps(v))
+                                   for k, v in t.user_attrs.items()]
+            row.system_attributes = [models.TrialSystemAttributeModel(key=k, value_json=json.dumps(v))
+                                     for k, v in t.system_attrs.items()]
+            row.intermediate_values = [
+                models.TrialIntermediateValueModel(step=step, intermediate_value=stored, intermediate_value_type=kind)
+                for step, (stored, kind) in ((step, models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v))
+                                             for step, v in t.intermediate_values.items())]
+            session.add(row)
+
+
 def save_trial_note(study: optuna.Study, trial: optuna.trial.FrozenTrial, body: str) -> None:
     """The dashboard note (Markdown) of a finished trial, the first thing its page shows; a
     newer version of the note replaces it, as `optuna_dashboard.save_note` does."""
@@ -156,58 +204,134 @@ def attach_artifact(study: optuna.Study, trial: optuna.trial.FrozenTrial, store:
     return artifact_id
 
 
-class HistoryTPESampler(optuna.samplers.TPESampler):
-    """Optuna's TPE, fitted once per history of finished trials instead of once per trial.
+def _split(study: optuna.Study, trials: list, n_below: int) -> tuple[list, list]:
+    """TPE's split into the best `n_below` trials and the rest, each by number. Optuna's
+    (`_split_trials`) reads each trial's state and constraints in Python, the larger part of a
+    fit over a long study; where every trial is a feasible completed one of a single objective,
+    its split is a stable sort of the values, done here in numpy."""
+    from optuna.samplers._tpe import sampler as tpe
+    from optuna.trial import TrialState
 
-    Within a batch of asks the finished trials do not change, only the running ones that the
-    constant liar adds to the "above" density. The finished trials' split and their internal
-    representation, the O(n) part of every ask, are kept while the finished trials stay the
-    same; each ask appends the running trials and builds the two densities from arrays. The
-    proposals are exactly TPE's (a test checks it against the installed Optuna). Where the
-    running trials are not all newer than the finished ones, as after an enqueued trial, it
-    falls back to TPE's own fit.
+    if len(study.directions) > 1 or any(t.state != TrialState.COMPLETE or CONSTRAINTS_KEY in t.system_attrs
+                                        for t in trials):
+        return tpe._split_trials(study, trials, n_below)
+    values = np.fromiter((t.value for t in trials), dtype=float, count=len(trials))
+    order = np.argsort(values if study.direction == optuna.study.StudyDirection.MINIMIZE else -values, kind="stable")
+    best = np.zeros(len(trials), dtype=bool)
+    best[order[:n_below]] = True  # the listing is by number, so both parts stay in it
+    return [t for t, b in zip(trials, best) if b], [t for t, b in zip(trials, best) if not b]
+
+
+class BatchTPESampler(optuna.samplers.TPESampler):
+    """Optuna's TPE, fitted once per batch of asks, its "above" density thinned to `history` trials.
+
+    TPE refits both densities on the whole history at every ask and weighs each candidate
+    against every trial, so a study of n trials costs O(n^2), and over a long search the
+    sampler outgrew the scoring it steers. Here one fit serves a batch: at the first ask after
+    a trial finished, `batch` groups of `n_ei_candidates` are drawn from the "below" density and
+    weighed in one pass; the i-th ask takes the best of the i-th group that no earlier ask of the
+    batch took (TPE's constant liar, which keeps concurrent asks apart, in batch form). The
+    "above" density keeps at most `history` of its trials (0: all), evenly spaced over the
+    study, each with its TPE weight, scaled so that their sum is the whole's and the prior
+    keeps its share.
+
+    With `batch=1` and at most `history` trials above, the proposals are TPE's exactly (a test
+    checks it against the installed Optuna). A parameter outside the relative search space (a
+    define-by-run space) takes TPE's independent path, on the thinned history.
     """
 
-    def __init__(self, **options: Any):
+    def __init__(self, *, batch: int = 1, history: int = 1000, **options: Any):
+        if not (isinstance(batch, int) and batch >= 1):
+            raise OptionError(f"the TPE batch must be a positive integer, got {batch!r}")
+        if isinstance(history, bool) or not (isinstance(history, int) and (history == 0 or history >= 2)):
+            raise OptionError(f"sampler option history must be 0 (every trial) or an integer of at least 2, "
+                              f"got {history!r}")
         super().__init__(**options)
-        self._kept: dict = {}  # search space -> (observations below, observations above) of the finished trials
-        self._kept_for = None  # the finished history they were made from: (count, last number)
+        self._batch, self._history = batch, history
+        self._queue: list[dict[str, Any]] = []  # the batch's proposals not yet asked for
+        self._split_kept: tuple[list, list] | None = None  # the finished trials' split, until one more finishes
+        self._queue_space: dict | None = None
 
-    def _sample(self, study, trial, search_space):
+    def after_trial(self, study, trial, state, values):
+        self._queue, self._split_kept = [], None  # a finished trial changes the history: the next ask refits
+        super().after_trial(study, trial, state, values)
+
+    def _sample_relative(self, study, trial, search_space):
+        if search_space == {}:
+            return {}
+        if not self._queue or self._queue_space != search_space:
+            trials = self._history_of(study, trial)
+            if sum(t.state != optuna.trial.TrialState.RUNNING for t in trials) < self._n_startup_trials:
+                return {}  # TPE's random start-up
+            self._queue, self._queue_space = self._proposals(study, trials, search_space, self._batch), search_space
+        return self._queue.pop(0)
+
+    def _sample(self, study, trial, search_space):  # TPE's independent path: one parameter at a time
+        return self._proposals(study, self._history_of(study, trial), search_space, 1)[0]
+
+    def _history_of(self, study, trial) -> list:
+        """The trials TPE fits on, as TPE lists them: the running ones too with the liar, not the asking one."""
+        from optuna.trial import TrialState
+
+        if not self._constant_liar:
+            return study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+                                   use_cache=False)
+        return [t for t in trials if t.number != trial.number]
+
+    def _proposals(self, study, trials: list, search_space: dict, count: int) -> list[dict[str, Any]]:
+        """`count` proposals from one fit of the two densities on `trials` (TPE's `_sample`, batched)."""
         from optuna.samplers._tpe import sampler as tpe
         from optuna.trial import TrialState
 
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
-                                   use_cache=False)
-        finished = [t for t in trials if t.state != TrialState.RUNNING]
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number] \
-            if self._constant_liar else []
-        if running and finished and min(t.number for t in running) < finished[-1].number:
-            return super()._sample(study, trial, search_space)
-        history = (len(finished), finished[-1].number if finished else -1)
-        if history != self._kept_for:
-            self._kept, self._kept_for = {}, history
-        key = tuple(search_space.items())
-        if key not in self._kept:
-            if self._gamma is None:
-                self._gamma = tpe.default_gamma if len(study.directions) <= 1 else tpe.default_gamma_multiobjective
-            below, above = tpe._split_trials(study, finished, self._gamma(len(finished)))
-            self._kept[key] = (self._get_internal_repr(below, search_space, study),
-                               self._get_internal_repr(above, search_space, study))
-        below_obs, above_obs = self._kept[key]
-        if running:  # TPE's liar: running trials join the "above" density, after the finished (by number)
-            extra = self._get_internal_repr(running, search_space, study)
-            above_obs = {k: np.concatenate([above_obs[k], extra[k]]) for k in above_obs}
-        mpe_below = self._estimator(study, search_space, below_obs, handle_below=True)
-        mpe_above = self._estimator(study, search_space, above_obs, handle_below=False)
-        samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        chosen = optuna.samplers.TPESampler._compare(samples, self._compute_acquisition_func(samples, mpe_below,
-                                                                                               mpe_above))
-        return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+        if self._gamma is None:
+            self._gamma = tpe.default_gamma if len(study.directions) <= 1 else tpe.default_gamma_multiobjective
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if self._split_kept is None:  # once per batch: a define-by-run space asks once per parameter
+            finished = [t for t in trials if t.state != TrialState.RUNNING]
+            self._split_kept = _split(study, finished, self._gamma(len(finished)))
+        below, above = self._split_kept
+        if running:  # TPE's liar: the running trials join the "above" trials, in the order of their numbers
+            above = sorted(above + running, key=lambda t: t.number) \
+                if above and min(t.number for t in running) < above[-1].number else above + running
+        mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
+        mpe_above = self._thinned_above(study, search_space, above)
+        candidates = self._n_ei_candidates
+        samples = mpe_below.sample(self._rng.rng, candidates * count)
+        gains = self._compute_acquisition_func(samples, mpe_below, mpe_above)
+        taken, out = set(), []
+        for group in range(count):
+            part = slice(group * candidates, (group + 1) * candidates)
+            chosen = self._compare({k: v[part] for k, v in samples.items()}, gains[part])  # TPE's pick
+            if self._constant_liar and tuple(chosen.values()) in taken:  # the best one not taken yet, if any
+                for i in np.argsort(-gains[part], kind="stable"):
+                    option = {k: v[part][i].item() for k, v in samples.items()}
+                    if tuple(option.values()) not in taken:
+                        chosen = option
+                        break
+            taken.add(tuple(chosen.values()))
+            out.append({name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()})
+        return out
 
-    def _estimator(self, study, search_space, observations, handle_below: bool):
-        """`TPESampler._build_parzen_estimator` from observations already in internal form."""
-        weights = None
-        if handle_below and study._is_multi_objective():
-            weights = np.ones(len(next(iter(observations.values()))) if observations else 0)
-        return self._parzen_estimator_cls(observations, search_space, self._parzen_estimator_parameters, weights)
+    def _thinned_above(self, study, search_space: dict, above: list):
+        """TPE's "above" density, from at most `history` of its trials."""
+        if not self._history or len(above) <= self._history:
+            return self._parzen_estimator_cls(self._get_internal_repr(above, search_space, study), search_space,
+                                              self._parzen_estimator_parameters)
+        weights = self._parzen_estimator_cls._call_weights_func(self._parzen_estimator_parameters.weights, len(above))
+        keep = np.linspace(0, len(above) - 1, self._history).round().astype(int)  # distinct: their spacing exceeds 1
+        observations = self._get_internal_repr([above[i] for i in keep], search_space, study)
+        kept = weights[keep] * (weights.sum() / weights[keep].sum())
+        if observations and len(next(iter(observations.values()))) != len(keep):
+            kept = None  # some lack a parameter of the space (define-by-run): TPE's own weights for the rest
+        return self._parzen_estimator_cls(observations, search_space, self._parzen_estimator_parameters, kept)
+
+    def _compute_acquisition_func(self, samples, mpe_below, mpe_above):
+        """TPE's acquisition, weighed once per distinct candidate: a batch's candidates, drawn from
+        the few trials of the "below" density, repeat one another, and each weighing is against
+        every trial of the "above" one."""
+        names = list(samples)
+        rows = np.stack([samples[k] for k in names], axis=1)
+        distinct, back = np.unique(rows, axis=0, return_inverse=True)
+        gains = super()._compute_acquisition_func({k: distinct[:, i] for i, k in enumerate(names)}, mpe_below, mpe_above)
+        return gains[back.reshape(-1)]

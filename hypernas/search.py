@@ -116,5 +116,5 @@ def run_search(cfg: SearchConfig, progress: bool = True) -> SearchResult:
     if cfg.limits.active:
         study.set_user_attr("infeasible_trials", sum(not t.user_attrs.get("feasible", True) for t in study.get_trials(
             deepcopy=False, states=FINISHED)))
-    final, tau = finalize(cfg, study, data, space, hypernet.model, progress)
+    final, tau = finalize(cfg, study, data, space, hypernet.model, progress) if cfg.top_k else ([], None)  # no final stage
     return SearchResult(study, final, tau, timing)

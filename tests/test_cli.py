@@ -115,6 +115,18 @@ def test_search_help_is_grouped_and_every_generated_flag_is_in_its_group(capsys)
     assert all(f.metadata.get("group") for f in dataclasses.fields(SearchConfig))  # declared once, on each field
 
 
+def test_every_command_prints_its_help(capsys):
+    """A help text with a bare % ("its 95% interval") once made `hypernas search --help` a traceback."""
+    from hypernas.cli import build_parser
+
+    commands = build_parser().subcommands
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0 and "usage:" in capsys.readouterr().out, name
+    assert "95%" in commands["search"].format_help()  # shown as written, not doubled
+
+
 def test_options_shared_with_the_search_have_its_default_on_every_command():
     from hypernas.cli import build_parser
     from hypernas.config import FitConfig, SearchConfig

@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from hypernas import optuna_private
+from hypernas.errors import StorageError
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -57,9 +58,10 @@ def test_a_finished_trial_takes_attributes_and_an_artifact(tmp_path):
 
 @pytest.mark.parametrize("options", [{}, {"constant_liar": False}, {"multivariate": False}, {"n_startup_trials": 3}])
 @pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
-def test_the_history_fitted_tpe_proposes_exactly_what_tpe_does(options, directions):
+def test_the_batch_tpe_with_batches_of_one_proposes_exactly_what_tpe_does(options, directions):
     """Asked in batches, as a search asks, with an enqueued trial and a failed one among them:
-    the proposals of `HistoryTPESampler` are those of the installed Optuna's TPE, trial by trial."""
+    with `batch=1` and a history within its bound, the proposals of `BatchTPESampler` are those
+    of the installed Optuna's TPE, trial by trial."""
 
     def proposals(sampler) -> list:
         study = optuna.create_study(directions=directions, sampler=sampler)
@@ -78,7 +80,7 @@ def test_the_history_fitted_tpe_proposes_exactly_what_tpe_does(options, directio
                 study.tell(t, v)
         return out
 
-    assert proposals(optuna_private.HistoryTPESampler(seed=4, **options)) == \
+    assert proposals(optuna_private.BatchTPESampler(seed=4, batch=1, **options)) == \
         proposals(optuna.samplers.TPESampler(seed=4, **options))
 def test_a_finished_trial_takes_a_dashboard_note(study):
     from optuna_dashboard._note import get_note_from_system_attrs
@@ -94,3 +96,38 @@ def test_the_constraints_key_is_optunas():
     from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 
     assert optuna_private.CONSTRAINTS_KEY == _CONSTRAINTS_KEY
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_trials_added_at_once_are_those_add_trials_writes(storage, tmp_path):
+    """Values (an infinite one too), parameters, both kinds of attributes, intermediate values and
+    states come back as `Study.add_trials` stores them, numbered after the trials already there."""
+    dist = {"a": optuna.distributions.CategoricalDistribution(["x", "y"]),
+            "b": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def trial(i: int, state=optuna.trial.TrialState.COMPLETE) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(
+            state=state, values=None if state != optuna.trial.TrialState.COMPLETE else [i / 10, float("inf")],
+            params={"a": "xy"[i % 2], "b": i / 10}, distributions=dist, user_attrs={"hash": f"h{i}", "n": [i]},
+            system_attrs={"told": [i, 0.5]}, intermediate_values={1: 0.25, 3: float(i)})
+
+    there, trials = trial(9), [trial(0), trial(1, optuna.trial.TrialState.PRUNED), trial(2)]
+    studies = []
+    for name, add in (("one", lambda s: s.add_trials(trials)), ("once", lambda s: optuna_private.add_trials_at_once(s, trials))):
+        url = None if storage == "memory" else f"sqlite:///{tmp_path}/{name}.db"
+        study = optuna.create_study(storage=url, directions=["maximize", "minimize"])
+        study.add_trial(there)  # one there already: the new ones are numbered after it
+        add(study)
+        studies.append(optuna.load_study(study_name=study.study_name, storage=url) if url else study)
+
+    def fields(t):
+        return (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs, t.system_attrs,
+                t.intermediate_values, t.datetime_start, t.datetime_complete)
+
+    one, once = ([fields(t) for t in s.get_trials()] for s in studies)
+    assert once == one and [f[0] for f in once] == [0, 1, 2, 3]
+    bad = optuna.trial.create_trial(values=[0.0, 0.0], params={"b": "x"}, distributions={"b": dist["a"]})
+    if storage == "sqlite":  # "b" is a float parameter in this study: refused in one line, nothing written
+        with pytest.raises(StorageError, match="cannot write to study .*different distribution kind"):
+            optuna_private.add_trials_at_once(studies[1], [trial(4), bad])
+    assert len(studies[1].get_trials()) == 4

@@ -31,17 +31,18 @@ class _Entry:
     single_objective: bool
     constrained: bool = False  # takes Optuna's constraints_func
     own: tuple[str, ...] = ()  # options the builder reads itself, not the class
+    batched: bool = False  # takes the search's batch of asks (`batch`), to fit once per batch
 
 
 SAMPLERS: dict[str, _Entry] = {}
 LOCAL_STARTUPS = ("random", "tpe", "gp", "wlgp")  # grid and evolution keep state that local moves would confuse
-SET_BY_THE_SEARCH = ("self", "seed", "constraints_func", "graph_of", "search_space", "startup")  # not options
+SET_BY_THE_SEARCH = ("self", "seed", "constraints_func", "graph_of", "search_space", "startup", "batch")  # not options
 
 
 def _register(name: str, cls: str, single_objective: bool = False, constrained: bool = False,
-              own: tuple[str, ...] = ()) -> Callable:
+              own: tuple[str, ...] = (), batched: bool = False) -> Callable:
     def add(build: Callable) -> Callable:
-        SAMPLERS[name] = _Entry(build, cls, single_objective, constrained, own)
+        SAMPLERS[name] = _Entry(build, cls, single_objective, constrained, own, batched)
         return build
 
     return add
@@ -62,12 +63,12 @@ def _optuna(cls: str, implementation: Any = None) -> Callable:
     return build
 
 
-@_register("tpe", "optuna.samplers:TPESampler", constrained=True)
+@_register("tpe", "hypernas.optuna_private:BatchTPESampler", constrained=True, batched=True)
 def _tpe(seed, space, options, graph_of):
-    # Optuna's TPE, its proposals exactly, fitted once per batch: hypernas.optuna_private says why
-    from hypernas.optuna_private import HistoryTPESampler
+    # Optuna's TPE, fitted once per batch on a bounded history: hypernas.optuna_private says why
+    from hypernas.optuna_private import BatchTPESampler
 
-    return _optuna("TPESampler", HistoryTPESampler)(seed, space, options, graph_of)
+    return _optuna("TPESampler", BatchTPESampler)(seed, space, options, graph_of)
 
 
 for _name, _cls in (("gp", "GPSampler"), ("nsga2", "NSGAIISampler")):
@@ -133,7 +134,7 @@ def check_objectives(name: str, objectives: int) -> None:
 
 
 def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | None = None,
-                 graph_of: Callable[[dict[str, Any]], Any] | None = None, limits: int = 0) -> Any:
+                 graph_of: Callable[[dict[str, Any]], Any] | None = None, limits: int = 0, batch: int = 1) -> Any:
     """A seeded sampler. `options` are its own keyword arguments (e.g. {"multivariate": True}
     for TPE). `grid` needs a space that lists its grid. Local search takes `startup` (a sampler
     name) and `startup_options` for the sampler of its first `n_startup_trials`. `wlgp` needs
@@ -142,7 +143,8 @@ def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | Non
     With `limits` (how many are active), TPE, NSGA-II and GP, and local search's start-up
     among them, learn the feasible region through Optuna's `constraints_func`, which reads the
     trial's `constraints` attribute (`hypernas.budget`). Random, grid and our own samplers see an
-    infeasible trial's worst score instead, and steer away from it.
+    infeasible trial's worst score instead, and steer away from it. `batch` is how many trials
+    the search asks together: TPE fits once for them.
     """
     if name not in SAMPLERS:
         raise unknown_name("sampler", name, list(SAMPLERS))
@@ -150,6 +152,8 @@ def make_sampler(name: str, seed: int, space: Any, options: dict[str, Any] | Non
     check_options(name, options)
     if limits and (SAMPLERS[name].constrained or name == "local"):
         options["constraints_func"] = _Constraints(limits)
+    if SAMPLERS[name].batched:
+        options["batch"] = batch
     return SAMPLERS[name].build(seed, space, options, graph_of)
 
 
@@ -184,25 +188,34 @@ class _PythonObject(metaclass=_Unresolved):
 
 
 def _hints(target: str) -> dict[str, Any]:
-    """The type hints of the keyword arguments of `module:Class`. Optuna imports some of the
-    names its hints use only for type checkers, so `typing.get_type_hints` fails on them; each
-    hint is evaluated with such names read as `_PythonObject`."""
+    """The type hints of the keyword arguments of `module:Class`, and of its bases' where it
+    passes `**options` on to them. Optuna imports some of the names its hints use only for type
+    checkers, so `typing.get_type_hints` fails on them; each hint is evaluated in its class's
+    module with such names read as `_PythonObject`."""
     import builtins
     import collections.abc
     import importlib
     import inspect
+    import sys
 
     module, _, name = target.partition(":")
-    module = importlib.import_module(module)
+    hints: dict[str, Any] = {}
+    for cls in getattr(importlib.import_module(module), name).__mro__:
+        names = vars(sys.modules[cls.__module__])
 
-    class Names(dict):
-        def __missing__(self, key: str) -> Any:
-            spaces = (vars(module), vars(builtins), vars(typing), vars(collections.abc))
-            return next((space[key] for space in spaces if key in space), _PythonObject)
+        class Names(dict):
+            def __missing__(self, key: str) -> Any:
+                spaces = (names, vars(builtins), vars(typing), vars(collections.abc))
+                return next((space[key] for space in spaces if key in space), _PythonObject)
 
-    parameters = inspect.signature(getattr(module, name).__init__).parameters
-    return {key: Any if p.annotation is p.empty else eval(p.annotation, {}, Names())
-            if isinstance(p.annotation, str) else p.annotation for key, p in parameters.items()}
+        parameters = inspect.signature(cls.__init__).parameters
+        for key, p in parameters.items():
+            if p.kind is not p.VAR_KEYWORD and key not in hints:
+                hints[key] = Any if p.annotation is p.empty else eval(p.annotation, {}, Names()) \
+                    if isinstance(p.annotation, str) else p.annotation
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return hints
+    return hints
 
 
 def _kind(hint: Any) -> tuple[Callable[[Any], bool], str]:
@@ -233,22 +246,26 @@ class TimedSampler:
     """A sampler that keeps the seconds its wrapped sampler spends, so that a search can tell the
     sampler's own time from the building of the networks that its suggestions interleave with
     (a define-by-run space asks the sampler from inside the build). Optuna's sampler protocol,
-    delegated; `seconds` is the running total.
+    delegated; `seconds` is the running total, `cpu_seconds` the thread's CPU time within it
+    (a background thread that holds the interpreter lock, as the storage writer does, adds to
+    the first only).
 
     Usage: timed = TimedSampler(make_sampler("tpe", 0, space)); ...; timed.seconds
     """
 
     def __init__(self, sampler: Any):
         self.sampler, self.seconds = sampler, 0.0
+        self.cpu_seconds = 0.0  # this thread's CPU time in them: without waiting for the interpreter lock
 
     def _timed(self, name: str, *args: Any) -> Any:
         import time
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return getattr(self.sampler, name)(*args)
         finally:
             self.seconds += time.perf_counter() - start
+            self.cpu_seconds += time.thread_time() - cpu
 
     def infer_relative_search_space(self, study, trial):
         return self._timed("infer_relative_search_space", study, trial)

@@ -1,8 +1,8 @@
 """The trials of a study that several workers share: the writer, the mirror, and joining.
 
 The sampler steers an in-memory mirror of the study. Each finished batch is written to the
-persistent storage by a background thread while the next batch is scored, because SQLite
-through Optuna costs about 10 ms per trial (a query per parameter and attribute); a crash
+persistent storage by a background thread while the next batch is scored, in one
+transaction per batch (`hypernas.optuna_private.add_trials_at_once`); a crash
 loses at most the batches in flight. Before each batch the mirror takes in the trials other
 workers finished, so the sampler and the duplicate cache see the whole study.
 
@@ -29,7 +29,7 @@ import time
 import optuna
 
 from hypernas.errors import StorageError, first_line
-from hypernas.optuna_private import CONSTRAINTS_KEY, storage_of, study_id_of, trial_id_of
+from hypernas.optuna_private import CONSTRAINTS_KEY, add_trials_at_once, storage_of, study_id_of, trial_id_of
 from hypernas.study.attrs import check_trial, completed
 from hypernas.study.storage import study_lock
 
@@ -165,7 +165,8 @@ class Writer:
                     self.numbers[t.number] = first + i
             for number, other in elsewhere.items():  # this worker's later duplicates of it point there too
                 self.redirect[self.numbers[number]] = other
-            self.study.add_trials([stored(self._resolved(t, elsewhere.get(t.number)), self.prune_copies) for t in keep])
+            add_trials_at_once(self.study, [stored(self._resolved(t, elsewhere.get(t.number)), self.prune_copies)
+                                            for t in keep])
             self.full = room <= 0
 
     def _resolved(self, t: optuna.trial.FrozenTrial, duplicate_of: int | None) -> optuna.trial.FrozenTrial:
