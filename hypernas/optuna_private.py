@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 from hypernas.errors import OptionError, StorageError, first_line
 
@@ -126,7 +127,7 @@ def add_trials_at_once(study: optuna.Study, trials: list[optuna.trial.FrozenTria
     """Finished trials added to the study, numbered in order, in one transaction of its database.
 
     `Study.add_trials` makes a transaction per trial, with a query per parameter and attribute:
-    24 ms a trial on SQLite, all of it Python, which holds the lock the search's main thread
+    12 ms a trial on SQLite, all of it Python, which holds the lock the search's main thread
     needs to score and sample. Here the rows are those `RDBStorage` writes, made with Optuna's
     table models and flushed together. A storage that is not a database takes `add_trials`.
     """
@@ -210,7 +211,6 @@ def _split(study: optuna.Study, trials: list, n_below: int) -> tuple[list, list]
     fit over a long study; where every trial is a feasible completed one of a single objective,
     its split is a stable sort of the values, done here in numpy."""
     from optuna.samplers._tpe import sampler as tpe
-    from optuna.trial import TrialState
 
     if len(study.directions) > 1 or any(t.state != TrialState.COMPLETE or CONSTRAINTS_KEY in t.system_attrs
                                         for t in trials):
@@ -249,11 +249,11 @@ class BatchTPESampler(optuna.samplers.TPESampler):
         super().__init__(**options)
         self._batch, self._history = batch, history
         self._queue: list[dict[str, Any]] = []  # the batch's proposals not yet asked for
-        self._split_kept: tuple[list, list] | None = None  # the finished trials' split, until one more finishes
+        self._split_kept: tuple[int, list, list] | None = None  # (finished trials, their split): kept while they last
         self._queue_space: dict | None = None
 
     def after_trial(self, study, trial, state, values):
-        self._queue, self._split_kept = [], None  # a finished trial changes the history: the next ask refits
+        self._queue = []  # a finished trial changes the history: the next ask refits
         super().after_trial(study, trial, state, values)
 
     def _sample_relative(self, study, trial, search_space):
@@ -261,7 +261,7 @@ class BatchTPESampler(optuna.samplers.TPESampler):
             return {}
         if not self._queue or self._queue_space != search_space:
             trials = self._history_of(study, trial)
-            if sum(t.state != optuna.trial.TrialState.RUNNING for t in trials) < self._n_startup_trials:
+            if sum(t.state != TrialState.RUNNING for t in trials) < self._n_startup_trials:
                 return {}  # TPE's random start-up
             self._queue, self._queue_space = self._proposals(study, trials, search_space, self._batch), search_space
         return self._queue.pop(0)
@@ -271,8 +271,6 @@ class BatchTPESampler(optuna.samplers.TPESampler):
 
     def _history_of(self, study, trial) -> list:
         """The trials TPE fits on, as TPE lists them: the running ones too with the liar, not the asking one."""
-        from optuna.trial import TrialState
-
         if not self._constant_liar:
             return study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True)
         trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
@@ -282,15 +280,16 @@ class BatchTPESampler(optuna.samplers.TPESampler):
     def _proposals(self, study, trials: list, search_space: dict, count: int) -> list[dict[str, Any]]:
         """`count` proposals from one fit of the two densities on `trials` (TPE's `_sample`, batched)."""
         from optuna.samplers._tpe import sampler as tpe
-        from optuna.trial import TrialState
 
         if self._gamma is None:
             self._gamma = tpe.default_gamma if len(study.directions) <= 1 else tpe.default_gamma_multiobjective
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        if self._split_kept is None:  # once per batch: a define-by-run space asks once per parameter
+        # Finished trials are only ever added, so their count tells whether the split still holds:
+        # a define-by-run space asks once per parameter, and the batch's asks share one split.
+        if self._split_kept is None or self._split_kept[0] != len(trials) - len(running):
             finished = [t for t in trials if t.state != TrialState.RUNNING]
-            self._split_kept = _split(study, finished, self._gamma(len(finished)))
-        below, above = self._split_kept
+            self._split_kept = (len(finished), *_split(study, finished, self._gamma(len(finished))))
+        _, below, above = self._split_kept
         if running:  # TPE's liar: the running trials join the "above" trials, in the order of their numbers
             above = sorted(above + running, key=lambda t: t.number) \
                 if above and min(t.number for t in running) < above[-1].number else above + running
